@@ -1,0 +1,28 @@
+"""qjm: IBM's Job Manager model on Celery workers and Redis.
+
+``JobManager().run(circuits, backend=...)`` splits circuits into jobs, runs them on workers and
+gives back one combined result, retrievable later from any process by the job set's id.
+Importing qjm never imports or starts a worker.
+"""
+
+from .errors import (
+    ExperimentNotFoundError,
+    InvalidInputError,
+    JobSetFailedError,
+    JobSetNotFoundError,
+    JobSetTimeoutError,
+    QJMError,
+    StoreUnavailableError,
+    UnknownBackendError,
+)
+from .job_set import ManagedJob, ManagedJobSet
+from .manager import JobManager
+from .results import ManagedResults
+from .status import JobSetStatus, JobStatus
+
+__all__ = [
+    "JobManager", "ManagedJobSet", "ManagedJob", "ManagedResults", "JobStatus", "JobSetStatus",
+    "QJMError", "InvalidInputError", "UnknownBackendError", "StoreUnavailableError", "JobSetNotFoundError",
+    "JobSetTimeoutError", "JobSetFailedError", "ExperimentNotFoundError",
+]
+__version__ = "0.1.0"

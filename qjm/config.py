@@ -1,0 +1,40 @@
+"""Settings read from the environment, in one place, so workers and clients agree."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+DAY = 24 * 3600
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw not in (None, "") else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str = field(default_factory=lambda: os.environ.get("QJM_REDIS_URL", "redis://localhost:6379/0"))
+    broker_url: str | None = field(default_factory=lambda: os.environ.get("QJM_BROKER_URL") or None)
+    #: How long job sets, their circuits and results are kept (and Celery results expire).
+    ttl_seconds: int = field(default_factory=lambda: _int("QJM_TTL_SECONDS", 14 * DAY))
+    #: Redis broker visibility timeout: an unacknowledged task is redelivered after this long.
+    visibility_timeout: int = field(default_factory=lambda: _int("QJM_VISIBILITY_TIMEOUT", 3600))
+    #: Longest pause between two polls of one job; kept far below the visibility timeout.
+    max_poll_interval: int = field(default_factory=lambda: _int("QJM_MAX_POLL_INTERVAL", 60))
+    #: Pending remote jobs allowed per IBM backend, across all job sets and workers.
+    max_pending_jobs: int = field(default_factory=lambda: _int("QJM_MAX_PENDING_JOBS", 3))
+    #: Experiments per job when neither the caller nor the backend says otherwise.
+    default_max_experiments: int = field(default_factory=lambda: _int("QJM_DEFAULT_MAX_EXPERIMENTS", 100))
+    #: Cap on circuits x shots in one job (IBM's Sampler limit is 10 million executions).
+    max_executions_per_job: int = field(default_factory=lambda: _int("QJM_MAX_EXECUTIONS_PER_JOB", 10_000_000))
+
+    @property
+    def broker(self) -> str:
+        return self.broker_url or self.redis_url
+
+
+def settings() -> Settings:
+    """Fresh settings from the current environment (cheap; read per call so tests can change it)."""
+    return Settings()

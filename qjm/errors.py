@@ -1,0 +1,53 @@
+"""One hierarchy for every error qjm raises, so callers can catch ``QJMError`` alone."""
+
+from __future__ import annotations
+
+
+class QJMError(Exception):
+    """Base class of every qjm error."""
+
+
+class InvalidInputError(QJMError, ValueError):
+    """The arguments to ``run()`` cannot be executed; the message says what to change."""
+
+
+class UnknownBackendError(InvalidInputError):
+    """The backend name is neither a local simulator nor reachable on IBM Quantum."""
+
+
+class StoreUnavailableError(QJMError, ConnectionError):
+    """Redis (``QJM_REDIS_URL``) does not answer."""
+
+
+class JobSetNotFoundError(QJMError, KeyError):
+    """No job set with that id exists (or it has expired)."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else "job set not found"
+
+
+class JobSetTimeoutError(QJMError, TimeoutError):
+    """A wait ran out before the job set reached a final state."""
+
+
+class JobSetFailedError(QJMError):
+    """Some jobs of the set failed or were cancelled and a full result was asked for."""
+
+
+class ExperimentNotFoundError(QJMError, KeyError):
+    """An experiment index, name or circuit does not identify one experiment of the set."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "experiment not found"
+
+
+class ExecutorError(QJMError):
+    """A backend refused or failed a job; recorded on the chunk as its error."""
+
+
+class RetryLater(QJMError):
+    """A transient refusal (throttling, pending-job limit): try the step again after ``delay``."""
+
+    def __init__(self, message: str, delay: float = 5.0) -> None:
+        super().__init__(message)
+        self.delay = delay

@@ -1,0 +1,23 @@
+"""Backend executors: ``for_backend(name)`` picks and caches the one for a backend name."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from .base import Executor, Poll, RemoteState, RunOptions, SubmitContext, Submission
+from .local import LocalExecutor, is_local, local_backend_names
+
+__all__ = [
+    "Executor", "Poll", "RemoteState", "RunOptions", "SubmitContext", "Submission",
+    "LocalExecutor", "for_backend", "is_local", "local_backend_names",
+]
+
+
+@lru_cache(maxsize=None)
+def for_backend(name: str) -> Executor:
+    """One executor per backend name and process, so targets and clients are built once."""
+    if is_local(name):
+        return LocalExecutor(name)
+    from .ibm import IBMQuantumExecutor  # imported lazily: it pulls in the HTTP client
+
+    return IBMQuantumExecutor(name)

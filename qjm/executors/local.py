@@ -1,0 +1,94 @@
+"""Local backends: the fake IBM devices (noisy, via qiskit-aer) and the ideal ``aer_simulator``.
+
+A local job cannot be looked up from another process, so the simulation runs inside the
+worker's submit step and the records come back with the submission.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from typing import Any
+
+from qiskit import QuantumCircuit
+from qiskit.providers import BackendV2
+
+from .. import codec
+from ..errors import UnknownBackendError
+from .base import Executor, RunOptions, SubmitContext, Submission
+
+AER = "aer_simulator"
+
+
+@lru_cache(maxsize=1)
+def _fake_classes() -> dict[str, type]:
+    from qiskit_ibm_runtime import fake_provider
+    from qiskit_ibm_runtime.fake_provider.fake_backend import FakeBackendV2
+
+    out = {}
+    for attr in dir(fake_provider):
+        cls = getattr(fake_provider, attr)
+        if isinstance(cls, type) and issubclass(cls, FakeBackendV2) and cls is not FakeBackendV2:
+            name = getattr(cls, "backend_name", None)
+            if isinstance(name, str) and name.startswith("fake_"):
+                out[name] = cls
+    return out
+
+
+def local_backend_names() -> list[str]:
+    return sorted(_fake_classes()) + [AER]
+
+
+def is_local(name: str) -> bool:
+    return name == AER or name.startswith("fake_")
+
+
+def _threads() -> int:
+    """Aer threads per worker process: qjm scales by processes, so one thread each by default."""
+    return int(os.environ.get("QJM_SIM_THREADS", "1"))
+
+
+class LocalExecutor(Executor):
+    local = True
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        if name != AER and name not in _fake_classes():
+            raise UnknownBackendError(
+                f"Unknown local backend {name!r}. Local backends are 'aer_simulator' and the fake devices: "
+                + ", ".join(sorted(_fake_classes()))
+            )
+        self._backend: BackendV2 | None = None
+        self._simulator: Any = None
+
+    def backend(self) -> BackendV2:
+        if self._backend is None:
+            if self.name == AER:
+                from qiskit_aer import AerSimulator
+
+                self._backend = AerSimulator()
+            else:
+                self._backend = _fake_classes()[self.name]()
+        return self._backend
+
+    def simulator(self) -> Any:
+        if self._simulator is None:
+            from qiskit_aer import AerSimulator
+
+            if self.name == AER:
+                self._simulator = AerSimulator(max_parallel_threads=_threads())
+            else:
+                self._simulator = AerSimulator.from_backend(self.backend(), max_parallel_threads=_threads())
+        return self._simulator
+
+    def submit(self, circuits: list[QuantumCircuit], options: RunOptions, ctx: SubmitContext) -> Submission:
+        run_opts: dict[str, Any] = {"shots": options.shots, "memory": options.memory}
+        if options.seed_simulator is not None:
+            run_opts["seed_simulator"] = options.seed_simulator
+        result = self.simulator().run(circuits, **run_opts).result()
+        if not result.success:
+            from ..errors import ExecutorError
+
+            raise ExecutorError(f"simulation failed: {result.status}")
+        records = codec.records_from_qiskit_result(circuits, result, options.memory)
+        return Submission(remote_id=f"local:{ctx.job_set_id}:{ctx.chunk}", records=records)

@@ -1,0 +1,340 @@
+"""The Redis store: the one owner of qjm's key schema and of every state transition.
+
+Everything a job set is lives under ``qjm:set:<id>``; other modules never build a key or
+write a status themselves. Transitions run as Lua scripts so that two workers (or a worker
+and a ``cancel()``) racing on one chunk cannot move it backwards or out of a final state.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import redis
+
+from . import codec
+from .config import Settings, settings as load_settings
+from .errors import JobSetNotFoundError, StoreUnavailableError
+from .status import FINAL, JobSetStatus, JobStatus
+
+
+class Keys:
+    """Key templates. Bump ``PREFIX`` to change the schema wholesale."""
+
+    PREFIX = "qjm"
+    INDEX = f"{PREFIX}:sets"  # sorted set: job-set id -> creation time
+
+    @classmethod
+    def job_set(cls, sid: str) -> str:
+        return f"{cls.PREFIX}:set:{sid}"
+
+    @classmethod
+    def names(cls, sid: str) -> str:
+        return f"{cls.PREFIX}:set:{sid}:names"
+
+    @classmethod
+    def combined(cls, sid: str) -> str:
+        return f"{cls.PREFIX}:set:{sid}:result"
+
+    @classmethod
+    def chunk(cls, sid: str, i: int) -> str:
+        return f"{cls.PREFIX}:set:{sid}:chunk:{i}"
+
+    @classmethod
+    def circuits(cls, sid: str, i: int) -> str:
+        return f"{cls.PREFIX}:set:{sid}:chunk:{i}:circuits"
+
+    @classmethod
+    def isa(cls, sid: str, i: int) -> str:
+        return f"{cls.PREFIX}:set:{sid}:chunk:{i}:isa"
+
+    @classmethod
+    def result(cls, sid: str, i: int) -> str:
+        return f"{cls.PREFIX}:set:{sid}:chunk:{i}:result"
+
+    @classmethod
+    def slots(cls, backend: str) -> str:
+        return f"{cls.PREFIX}:slots:{backend}"
+
+
+_RANK = {s.value: r for r, s in enumerate(JobStatus)}
+_FINAL_NAMES = sorted(s.value for s in FINAL)
+
+# KEYS[1] chunk hash, KEYS[2] optional result key; ARGV: new status, ttl, result or "", field/value pairs.
+# Moves a chunk forward only; a final status never changes. Returns the status the chunk has after.
+_ADVANCE = """
+local cur = redis.call('HGET', KEYS[1], 'status')
+if not cur then return false end
+local final = {DONE=true, ERROR=true, CANCELLED=true}
+local rank = {QUEUED=0, TRANSPILING=1, SUBMITTED=2, RUNNING=3, DONE=4, ERROR=4, CANCELLED=4}
+if final[cur] or rank[ARGV[1]] < rank[cur] then return cur end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updated', ARGV[4])
+for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+if KEYS[2] and ARGV[3] ~= '' then redis.call('SET', KEYS[2], ARGV[3], 'EX', tonumber(ARGV[2])) end
+return ARGV[1]
+"""
+
+# KEYS[1] slot hash; ARGV: holder, limit, lease expiry, now. A holder that has a slot keeps it.
+_RENEW = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) return 1 end
+return 0
+"""
+
+_ACQUIRE = """
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  if tonumber(all[i + 1]) < tonumber(ARGV[4]) and all[i] ~= ARGV[1] then redis.call('HDEL', KEYS[1], all[i]) end
+end
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 or redis.call('HLEN', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+  return 1
+end
+return 0
+"""
+
+
+@dataclass
+class ChunkRecord:
+    """One job of a set: experiments ``start`` to ``stop - 1`` of the set."""
+
+    index: int
+    start: int
+    stop: int
+    status: JobStatus
+    remote_id: str | None = None
+    error: str | None = None
+    updated: float | None = None
+
+    @classmethod
+    def from_hash(cls, h: dict[bytes, bytes]) -> "ChunkRecord":
+        g = lambda k: h.get(k.encode(), b"").decode() or None  # noqa: E731
+        return cls(
+            index=int(g("index") or 0),
+            start=int(g("start") or 0),
+            stop=int(g("stop") or 0),
+            status=JobStatus(g("status")),
+            remote_id=g("remote_id"),
+            error=g("error"),
+            updated=float(g("updated") or 0) or None,
+        )
+
+
+@dataclass
+class JobSetRecord:
+    """The job set as stored: what was asked for and where it stands."""
+
+    id: str
+    name: str | None
+    backend: str
+    tags: list[str]
+    created: float
+    n_experiments: int
+    chunk_bounds: list[tuple[int, int]]
+    options: dict[str, Any]
+    status: JobSetStatus = JobSetStatus.RUNNING
+    session_id: str | None = None
+    cancel_requested: bool = False
+    finished: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_chunks(self) -> int:
+        return len(self.chunk_bounds)
+
+    def to_hash(self) -> dict[str, str]:
+        return {
+            "id": self.id,
+            "name": self.name or "",
+            "backend": self.backend,
+            "tags": codec.dumps(self.tags).decode(),
+            "created": repr(self.created),
+            "n_experiments": str(self.n_experiments),
+            "chunk_bounds": codec.dumps(self.chunk_bounds).decode(),
+            "options": codec.dumps(self.options).decode(),
+            "status": self.status.value,
+            "extra": codec.dumps(self.extra).decode(),
+        }
+
+    @classmethod
+    def from_hash(cls, h: dict[bytes, bytes]) -> "JobSetRecord":
+        g = lambda k: h.get(k.encode(), b"").decode()  # noqa: E731
+        return cls(
+            id=g("id"),
+            name=g("name") or None,
+            backend=g("backend"),
+            tags=codec.loads(g("tags") or "[]"),
+            created=float(g("created")),
+            n_experiments=int(g("n_experiments")),
+            chunk_bounds=[tuple(b) for b in codec.loads(g("chunk_bounds"))],
+            options=codec.loads(g("options")),
+            status=JobSetStatus(g("status")),
+            session_id=g("session_id") or None,
+            cancel_requested=g("cancel_requested") == "1",
+            finished=float(g("finished")) if g("finished") else None,
+            extra=codec.loads(g("extra") or "{}"),
+        )
+
+
+def new_job_set_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Store:
+    """Typed access to qjm's Redis state. Cheap to create; holds one connection pool."""
+
+    def __init__(self, url: str | None = None, cfg: Settings | None = None) -> None:
+        self.cfg = cfg or load_settings()
+        self.url = url or self.cfg.redis_url
+        self.r = redis.Redis.from_url(self.url, socket_connect_timeout=5, socket_timeout=30, health_check_interval=30)
+        self._advance = self.r.register_script(_ADVANCE)
+        self._acquire = self.r.register_script(_ACQUIRE)
+        self._renew = self.r.register_script(_RENEW)
+
+    @property
+    def ttl(self) -> int:
+        return self.cfg.ttl_seconds
+
+    def ping(self) -> None:
+        """Raise a qjm error that names the URL when Redis does not answer."""
+        try:
+            self.r.ping()
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            raise StoreUnavailableError(
+                f"Cannot reach Redis at {self.url} ({exc}). Start Redis or set QJM_REDIS_URL to a reachable server."
+            ) from exc
+
+    # ----------------------------------------------------------------- creation
+    def create_job_set(self, rec: JobSetRecord, chunk_qpy: list[bytes], names: list[str]) -> None:
+        """Write a whole job set in one transaction: it exists completely or not at all."""
+        ttl = self.ttl
+        p = self.r.pipeline(transaction=True)
+        p.hset(Keys.job_set(rec.id), mapping=rec.to_hash())
+        p.expire(Keys.job_set(rec.id), ttl)
+        p.set(Keys.names(rec.id), codec.dumps(names), ex=ttl)
+        now = repr(time.time())
+        for i, ((start, stop), blob) in enumerate(zip(rec.chunk_bounds, chunk_qpy)):
+            ck = Keys.chunk(rec.id, i)
+            p.hset(ck, mapping={"index": i, "start": start, "stop": stop, "status": JobStatus.QUEUED.value, "updated": now})
+            p.expire(ck, ttl)
+            p.set(Keys.circuits(rec.id, i), blob, ex=ttl)
+        p.zadd(Keys.INDEX, {rec.id: rec.created})
+        p.execute()
+
+    # ----------------------------------------------------------------- reading
+    def job_set(self, sid: str) -> JobSetRecord:
+        h = self.r.hgetall(Keys.job_set(sid))
+        if not h:
+            raise JobSetNotFoundError(f"No job set with id {sid!r} in {self.url} (wrong id, other Redis, or expired).")
+        return JobSetRecord.from_hash(h)
+
+    def chunks(self, sid: str, n: int | None = None) -> list[ChunkRecord]:
+        if n is None:
+            n = self.job_set(sid).n_chunks
+        p = self.r.pipeline(transaction=False)
+        for i in range(n):
+            p.hgetall(Keys.chunk(sid, i))
+        return [ChunkRecord.from_hash(h) for h in p.execute()]
+
+    def chunk(self, sid: str, i: int) -> ChunkRecord:
+        h = self.r.hgetall(Keys.chunk(sid, i))
+        if not h:
+            raise JobSetNotFoundError(f"Job set {sid!r} has no job {i}.")
+        return ChunkRecord.from_hash(h)
+
+    def names(self, sid: str) -> list[str]:
+        return codec.loads(self.r.get(Keys.names(sid))) or []
+
+    def circuits_qpy(self, sid: str, i: int) -> bytes | None:
+        return self.r.get(Keys.circuits(sid, i))
+
+    def has_isa(self, sid: str, i: int) -> bool:
+        return bool(self.r.exists(Keys.isa(sid, i)))
+
+    def isa_qpy(self, sid: str, i: int) -> bytes | None:
+        return self.r.get(Keys.isa(sid, i))
+
+    def chunk_result(self, sid: str, i: int) -> list[dict[str, Any]] | None:
+        return codec.loads(self.r.get(Keys.result(sid, i)))
+
+    def combined_result(self, sid: str) -> dict[str, Any] | None:
+        return codec.loads(self.r.get(Keys.combined(sid)))
+
+    def job_set_ids(self) -> Iterator[str]:
+        """Ids newest first; ids whose job set has expired are pruned on the way."""
+        for raw in self.r.zrevrange(Keys.INDEX, 0, -1):
+            sid = raw.decode()
+            if self.r.exists(Keys.job_set(sid)):
+                yield sid
+            else:
+                self.r.zrem(Keys.INDEX, sid)
+
+    # ----------------------------------------------------------------- chunk transitions
+    def advance(self, sid: str, i: int, status: JobStatus, *, result: list[dict[str, Any]] | None = None,
+                **fields: Any) -> JobStatus:
+        """Move chunk ``i`` forward to ``status`` (with fields, and its result if given).
+
+        Returns the status the chunk has afterwards: ``status`` if the move happened, the
+        existing status if the chunk was already final or further along.
+        """
+        argv: list[Any] = [status.value, self.ttl, codec.dumps(result) if result is not None else "", repr(time.time())]
+        for k, v in fields.items():
+            argv += [k, "" if v is None else str(v)]
+        keys = [Keys.chunk(sid, i), Keys.result(sid, i)]
+        out = self._advance(keys=keys, args=argv)
+        if out is None:
+            raise JobSetNotFoundError(f"Job set {sid!r} has no job {i} (expired?).")
+        return JobStatus(out.decode() if isinstance(out, bytes) else out)
+
+    def set_chunk_fields(self, sid: str, i: int, **fields: Any) -> None:
+        """Record facts about a chunk (e.g. its remote id) without changing its status."""
+        self.r.hset(Keys.chunk(sid, i), mapping={k: "" if v is None else str(v) for k, v in fields.items()})
+
+    def store_isa(self, sid: str, i: int, blob: bytes) -> None:
+        self.r.set(Keys.isa(sid, i), blob, ex=self.ttl)
+
+    # ----------------------------------------------------------------- job-set transitions
+    def set_session(self, sid: str, session_id: str) -> bool:
+        """Record the set's remote batch once; returns False if another worker won the race."""
+        return bool(self.r.hsetnx(Keys.job_set(sid), "session_id", session_id))
+
+    def request_cancel(self, sid: str) -> list[ChunkRecord]:
+        """Flag the set cancelled and move every unfinished chunk to CANCELLED.
+
+        Returns the chunks that this call cancelled (their remote jobs need cancelling)."""
+        rec = self.job_set(sid)
+        self.r.hset(Keys.job_set(sid), "cancel_requested", "1")
+        cancelled = []
+        for ch in self.chunks(sid, rec.n_chunks):
+            if not ch.status.final and self.advance(sid, ch.index, JobStatus.CANCELLED,
+                                                     error="cancelled by user") is JobStatus.CANCELLED:
+                cancelled.append(ch)
+        return cancelled
+
+    def finish(self, sid: str, status: JobSetStatus, combined: dict[str, Any]) -> None:
+        """Record the set's final state and combined result; per-chunk results are then redundant."""
+        ttl = self.ttl
+        rec = self.job_set(sid)
+        p = self.r.pipeline(transaction=True)
+        p.set(Keys.combined(sid), codec.dumps(combined), ex=ttl)
+        p.hset(Keys.job_set(sid), mapping={"status": status.value, "finished": repr(time.time())})
+        for i in range(rec.n_chunks):
+            p.delete(Keys.result(sid, i))
+        p.execute()
+
+    # ----------------------------------------------------------------- remote-job slots
+    def acquire_slot(self, backend: str, holder: str, limit: int, lease: float) -> bool:
+        now = time.time()
+        return bool(self._acquire(keys=[Keys.slots(backend)], args=[holder, limit, repr(now + lease), repr(now)]))
+
+    def renew_slot(self, backend: str, holder: str, lease: float) -> bool:
+        """Extend a held slot's lease; never re-creates a slot that was released."""
+        return bool(self._renew(keys=[Keys.slots(backend)], args=[holder, repr(time.time() + lease)]))
+
+    def release_slot(self, backend: str, holder: str) -> bool:
+        """True only for the call that actually freed the slot."""
+        return bool(self.r.hdel(Keys.slots(backend), holder))
+
+    def slots_in_use(self, backend: str) -> int:
+        return int(self.r.hlen(Keys.slots(backend)))

@@ -1,0 +1,49 @@
+"""Task names, queues and Celery settings shared by the client (which sends) and the workers.
+
+qjm builds its chord from task *names*, so importing qjm never imports the worker code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kombu import Queue
+
+from .config import Settings
+
+CPU_QUEUE = "qjm.cpu"  # transpilation and local simulation
+IO_QUEUE = "qjm.io"  # remote submits, polling, assembly
+
+TRANSPILE = "qjm.transpile_chunk"
+SUBMIT = "qjm.submit_chunk"
+POLL = "qjm.poll_chunk"
+ASSEMBLE = "qjm.assemble_job_set"
+CANCEL = "qjm.cancel_job_set"
+
+ROUTES = {TRANSPILE: CPU_QUEUE, SUBMIT: IO_QUEUE, POLL: IO_QUEUE, ASSEMBLE: IO_QUEUE, CANCEL: IO_QUEUE}
+
+
+def celery_settings(cfg: Settings) -> dict[str, Any]:
+    """Settings for a queue that must not lose work: JSON only, late acks, one task at a time."""
+    return {
+        "broker_url": cfg.broker,
+        "result_backend": cfg.redis_url,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "result_expires": cfg.ttl_seconds,
+        "task_queues": [Queue(CPU_QUEUE), Queue(IO_QUEUE)],
+        "task_default_queue": IO_QUEUE,
+        "task_routes": {name: {"queue": q} for name, q in ROUTES.items()},
+        "broker_transport_options": {"visibility_timeout": cfg.visibility_timeout},
+        "result_backend_transport_options": {"visibility_timeout": cfg.visibility_timeout},
+        "broker_connection_retry_on_startup": True,
+        # Flower sees every task from the moment it is queued.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "task_track_started": True,
+    }

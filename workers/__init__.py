@@ -1,0 +1,1 @@
+"""The Celery application that runs qjm's tasks: ``celery -A workers.app worker``."""

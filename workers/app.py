@@ -1,0 +1,21 @@
+"""The Celery app. Its settings come from ``qjm.tasks`` so clients and workers cannot disagree."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+# Imported once in the parent so that forked pool processes share them instead of each
+# paying seconds of import time on their first task.
+import qiskit.transpiler.preset_passmanagers  # noqa: F401
+import qiskit_aer  # noqa: F401
+import qiskit_ibm_runtime.fake_provider  # noqa: F401
+from qjm import tasks as names
+from qjm.config import settings
+
+app = Celery("qjm", include=["workers.tasks"])
+app.conf.update(names.celery_settings(settings()))
+
+# Likewise the table of local backends, read from the fake provider's modules.
+from qjm.executors.local import local_backend_names  # noqa: E402
+
+local_backend_names()
