@@ -5,15 +5,27 @@ from __future__ import annotations
 from functools import lru_cache
 
 from celery import Celery, chain, chord
+from celery.backends.redis import RedisBackend
 
 from . import tasks
 from .config import Settings
 
 
+class SendOnlyRedisBackend(RedisBackend):
+    """The client reads job-set state from qjm's store, never Celery results, so it does not
+    subscribe to result channels (which would keep a pub/sub connection open for nothing)."""
+
+    def on_task_call(self, producer, task_id):  # noqa: D102
+        return None
+
+
 @lru_cache(maxsize=8)
 def client_app(cfg: Settings) -> Celery:
     app = Celery("qjm-client")
-    app.conf.update(tasks.celery_settings(cfg))
+    conf = tasks.celery_settings(cfg)
+    if conf["result_backend"].startswith(("redis://", "rediss://", "unix://")):
+        conf["result_backend"] = f"{__name__}.SendOnlyRedisBackend+{conf['result_backend']}"
+    app.conf.update(conf)
     return app
 
 

@@ -1,0 +1,28 @@
+# One virtualenv, made on first use; every target installs what it needs itself.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install test demo bench clean
+
+$(STAMP): pyproject.toml
+	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: install
+	$(PY) -m pytest -q -p no:cacheprovider
+
+demo: install
+	$(PY) -m qjm.demo
+
+bench: install
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) *.egg-info

@@ -1,0 +1,15 @@
+"""``make bench``: every benchmark, each measured against its own baseline in the same run."""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+import local  # noqa: E402
+
+if __name__ == "__main__":
+    local.main()

@@ -1,0 +1,186 @@
+"""Private processes on this machine: a ``redis-server`` and Celery workers.
+
+Used by ``qjm demo`` and the benchmark when nothing is running yet, and by the tests, which
+always start their own. Everything started here is stopped by ``LocalCluster.close()``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, TypeVar
+
+import redis
+
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+def redis_answers(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+    except (redis.ConnectionError, redis.TimeoutError, OSError, ValueError):
+        return False
+
+
+class RedisProcess:
+    """``redis-server`` on a free loopback port in its own directory; can be killed and restarted."""
+
+    def __init__(self, appendonly: bool = False, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.dir = tempfile.mkdtemp(prefix="qjm-redis-")
+        self.appendonly = appendonly
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> "RedisProcess":
+        if shutil.which("redis-server") is None:
+            raise RuntimeError("redis-server is not installed (Debian: apt-get install redis-server)")
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
+                "--save", "", "--appendonly", "yes" if self.appendonly else "no",
+                "--appendfsync", "always", "--maxmemory-policy", "noeviction"]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: redis_answers(self.url), 10, "redis-server to answer")
+        return self
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.url)
+
+
+def process_env(redis_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a qjm process pointed at ``redis_url``."""
+    env = dict(os.environ)
+    env.update({"QJM_REDIS_URL": redis_url, "C_FORCE_ROOT": "1", "PYTHONWARNINGS": "ignore"})
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    env.pop("QJM_BROKER_URL", None)
+    env.update(extra)
+    return env
+
+
+class WorkerProcess:
+    """``celery -A workers.app worker`` as a real process with a prefork pool."""
+
+    _count = 0
+
+    def __init__(self, redis_url: str, concurrency: int = 2, queues: str | None = None,
+                 extra_args: list[str] | None = None, **env: str) -> None:
+        WorkerProcess._count += 1
+        self.name = f"qjm{WorkerProcess._count}-{os.getpid()}@localhost"
+        self.log = tempfile.NamedTemporaryFile(prefix="qjm-worker-", suffix=".log", delete=False).name
+        args = [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-l", "info", "-n", self.name,
+                "--concurrency", str(concurrency), "--without-mingle", "--without-gossip", *(extra_args or [])]
+        if queues:
+            args += ["-Q", queues]
+        self._fh = open(self.log, "wb")
+        self.proc = subprocess.Popen(args, cwd=ROOT, env=process_env(redis_url, **env), stdout=self._fh,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait_ready(self, timeout: float = 120) -> "WorkerProcess":
+        def ready() -> bool:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited:\n{self.output()}")
+            return b"ready." in Path(self.log).read_bytes()
+
+        wait_for(ready, timeout, f"worker {self.name} to be ready", interval=0.1)
+        return self
+
+    def output(self) -> str:
+        return Path(self.log).read_text(errors="replace")
+
+    def pool_pids(self) -> list[int]:
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
+        return [int(p) for p in out.split()]
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Signal the whole process group (main process and pool), like losing the host."""
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, sig)
+                self.proc.wait(30)
+            except ProcessLookupError:
+                pass
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+
+    def stop(self) -> None:
+        self.kill(signal.SIGTERM)
+        self._fh.close()
+
+
+def workers_answering(redis_url: str, timeout: float = 1.0) -> int:
+    """How many qjm workers answer a Celery ping on this broker."""
+    from .config import Settings
+    from .dispatch import client_app
+
+    try:
+        return len(client_app(Settings(redis_url=redis_url)).control.ping(timeout=timeout) or [])
+    except Exception:  # noqa: BLE001 - no broker means no workers
+        return 0
+
+
+class LocalCluster:
+    """Whatever is missing to run job sets here: Redis if none answers, workers if none listen."""
+
+    def __init__(self, redis_url: str, concurrency: int | None = None) -> None:
+        self.redis_url = redis_url
+        self.concurrency = concurrency or os.cpu_count() or 2
+        self.redis: RedisProcess | None = None
+        self.workers: list[WorkerProcess] = []
+
+    def __enter__(self) -> "LocalCluster":
+        if not redis_answers(self.redis_url):
+            self.redis = RedisProcess().start()
+            self.redis_url = self.redis.url
+        if not workers_answering(self.redis_url):
+            self.workers.append(WorkerProcess(self.redis_url, concurrency=self.concurrency).wait_ready())
+        return self
+
+    @property
+    def started(self) -> list[str]:
+        return ([f"redis-server on {self.redis_url}"] if self.redis else []) + \
+               [f"worker {w.name} ({self.concurrency} processes)" for w in self.workers]
+
+    def close(self) -> None:
+        for w in self.workers:
+            w.stop()
+        if self.redis:
+            self.redis.stop()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,68 @@
+"""Bad input fails with a qjm error that says what to fix, and nothing is written or enqueued."""
+
+from __future__ import annotations
+
+import pytest
+from qiskit import QuantumCircuit
+
+from qjm import InvalidInputError, JobManager, QJMError, StoreUnavailableError, UnknownBackendError
+
+from .circuits import basis_state
+from .procs import RedisServer, free_port
+
+
+@pytest.fixture(scope="module")
+def quiet_redis():
+    """A Redis no worker writes to, so any key that appears came from the call under test."""
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def empty_jm(quiet_redis, monkeypatch):
+    """A manager plus a check that the call wrote nothing to Redis."""
+    monkeypatch.setenv("QJM_REDIS_URL", quiet_redis.url)
+    client = quiet_redis.client()
+    before = set(client.keys("*"))
+    yield JobManager()
+    assert set(client.keys("*")) == before, "a rejected run() wrote to Redis"
+
+
+def no_measure() -> QuantumCircuit:
+    qc = QuantumCircuit(2, name="bell-unmeasured")
+    qc.h(0)
+    qc.cx(0, 1)
+    return qc
+
+
+@pytest.mark.parametrize("circuits, backend, kwargs, error, message", [
+    ([], "aer_simulator", {}, InvalidInputError, "no circuits"),
+    ("OPENQASM 2.0;", "aer_simulator", {}, InvalidInputError, "QuantumCircuit"),
+    ([basis_state(1), "h q[0];"], "aer_simulator", {}, InvalidInputError, "Experiment 1 is a str"),
+    ([basis_state(1)], "fake_nowhere", {}, UnknownBackendError, "fake_manila"),
+    ([basis_state(1, n=6)], "fake_manila", {}, InvalidInputError, "6 qubits but fake_manila has 5"),
+    ([basis_state(1), no_measure()], "aer_simulator", {}, InvalidInputError, "Experiment 1 ('bell-unmeasured') has no measurements"),
+    ([basis_state(1)], "aer_simulator", {"max_experiments_per_job": 0}, InvalidInputError, "at least 1"),
+    ([basis_state(1)], "aer_simulator", {"shots": 0}, InvalidInputError, "shots"),
+    ([basis_state(1)], "aer_simulator", {"optimization_level": 7}, InvalidInputError, "optimization_level"),
+    ([basis_state(1)], "aer_simulator", {"job_tags": "sweep"}, InvalidInputError, "list of strings"),
+    ([basis_state(1)], "", {}, UnknownBackendError, "backend is empty"),
+])
+def test_rejected_before_anything_is_written(empty_jm, circuits, backend, kwargs, error, message):
+    with pytest.raises(error, match=message.replace("(", r"\(").replace(")", r"\)")):
+        empty_jm.run(circuits, backend=backend, **kwargs)
+
+
+def test_unreachable_redis_is_named(monkeypatch):
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    monkeypatch.setenv("QJM_REDIS_URL", url)
+    with pytest.raises(StoreUnavailableError, match=f"Cannot reach Redis at {url}.*QJM_REDIS_URL"):
+        JobManager().run([basis_state(1)], backend="aer_simulator")
+    with pytest.raises(QJMError):
+        JobManager().retrieve_job_set("anything")
+
+
+def test_unknown_job_set_id(empty_jm):
+    with pytest.raises(QJMError, match="No job set with id 'nope'"):
+        empty_jm.retrieve_job_set("nope")

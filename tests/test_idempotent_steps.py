@@ -1,0 +1,42 @@
+"""Every step run twice (a redelivery) leaves the same state: called directly against real Redis."""
+
+from __future__ import annotations
+
+from qjm import JobManager, JobSetStatus, JobStatus
+from qjm.pipeline import Pipeline
+from qjm.store import Keys
+
+from .circuits import basis_state, expected
+from .procs import RedisServer
+
+
+def test_redelivered_steps_change_nothing(monkeypatch):
+    server = RedisServer().start()
+    try:
+        monkeypatch.setenv("QJM_REDIS_URL", server.url)
+        # No worker listens here, so the enqueued chord just waits; the steps run in-process.
+        js = JobManager().run([basis_state(k, name=f"i{k}") for k in range(5)], backend="aer_simulator",
+                              shots=32, max_experiments_per_job=3)
+        sid, pipe, r = js.job_set_id(), Pipeline(), server.client()
+        for i in range(2):
+            pipe.transpile_chunk(sid, i)
+            isa = r.get(Keys.isa(sid, i))
+            pipe.transpile_chunk(sid, i)
+            assert r.get(Keys.isa(sid, i)) == isa
+            pipe.submit_chunk(sid, i)
+            first = (pipe.store.chunk(sid, i), r.get(Keys.result(sid, i)))
+            pipe.submit_chunk(sid, i)
+            assert (pipe.store.chunk(sid, i), r.get(Keys.result(sid, i))) == first
+            assert pipe.poll_chunk(sid, i) is None and pipe.poll_chunk(sid, i) is None
+        assert js.statuses() == [JobStatus.DONE, JobStatus.DONE]
+        assert pipe.assemble(sid) is JobSetStatus.DONE
+        combined = r.get(Keys.combined(sid))
+        assert pipe.assemble(sid) is JobSetStatus.DONE
+        assert r.get(Keys.combined(sid)) == combined
+        results = js.results(timeout=5)
+        assert [results.get_counts(k) for k in range(5)] == [{expected(k): 32} for k in range(5)]
+        # A final chunk never moves again, whatever arrives late.
+        assert pipe.store.advance(sid, 0, JobStatus.RUNNING) is JobStatus.DONE
+        assert pipe.store.advance(sid, 0, JobStatus.CANCELLED) is JobStatus.DONE
+    finally:
+        server.stop()
