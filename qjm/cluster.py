@@ -184,3 +184,52 @@ class LocalCluster:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class EmulatorProcess:
+    """``python -m qjm.emulator`` as its own process, as a user would run it next to the workers."""
+
+    def __init__(self, job_seconds: float = 1.0, pending_limit: int | None = None, fail_every: int = 0,
+                 throttle: float = 0.0, server_errors: float = 0.0) -> None:
+        self.port = free_port()
+        args = [sys.executable, "-m", "qjm.emulator", "--port", str(self.port), "--job-seconds", str(job_seconds),
+                "--fail-every", str(fail_every), "--throttle", str(throttle), "--server-errors", str(server_errors)]
+        if pending_limit:
+            args += ["--pending-limit", str(pending_limit)]
+        self.log = tempfile.NamedTemporaryFile(prefix="qjm-emulator-", suffix=".log", delete=False).name
+        self._fh = open(self.log, "wb")
+        self.proc = subprocess.Popen(args, cwd=ROOT, env=process_env("redis://unused"), stdout=self._fh,
+                                     stderr=subprocess.STDOUT)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stats(self) -> dict:
+        import json
+        import urllib.request
+
+        with urllib.request.urlopen(f"{self.url}/emulator/stats", timeout=5) as resp:
+            return json.load(resp)
+
+    def wait_ready(self, timeout: float = 60) -> "EmulatorProcess":
+        def ready() -> bool:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"emulator exited:\n{Path(self.log).read_text(errors='replace')}")
+            try:
+                return bool(self.stats())
+            except OSError:
+                return False
+
+        wait_for(ready, timeout, "the emulator to answer", interval=0.1)
+        return self
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._fh.close()

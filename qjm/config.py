@@ -23,6 +23,8 @@ class Settings:
     visibility_timeout: int = field(default_factory=lambda: _int("QJM_VISIBILITY_TIMEOUT", 3600))
     #: Longest pause between two polls of one job; kept far below the visibility timeout.
     max_poll_interval: int = field(default_factory=lambda: _int("QJM_MAX_POLL_INTERVAL", 60))
+    #: Shortest pause between two polls of one job (polls are spaced at a tenth of a job's age).
+    min_poll_interval: float = field(default_factory=lambda: float(os.environ.get("QJM_MIN_POLL_INTERVAL") or 0.1))
     #: Pending remote jobs allowed per IBM backend, across all job sets and workers.
     max_pending_jobs: int = field(default_factory=lambda: _int("QJM_MAX_PENDING_JOBS", 3))
     #: Experiments per job when neither the caller nor the backend says otherwise.

@@ -140,7 +140,7 @@ class ManagedJobSet:
 
             return watch(self, timeout=timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
-        delay = 0.02
+        delay, started = 0.02, time.monotonic()
         while True:
             status = self.status()
             if status.final:
@@ -150,7 +150,8 @@ class ManagedJobSet:
                     f"Job set {self._id} is still {status.value} after {timeout} s; statuses: "
                     + ", ".join(s.value for s in self.statuses()))
             time.sleep(delay if deadline is None else max(0.0, min(delay, deadline - time.monotonic())))
-            delay = min(delay * 1.5, 0.5)
+            # A tenth of a second at first (results show up promptly), a second for long waits.
+            delay = min(delay * 1.5, 0.1 if time.monotonic() - started < 60 else 1.0)
 
     def results(self, timeout: float | None = None, partial: bool = False) -> "ManagedResults":
         """Wait for the set, then return its combined results.

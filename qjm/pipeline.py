@@ -15,7 +15,8 @@ from typing import Any
 
 from qiskit.transpiler import PassManager, generate_preset_pass_manager
 
-from . import codec, hooks
+from . import codec, hooks, remote
+from .remote import chunk_tags
 from .config import Settings, settings as load_settings
 from .errors import RetryLater
 from .executors import Executor, RunOptions, SubmitContext, for_backend
@@ -30,11 +31,6 @@ def pass_manager(backend_name: str, optimization_level: int) -> PassManager:
     """Built once per worker process and backend: building it reads the whole target."""
     return generate_preset_pass_manager(optimization_level=optimization_level,
                                         backend=for_backend(backend_name).backend())
-
-
-def chunk_tags(job_set_id: str, chunk: int) -> list[str]:
-    """Tags on every remote job, so the service itself can say which chunk a job belongs to."""
-    return [f"qjm:{job_set_id}", f"qjm:{job_set_id}:{chunk}"]
 
 
 def _describe(exc: BaseException) -> str:
@@ -83,7 +79,7 @@ class Pipeline:
             self._fail(sid, i, "transpilation", exc)
 
     # ------------------------------------------------------------------ submit
-    def submit_chunk(self, sid: str, i: int, waited: float = 0.0) -> None:
+    def submit_chunk(self, sid: str, i: int) -> None:
         """Run (local) or post (remote) the chunk's job. Raises RetryLater when throttled."""
         ch = self.store.chunk(sid, i)
         if ch.status.final or ch.remote_id:
@@ -106,7 +102,7 @@ class Pipeline:
         if executor.local:
             self._run_local(sid, i, executor, isa, opts)
         else:
-            self._submit_remote(rec, i, executor, isa, opts, waited)
+            remote.submit(self, rec, i, executor, isa, opts)
 
     def _run_local(self, sid: str, i: int, executor: Executor, isa: list, opts: RunOptions) -> None:
         self._advance(sid, i, JobStatus.RUNNING)
@@ -119,12 +115,6 @@ class Pipeline:
         self._advance(sid, i, JobStatus.DONE, result=sub.records, remote_id=sub.remote_id,
                       finished_at=repr(time.time()))
 
-    def _submit_remote(self, rec: JobSetRecord, i: int, executor: Executor, isa: list, opts: RunOptions,
-                       waited: float) -> None:
-        from . import remote
-
-        remote.submit(self, rec, i, executor, isa, opts, waited)
-
     # ------------------------------------------------------------------ poll
     def poll_chunk(self, sid: str, i: int) -> float | None:
         """Check the chunk's job once. Returns seconds until the next check, None when final."""
@@ -132,8 +122,6 @@ class Pipeline:
         if ch.status.final:
             rec = self.store.job_set(sid)
             if not for_backend(rec.backend).local:
-                from . import remote
-
                 remote.after_final(self, rec, i, ch)
             return None
         rec = self.store.job_set(sid)
@@ -142,8 +130,6 @@ class Pipeline:
             # Local chunks finish inside submit; reaching here means submit recorded no outcome.
             self._advance(sid, i, JobStatus.ERROR, error="local job ended without a result")
             return None
-        from . import remote
-
         return remote.poll(self, rec, i, ch, executor)
 
     # ------------------------------------------------------------------ assemble
@@ -184,8 +170,6 @@ class Pipeline:
         }
         self.store.finish(sid, final, combined)
         if rec.session_id:
-            from . import remote
-
             remote.close_session(self, rec)
         hooks.emit("job_set_final", job_set_id=sid, status=final, record=rec)
         return final
@@ -197,7 +181,5 @@ class Pipeline:
         executor = for_backend(rec.backend)
         if executor.local:
             return
-        from . import remote
-
         remote.cancel_set(self, rec, executor)
 

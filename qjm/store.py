@@ -55,8 +55,22 @@ class Keys:
         return f"{cls.PREFIX}:set:{sid}:chunk:{i}:result"
 
     @classmethod
+    def posting_lock(cls, sid: str, i: int) -> str:
+        return f"{cls.PREFIX}:set:{sid}:chunk:{i}:posting"
+
+    @classmethod
+    def session_lock(cls, sid: str) -> str:
+        return f"{cls.PREFIX}:set:{sid}:session-lock"
+
+    @classmethod
     def slots(cls, backend: str) -> str:
+        """Hash: holder (``<set id>:<chunk>``) -> lease expiry, one field per pending remote job."""
         return f"{cls.PREFIX}:slots:{backend}"
+
+    @classmethod
+    def waiting(cls, backend: str) -> str:
+        """Sorted set: holders waiting for a slot, by the time they started waiting (FIFO)."""
+        return f"{cls.PREFIX}:slots:{backend}:waiting"
 
 
 _RANK = {s.value: r for r, s in enumerate(JobStatus)}
@@ -76,7 +90,8 @@ if KEYS[2] and ARGV[3] ~= '' then redis.call('SET', KEYS[2], ARGV[3], 'EX', tonu
 return ARGV[1]
 """
 
-# KEYS[1] slot hash; ARGV: holder, limit, lease expiry, now. A holder that has a slot keeps it.
+# KEYS[1] slot hash, KEYS[2] waiting set; ARGV: holder, limit, lease expiry, now.
+# Expired leases (dead holders) are reclaimed first; a holder that has a slot keeps it.
 _RENEW = """
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) return 1 end
 return 0
@@ -89,6 +104,7 @@ for i = 1, #all, 2 do
 end
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 or redis.call('HLEN', KEYS[1]) < tonumber(ARGV[2]) then
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+  redis.call('ZREM', KEYS[2], ARGV[1])
   return 1
 end
 return 0
@@ -106,6 +122,8 @@ class ChunkRecord:
     remote_id: str | None = None
     error: str | None = None
     updated: float | None = None
+    submitted_at: float | None = None
+    post_attempted: float | None = None
 
     @classmethod
     def from_hash(cls, h: dict[bytes, bytes]) -> "ChunkRecord":
@@ -118,6 +136,8 @@ class ChunkRecord:
             remote_id=g("remote_id"),
             error=g("error"),
             updated=float(g("updated") or 0) or None,
+            submitted_at=float(g("submitted_at") or 0) or None,
+            post_attempted=float(g("post_attempted") or 0) or None,
         )
 
 
@@ -295,6 +315,17 @@ class Store:
         self.r.set(Keys.isa(sid, i), blob, ex=self.ttl)
 
     # ----------------------------------------------------------------- job-set transitions
+    def posting_lock(self, sid: str, i: int) -> "redis.lock.Lock":
+        """Held while one delivery looks for and posts a chunk's job; never waited for.
+
+        It expires by itself, so a holder that died frees it (the chunk tag then tells the next
+        delivery whether the job was posted)."""
+        return self.r.lock(Keys.posting_lock(sid, i), timeout=300, blocking=False)
+
+    def session_lock(self, sid: str) -> "redis.lock.Lock":
+        """Held while a set's batch is opened, so concurrent first submits open only one."""
+        return self.r.lock(Keys.session_lock(sid), timeout=120, blocking_timeout=120)
+
     def set_session(self, sid: str, session_id: str) -> bool:
         """Record the set's remote batch once; returns False if another worker won the race."""
         return bool(self.r.hsetnx(Keys.job_set(sid), "session_id", session_id))
@@ -326,7 +357,24 @@ class Store:
     # ----------------------------------------------------------------- remote-job slots
     def acquire_slot(self, backend: str, holder: str, limit: int, lease: float) -> bool:
         now = time.time()
-        return bool(self._acquire(keys=[Keys.slots(backend)], args=[holder, limit, repr(now + lease), repr(now)]))
+        return bool(self._acquire(keys=[Keys.slots(backend), Keys.waiting(backend)],
+                                  args=[holder, limit, repr(now + lease), repr(now)]))
+
+    def wait_for_slot(self, backend: str, sid: str, i: int) -> float:
+        """Queue a chunk for the next free slot; returns when it first started waiting."""
+        key = Keys.chunk(sid, i)
+        self.r.hsetnx(key, "waiting_since", repr(time.time()))
+        since = float(self.r.hget(key, "waiting_since"))
+        self.r.zadd(Keys.waiting(backend), {f"{sid}:{i}": since}, nx=True)
+        return since
+
+    def next_waiting(self, backend: str) -> tuple[str, int] | None:
+        """Take the longest-waiting chunk off the backend's waiting set."""
+        popped = self.r.zpopmin(Keys.waiting(backend))
+        if not popped:
+            return None
+        sid, _, i = popped[0][0].decode().rpartition(":")
+        return sid, int(i)
 
     def renew_slot(self, backend: str, holder: str, lease: float) -> bool:
         """Extend a held slot's lease; never re-creates a slot that was released."""

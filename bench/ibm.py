@@ -1,0 +1,87 @@
+"""IBM Quantum path through the emulator: 30 jobs of 1 s each, at most 3 pending at once.
+
+The ideal makespan is 10 rounds of 1 s plus the transpilation of one job (measured here on a
+warm worker). Reported: makespan / ideal, and status requests the emulator saw per remote job.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+
+from qiskit import QuantumCircuit
+from qiskit.transpiler import generate_preset_pass_manager
+
+from qjm import JobManager
+from qjm.cluster import EmulatorProcess, RedisProcess, WorkerProcess
+
+CHUNKS, PER_CHUNK, JOB_SECONDS, LIMIT, SHOTS, ROUNDS = 30, 4, 1.0, 3, 256, 3
+BACKEND = "ibm_manila"
+
+
+def circuits(n: int) -> list[QuantumCircuit]:
+    out = []
+    for k in range(n):
+        qc = QuantumCircuit(5, name=f"b{k}")
+        for q in range(5):
+            if (k >> q) & 1:
+                qc.x(q)
+        qc.measure_all(add_bits=False) if qc.num_clbits else qc.measure_all()
+        out.append(qc)
+    return out
+
+
+def one_transpile(batch: list[QuantumCircuit]) -> float:
+    """The same chunk transpiled in this process against the emulated target (warm)."""
+    from qjm.executors import for_backend
+
+    pm = generate_preset_pass_manager(optimization_level=2, backend=for_backend(BACKEND).backend())
+    pm.run(batch, num_processes=1)
+    start = time.perf_counter()
+    pm.run(batch, num_processes=1)
+    return time.perf_counter() - start
+
+
+def main() -> dict[str, float]:
+    emulator = EmulatorProcess(job_seconds=JOB_SECONDS, pending_limit=LIMIT).wait_ready()
+    redis = RedisProcess().start()
+    worker = WorkerProcess(redis.url, concurrency=2, QISKIT_IBM_URL=emulator.url,
+                           QJM_MAX_PENDING_JOBS=str(LIMIT)).wait_ready()
+    work = circuits(CHUNKS * PER_CHUNK)
+    os.environ["QISKIT_IBM_URL"] = emulator.url  # the client looks the backend up to validate
+    try:
+        jm = JobManager(redis.url)
+        # Warm the workers: each process fetches the target and builds its pass manager once.
+        jm.run(work[:2 * PER_CHUNK], backend=BACKEND, shots=SHOTS, max_experiments_per_job=PER_CHUNK).results(timeout=120)
+        transpile = one_transpile(work[:PER_CHUNK])
+        ideal = (CHUNKS // LIMIT) * JOB_SECONDS + transpile
+        spans, per_job = [], []
+        for _ in range(ROUNDS):
+            before = emulator.stats()
+            start = time.perf_counter()
+            job_set = jm.run(work, backend=BACKEND, shots=SHOTS, max_experiments_per_job=PER_CHUNK)
+            results = job_set.results(timeout=600)
+            spans.append(time.perf_counter() - start)
+            after = emulator.stats()
+            assert results.success and after["max_pending"] <= LIMIT
+            posted = after["jobs_posted"] - before["jobs_posted"]
+            assert posted == CHUNKS, f"{posted} jobs posted for {CHUNKS} chunks"
+            per_job.append((after["status_requests"] - before["status_requests"]) / posted)
+    finally:
+        worker.stop()
+        redis.stop()
+        emulator.stop()
+    span = statistics.median(spans)
+    print(f"IBM path via emulator ({CHUNKS} jobs of {PER_CHUNK} circuits, {JOB_SECONDS:.0f} s each, "
+          f"{LIMIT} pending at most), median of {ROUNDS}:")
+    print(f"  ideal makespan        : {ideal:6.2f} s   ({CHUNKS // LIMIT} rounds x {JOB_SECONDS:.0f} s "
+          f"+ one transpile {transpile:.3f} s)")
+    print(f"  qjm makespan          : {span:6.2f} s   (runs: {', '.join(f'{s:.2f}' for s in spans)})")
+    print(f"  ratio qjm / ideal     : {span / ideal:6.2f}   (goal: <= 1.10)")
+    print(f"  status requests / job : {statistics.median(per_job):6.1f}   (max_pending held at <= {LIMIT})")
+    return {"ideal": ideal, "makespan": span, "ratio": span / ideal, "status_per_job": statistics.median(per_job)}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,350 @@
+"""``qjm``: submit, follow and fetch job sets from a shell, and start qjm's processes.
+
+The job-set commands are thin calls into ``JobManager``/``ManagedJobSet``; the process commands
+(``worker``, ``flower``, ``metrics``, ``emulator``, ``demo``) start the right program with qjm's
+app and settings, so deployment files only ever say ``qjm <command>``. Mistakes a user can make
+(unknown id, unreadable file, Redis down) print one line and exit 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .config import settings
+from .errors import QJMError
+
+if TYPE_CHECKING:
+    from qiskit import QuantumCircuit
+
+    from .manager import JobManager
+
+#: The Celery app every worker and Flower load (``celery -A``).
+APP = "workers.app"
+#: Imported into every worker so it records latency metrics (see ``qjm.metrics``).
+WORKER_INCLUDES = "qjm.metrics"
+FLOWER_USER_ENV = "QJM_FLOWER_USER"
+FLOWER_PASSWORD_ENV = "QJM_FLOWER_PASSWORD"
+EXIT_INTERRUPTED = 130
+
+app = typer.Typer(name="qjm", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Run Qiskit circuits as job sets on qjm's Celery workers; state lives in Redis.")
+out = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+_PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+
+
+class CircuitFileError(QJMError):
+    """A file given to ``qjm run`` is missing, unreadable, or not QPY/OpenQASM."""
+
+
+# ----------------------------------------------------------------------------- helpers
+@app.callback()
+def _options(redis_url: Optional[str] = typer.Option(
+        None, "--redis-url", envvar="QJM_REDIS_URL", show_envvar=True,
+        help="Redis holding job-set state (and the broker unless QJM_BROKER_URL is set).")) -> None:
+    """qjm's settings come from the environment; --redis-url is a shortcut for QJM_REDIS_URL."""
+    if redis_url:
+        os.environ["QJM_REDIS_URL"] = redis_url
+
+
+def _manager() -> "JobManager":
+    from .manager import JobManager
+
+    return JobManager()
+
+
+_AUTO_NAME = re.compile(r"^circuit-\d+$")
+
+
+def load_circuits(path: Path) -> list["QuantumCircuit"]:
+    """Circuits from a QPY file (by its magic bytes) or OpenQASM 2/3 text (by its version line).
+
+    Circuits without a name of their own are named after the file, so results can be looked up by it.
+    """
+    from qiskit import qasm2, qasm3, qpy
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CircuitFileError(f"Cannot read {path}: {exc.strerror or exc}.") from None
+    stem = path.stem
+    if data.startswith(b"QISKIT"):
+        try:
+            circuits = list(qpy.load(io.BytesIO(data)))
+        except Exception as exc:  # noqa: BLE001 - any decoding failure is a bad file
+            raise CircuitFileError(f"{path} is not a readable QPY file: {exc}") from None
+        for k, qc in enumerate(circuits):
+            if not qc.name or _AUTO_NAME.match(qc.name):
+                qc.name = stem if len(circuits) == 1 else f"{stem}-{k}"
+        return circuits
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CircuitFileError(f"{path} is neither QPY nor OpenQASM text.") from None
+    version = re.search(r"^\s*OPENQASM\s+(\d+)", re.sub(r"//[^\n]*", "", text), re.MULTILINE)
+    if version is None:
+        raise CircuitFileError(f"{path} is neither QPY nor OpenQASM (no 'OPENQASM 2.0;' or 'OPENQASM 3.0;' line).")
+    try:
+        if version.group(1) == "2":
+            qc = qasm2.loads(text, custom_instructions=qasm2.LEGACY_CUSTOM_INSTRUCTIONS)
+        else:
+            qc = qasm3.loads(text)
+    except Exception as exc:  # noqa: BLE001 - parsers raise various types; all mean a bad file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CircuitFileError(f"{path} is not valid OpenQASM {version.group(1)}: {first}") from None
+    qc.name = stem
+    return [qc]
+
+
+def _when(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
+
+
+# ----------------------------------------------------------------------------- job sets
+@app.command()
+def run(files: list[Path] = typer.Argument(..., help="QPY or OpenQASM 2/3 files; their circuits in order."),
+        backend: str = typer.Option(..., "--backend", "-b", help="e.g. fake_manila, aer_simulator, ibm_torino"),
+        name: Optional[str] = typer.Option(None, "--name", help="job-set name, for `qjm list --name`"),
+        max_per_job: Optional[int] = typer.Option(None, "--max-per-job", help="experiments per job"),
+        shots: int = typer.Option(1024, "--shots"),
+        tag: list[str] = typer.Option([], "--tag", help="job tag (repeatable)"),
+        optimization_level: int = typer.Option(2, "--optimization-level", "-O"),
+        seed: Optional[int] = typer.Option(None, "--seed", help="seed_simulator for local simulators"),
+        memory: bool = typer.Option(False, "--memory", help="keep per-shot outcomes")) -> None:
+    """Submit circuits as one job set; prints its id at once (progress: `qjm watch ID`)."""
+    circuits = [qc for f in files for qc in load_circuits(f)]
+    js = _manager().run(circuits, backend=backend, name=name, max_experiments_per_job=max_per_job,
+                        job_tags=tag or None, shots=shots, optimization_level=optimization_level,
+                        seed_simulator=seed, memory=memory)
+    print(js.job_set_id(), flush=True)
+    err.print(f"{len(circuits)} circuits in {len(js.record().chunk_bounds)} jobs on {backend}")
+
+
+@app.command()
+def status(job_set_id: str = typer.Argument(..., metavar="ID"),
+           brief: bool = typer.Option(False, "--brief", help="totals only, no block per job")) -> None:
+    """Print the job set's report: totals by status, then one block per job."""
+    print(_manager().retrieve_job_set(job_set_id).report(detailed=not brief))
+
+
+@app.command()
+def watch(job_set_id: str = typer.Argument(..., metavar="ID"),
+          timeout: Optional[float] = typer.Option(None, "--timeout", help="give up after this many seconds")) -> None:
+    """Live progress of the set and its jobs until it is final (exit 0 only if DONE).
+
+    Ctrl-C stops watching; the job set keeps running.
+    """
+    from .progress import watch as show
+    from .status import JobSetStatus
+
+    js = _manager().retrieve_job_set(job_set_id)
+    err.print(f"watching job set {job_set_id} (Ctrl-C stops watching; the set keeps running)", highlight=False)
+    try:
+        final = show(js, timeout=timeout, console=out)
+    except KeyboardInterrupt:
+        err.print(f"stopped watching; job set {job_set_id} keeps running (`qjm watch {job_set_id}` to resume)",
+                  highlight=False)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    if final is not JobSetStatus.DONE:
+        err.print(f"job set {job_set_id} ended {final.value}: `qjm status {job_set_id}` says why", highlight=False)
+        raise typer.Exit(1)
+
+
+@app.command()
+def results(job_set_id: str = typer.Argument(..., metavar="ID"),
+            out_file: Optional[Path] = typer.Option(None, "--out", "-o", help="write the JSON here, not stdout"),
+            partial: bool = typer.Option(False, "--partial", help="a set with failed jobs: give the rest"),
+            timeout: Optional[float] = typer.Option(None, "--timeout", help="seconds to wait for the set")) -> None:
+    """Counts of every experiment as JSON (waits for the set to be final)."""
+    from .status import JobStatus
+
+    jm = _manager()
+    js = jm.retrieve_job_set(job_set_id)
+    res = js.results(timeout=timeout, partial=partial)
+    names = jm.store.names(job_set_id)
+    errors = {k: f"job {j.index} {j.status().value}: {j.error_message() or 'no result'}"
+              for j in js.jobs() if j.status() is not JobStatus.DONE for k in j.experiments}
+    experiments: list[dict[str, Any]] = []
+    for k in range(len(res)):
+        entry: dict[str, Any] = {"index": k, "name": names[k] if k < len(names) else None}
+        if k in errors:
+            entry["error"] = errors[k]
+        else:
+            entry["counts"] = res.get_counts(k)
+        experiments.append(entry)
+    doc = {"job_set_id": job_set_id, "status": js.status().value, "backend": js.backend_name(),
+           "experiments": experiments}
+    text = json.dumps(doc, indent=1)
+    if out_file is None:
+        print(text)
+        return
+    try:
+        out_file.write_text(text + "\n")
+    except OSError as exc:
+        raise CircuitFileError(f"Cannot write {out_file}: {exc.strerror or exc}.") from None
+    err.print(f"wrote {len(experiments)} experiments to {out_file}", highlight=False)
+
+
+@app.command()
+def cancel(job_set_id: str = typer.Argument(..., metavar="ID")) -> None:
+    """Cancel every job of the set that is not final yet; finished jobs keep their results."""
+    statuses = _manager().retrieve_job_set(job_set_id).cancel()
+    summary = ", ".join(f"{s.value} {statuses.count(s)}" for s in dict.fromkeys(statuses))
+    print(f"cancel requested for {job_set_id}: {summary}")
+
+
+@app.command("list")
+def list_(name: Optional[str] = typer.Option(None, "--name"),
+          tag: list[str] = typer.Option([], "--tag", help="only sets with all these tags (repeatable)"),
+          limit: int = typer.Option(50, "--limit", help="newest N sets")) -> None:
+    """Job sets, newest first."""
+    from .status import JobStatus
+
+    jm = _manager()
+    sets = jm.job_sets(name=name, tags=tag or None)[:max(limit, 0)]
+    table = Table("ID", "name", "backend", "status", "jobs done", "experiments", "created (UTC)", "tags")
+    for js in sets:
+        rec = js.record()
+        statuses = js.statuses()
+        table.add_row(rec.id, rec.name or "", rec.backend, rec.status.value,
+                      f"{statuses.count(JobStatus.DONE)}/{len(statuses)}", str(rec.n_experiments),
+                      _when(rec.created), ",".join(rec.tags))
+    if not sets:
+        err.print("no job sets" + (" match" if name or tag else ""))
+        return
+    # Piped output keeps whole ids (rich would shrink the table to 80 columns).
+    (out if out.is_terminal else Console(width=200)).print(table)
+
+
+# ----------------------------------------------------------------------------- processes
+def _exec(args: list[str]) -> None:
+    """Become the program (signals from honcho, Docker or Kubernetes then reach it directly)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(args[0], args)
+
+
+def worker_argv(extra: list[str]) -> list[str]:
+    """``celery -A workers.app worker`` with qjm's metrics listeners added to any ``-I``."""
+    extra = list(extra)
+    for k, a in enumerate(extra):
+        if a in ("-I", "--include") and k + 1 < len(extra):
+            extra[k + 1] += f",{WORKER_INCLUDES}"
+            break
+        if a.startswith("--include="):
+            extra[k] += f",{WORKER_INCLUDES}"
+            break
+    else:
+        extra = ["-I", WORKER_INCLUDES, *extra]
+    return [sys.executable, "-m", "celery", "-A", APP, "worker", *extra]
+
+
+def flower_argv(extra: list[str]) -> list[str]:
+    """``celery -A workers.app flower`` with basic auth when QJM_FLOWER_USER/PASSWORD are set."""
+    user, password = os.environ.get(FLOWER_USER_ENV), os.environ.get(FLOWER_PASSWORD_ENV)
+    if bool(user) != bool(password):
+        raise QJMError(f"Set both {FLOWER_USER_ENV} and {FLOWER_PASSWORD_ENV} for Flower's basic auth, or neither.")
+    auth = [f"--basic-auth={user}:{password}"] if user else []
+    return [sys.executable, "-m", "celery", "-A", APP, "flower", *auth, *extra]
+
+
+@app.command(context_settings=_PASS_THROUGH, add_help_option=False)
+def worker(ctx: typer.Context) -> None:
+    """Start a Celery worker of qjm's app; every option is celery worker's (`qjm worker --help`)."""
+    _exec(worker_argv(ctx.args))
+
+
+@app.command(context_settings=_PASS_THROUGH, add_help_option=False)
+def flower(ctx: typer.Context) -> None:
+    """Start Flower on qjm's broker; QJM_FLOWER_USER and QJM_FLOWER_PASSWORD turn on basic auth."""
+    _exec(flower_argv(ctx.args))
+
+
+@app.command()
+def metrics(port: int = typer.Option(9808, "--port", help="serve /metrics on this port"),
+            host: str = typer.Option("0.0.0.0", "--host")) -> None:
+    """Serve Prometheus metrics of job sets, jobs, remote slots and latency (read from Redis)."""
+    from .metrics import serve
+
+    err.print(f"qjm metrics on http://{host}:{port}/metrics (Redis {settings().redis_url})", highlight=False)
+    try:
+        serve(port=port, host=host)
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def demo() -> None:
+    """1000 random circuits on fake_manila; starts Redis and a worker if none are running."""
+    from .demo import run_demo
+
+    raise typer.Exit(run_demo())
+
+
+@app.command()
+def emulator(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Option(8765, "--port"),
+             job_seconds: float = typer.Option(5.0, "--job-seconds", help="time each job waits in the queue"),
+             pending_limit: Optional[int] = typer.Option(None, "--pending-limit",
+                                                         help="refuse submits beyond N pending jobs"),
+             fail_every: int = typer.Option(0, "--fail-every", help="make every K-th job fail"),
+             throttle: float = typer.Option(0.0, "--throttle", help="answer this fraction of requests with 429")) -> None:
+    """Run the local emulator of the IBM Quantum Platform API (for trying remote backends)."""
+    try:
+        from .emulator.server import serve
+    except ImportError:
+        raise QJMError("The IBM Quantum emulator is not part of this installation.") from None
+    try:
+        serve(host, port, job_seconds, pending_limit, fail_every, throttle)
+    except KeyboardInterrupt:
+        pass
+
+
+# ----------------------------------------------------------------------------- entry point
+def _user_error(exc: BaseException) -> str | None:
+    """The one line to print for a mistake the user can fix, or None for a bug (keep the traceback)."""
+    import redis
+
+    if isinstance(exc, QJMError):
+        return str(exc)
+    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+        return f"Cannot reach Redis at {settings().redis_url}: {exc}"
+    if isinstance(exc, redis.RedisError):
+        return f"Redis at {settings().redis_url} refused: {exc}"
+    if isinstance(exc, (ValueError, OSError)) and "redis" in str(exc).lower():
+        return f"Bad Redis URL {settings().redis_url!r}: {exc}"
+    if isinstance(exc, OSError) and type(exc).__module__.startswith(("kombu", "amqp")):
+        return f"Cannot reach the broker: {exc}"
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: typer for parsing, one line on stderr (exit 1) for user mistakes."""
+    try:
+        app(args=argv, prog_name="qjm", standalone_mode=True)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - sorted into user mistakes and bugs below
+        line = _user_error(exc)
+        if line is None:
+            raise
+        err.print(f"error: {line}", highlight=False, markup=False, soft_wrap=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""The remote part of a chunk's life: batches, the pending-job throttle, exactly-once posts, polling.
+
+Only backends whose jobs live on a service (IBM Quantum, or qjm's emulator of it) come here.
+Rules this module keeps:
+
+* A job set has one batch; the first submit opens it (under a Redis lock) and records its id.
+* At most ``QJM_MAX_PENDING_JOBS`` jobs per backend are pending at once, counted in Redis across
+  all job sets and workers. A slot is a lease: renewed on every poll, released exactly once when
+  the job is final, reclaimed when its holder stops renewing (a dead worker).
+* A chunk is posted at most once: before posting, the chunk's record in Redis and then the
+  chunk's tag on the service are checked for a job already posted by an earlier delivery.
+* Polls are spaced at a tenth of the job's age (between ``QJM_MIN_POLL_INTERVAL`` and
+  ``QJM_MAX_POLL_INTERVAL``), so completion is noticed within 10 % of a job's run time while a
+  job that waits for hours costs one request a minute.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from . import codec
+from .errors import RetryLater
+from .executors import Executor, RemoteState, RunOptions, SubmitContext
+from .status import JobStatus
+from .store import ChunkRecord, JobSetRecord
+
+if TYPE_CHECKING:
+    from .pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+
+def holder(job_set_id: str, chunk: int) -> str:
+    return f"{job_set_id}:{chunk}"
+
+
+def poll_delay(pipe: "Pipeline", age: float) -> float:
+    cfg = pipe.cfg
+    return min(float(cfg.max_poll_interval), max(cfg.min_poll_interval, 0.1 * age))
+
+
+def ensure_session(pipe: "Pipeline", rec: JobSetRecord, executor: Executor) -> str | None:
+    """The set's batch id, opening the batch if this is the set's first submit."""
+    if rec.session_id:
+        return rec.session_id
+    with pipe.store.session_lock(rec.id):
+        current = pipe.store.job_set(rec.id)
+        if current.session_id:
+            return current.session_id
+        session_id = executor.open_session(rec.id)
+        if session_id:
+            pipe.store.set_session(rec.id, session_id)
+        return session_id
+
+
+def chunk_tags(job_set_id: str, chunk: int) -> list[str]:
+    """Tags on every remote job, so the service itself can say which chunk a job belongs to."""
+    return [f"qjm:{job_set_id}", f"qjm:{job_set_id}:{chunk}"]
+
+
+def submit(pipe: "Pipeline", rec: JobSetRecord, i: int, executor: Executor, isa: list, opts: RunOptions) -> None:
+    """Post chunk ``i`` once. Raises RetryLater when no slot is free or the service says "later"."""
+    store, cfg = pipe.store, pipe.cfg
+    me = holder(rec.id, i)
+    lease = pipe._slot_lease()
+    if not store.acquire_slot(rec.backend, me, cfg.max_pending_jobs, lease):
+        # Queued for hand-off: whoever frees a slot posts the longest-waiting chunk at once.
+        # This task still comes back now and then (to go on to polling once posted).
+        since = store.wait_for_slot(rec.backend, rec.id, i)
+        raise RetryLater(f"all {cfg.max_pending_jobs} pending-job slots on {rec.backend} are taken",
+                         delay=poll_delay(pipe, time.time() - since))
+    lock = store.posting_lock(rec.id, i)
+    if not lock.acquire():
+        raise RetryLater(f"chunk {i} of {rec.id} is being posted by another delivery", pipe.cfg.min_poll_interval)
+    try:
+        ch = store.chunk(rec.id, i)
+        if ch.remote_id:  # posted while we waited for the lock
+            return
+        ctx = SubmitContext(rec.id, i, session_id=ensure_session(pipe, rec, executor), tags=chunk_tags(rec.id, i))
+        # An earlier delivery that got as far as posting may have died before recording the id:
+        # then the chunk's tag on the service tells. Only then is the service asked.
+        remote_id = executor.find_submitted(ctx) if ch.post_attempted else None
+        if remote_id is None:
+            store.set_chunk_fields(rec.id, i, post_attempted=repr(time.time()))
+            remote_id = executor.submit(isa, opts, ctx).remote_id
+        _record_posted(pipe, rec, i, executor, remote_id)
+    except RetryLater:
+        store.release_slot(rec.backend, me)
+        raise
+    except Exception as exc:  # noqa: BLE001 - a refused job fails this chunk only
+        store.release_slot(rec.backend, me)
+        pipe._fail(rec.id, i, "submission", exc)
+    finally:
+        try:
+            lock.release()
+        except Exception:  # noqa: BLE001 - expired meanwhile: nothing to release
+            pass
+
+
+def _record_posted(pipe: "Pipeline", rec: JobSetRecord, i: int, executor: Executor, remote_id: str) -> None:
+    store = pipe.store
+    after = pipe._advance(rec.id, i, JobStatus.SUBMITTED, remote_id=remote_id, submitted_at=repr(time.time()))
+    if after is not JobStatus.SUBMITTED:
+        # Cancelled while we were posting: the job must not run, nor keep its slot.
+        store.set_chunk_fields(rec.id, i, remote_id=remote_id)
+        executor.cancel(remote_id)
+        store.release_slot(rec.backend, holder(rec.id, i))
+
+
+def poll(pipe: "Pipeline", rec: JobSetRecord, i: int, ch: ChunkRecord, executor: Executor) -> float | None:
+    """One status check of a posted job; returns the delay to the next, or None once final."""
+    store = pipe.store
+    if not ch.remote_id:
+        # submit_chunk only ends with the job posted or the chunk final: this is an orphan.
+        pipe._advance(rec.id, i, JobStatus.ERROR, error="the job was never posted")
+        return None
+    if rec.cancel_requested:
+        _finish(pipe, rec, i, executor, JobStatus.CANCELLED, cancel_remote=True)
+        return None
+    store.renew_slot(rec.backend, holder(rec.id, i), pipe._slot_lease())
+    state = executor.poll(ch.remote_id)
+    if state.state.final:
+        # The service no longer counts the job as pending: free its slot for the next chunk
+        # before spending time on fetching this one's results.
+        after_final(pipe, rec, i, ch)
+    if state.state is RemoteState.DONE:
+        try:
+            isa = codec.circuits_from_qpy(store.isa_qpy(rec.id, i))
+            records = executor.fetch(ch.remote_id, isa, RunOptions.from_json(rec.options))
+        except RetryLater:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            pipe._fail(rec.id, i, "fetching results", exc)
+            return None
+        _finish(pipe, rec, i, executor, JobStatus.DONE, result=records, finished_at=repr(time.time()))
+        return None
+    if state.state is RemoteState.ERROR:
+        _finish(pipe, rec, i, executor, JobStatus.ERROR, error=state.error or "the job failed on the service")
+        return None
+    if state.state is RemoteState.CANCELLED:
+        _finish(pipe, rec, i, executor, JobStatus.CANCELLED, error="cancelled on the service")
+        return None
+    if state.state is RemoteState.RUNNING:
+        pipe._advance(rec.id, i, JobStatus.RUNNING)
+    return poll_delay(pipe, time.time() - (ch.submitted_at or time.time()))
+
+
+def _finish(pipe: "Pipeline", rec: JobSetRecord, i: int, executor: Executor, status: JobStatus,
+            cancel_remote: bool = False, **fields: Any) -> None:
+    pipe._advance(rec.id, i, status, **fields)
+    ch = pipe.store.chunk(rec.id, i)
+    if cancel_remote and ch.remote_id:
+        executor.cancel(ch.remote_id)
+    after_final(pipe, rec, i, ch)
+
+
+def after_final(pipe: "Pipeline", rec: JobSetRecord, i: int, ch: ChunkRecord) -> None:
+    """Give the chunk's slot back (a no-op if it was given back already) and hand it on."""
+    if pipe.store.release_slot(rec.backend, holder(rec.id, i)):
+        hand_off(pipe, rec.backend)
+
+
+def hand_off(pipe: "Pipeline", backend: str) -> None:
+    """Post the longest-waiting chunk now, instead of when its own retry comes round.
+
+    Its task, when it comes back, finds the job posted and goes on to poll it. If the slot was
+    taken meanwhile, the chunk simply queues again.
+    """
+    nxt = pipe.store.next_waiting(backend)
+    if nxt is None:
+        return
+    sid, i = nxt
+    try:
+        pipe.submit_chunk(sid, i)
+    except RetryLater:
+        pass  # it re-queued itself
+    except Exception:  # noqa: BLE001 - the waiter's own task will try again
+        log.exception("hand-off of a free slot to %s:%d failed", sid, i)
+
+
+def close_session(pipe: "Pipeline", rec: JobSetRecord) -> None:
+    from .executors import for_backend
+
+    try:
+        for_backend(rec.backend).close_session(rec.session_id, cancel=rec.cancel_requested)
+    except Exception as exc:  # noqa: BLE001 - an unclosed batch expires on the service by itself
+        log.warning("closing batch %s of job set %s failed: %s", rec.session_id, rec.id, exc)
+
+
+def cancel_set(pipe: "Pipeline", rec: JobSetRecord, executor: Executor) -> None:
+    """Cancel every posted job of a cancelled set that did not finish, and its batch."""
+    for ch in pipe.store.chunks(rec.id, rec.n_chunks):
+        if ch.status is JobStatus.CANCELLED and ch.remote_id:
+            try:
+                executor.cancel(ch.remote_id)
+            except Exception as exc:  # noqa: BLE001 - keep cancelling the others
+                log.warning("cancelling job %s failed: %s", ch.remote_id, exc)
+        if ch.status.final:
+            after_final(pipe, rec, ch.index, ch)
+    rec = pipe.store.job_set(rec.id)
+    if rec.session_id:
+        close_session(pipe, rec)
