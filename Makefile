@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo bench clean flower up
 
 $(STAMP): pyproject.toml
 	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
@@ -23,6 +23,12 @@ demo: install
 
 bench: install
 	$(PY) bench/run.py
+
+flower: install
+	$(VENV)/bin/qjm flower
+
+up: install
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho -f deploy/Procfile -d . start
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -9,7 +9,10 @@ import warnings
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
+import ibm  # noqa: E402
 import local  # noqa: E402
 
 if __name__ == "__main__":
     local.main()
+    print()
+    ibm.main()

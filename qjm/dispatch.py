@@ -18,6 +18,12 @@ class SendOnlyRedisBackend(RedisBackend):
     def on_task_call(self, producer, task_id):  # noqa: D102
         return None
 
+    def add_pending_result(self, result, weak=False, start_drainer=True):  # noqa: D102
+        return result
+
+    def remove_pending_result(self, result):  # noqa: D102 - AsyncResult.__del__ must not touch Redis
+        return result
+
 
 @lru_cache(maxsize=8)
 def client_app(cfg: Settings) -> Celery:

@@ -11,7 +11,7 @@ from qiskit.providers import BackendV2
 from . import codec, hooks, validation
 from .config import Settings, settings as load_settings
 from .dispatch import enqueue_job_set
-from .errors import InvalidInputError, UnknownBackendError
+from .errors import InvalidInputError, QJMError, UnknownBackendError
 from .executors import RunOptions, for_backend, is_local
 from .job_set import ManagedJobSet
 from .report import job_set_report
@@ -29,6 +29,19 @@ def backend_name(backend: Any) -> str:
     if isinstance(name, str) and name:
         return name
     raise UnknownBackendError(f"Cannot tell the backend's name from {backend!r}: pass its name as a string.")
+
+
+def _resolve_backend(name: str) -> BackendV2:
+    """The backend's target, or an error that says which names work and how to reach IBM."""
+    try:
+        return for_backend(name).backend()
+    except UnknownBackendError:
+        raise
+    except QJMError as exc:
+        raise UnknownBackendError(
+            f"Backend {name!r} is not local (fake_* devices such as fake_manila, or aer_simulator), and IBM "
+            f"Quantum could not be asked about it: {exc}. Set QISKIT_IBM_TOKEN and QISKIT_IBM_INSTANCE (or "
+            "QISKIT_IBM_URL for a qjm emulator), or save an account with qiskit-ibm-runtime.") from exc
 
 
 class JobManager:
@@ -69,8 +82,7 @@ class JobManager:
         if name is not None and not isinstance(name, str):
             raise InvalidInputError(f"name must be a string, got {type(name).__name__}.")
         bname = backend_name(backend)
-        executor = for_backend(bname)  # raises UnknownBackendError for unknown names
-        target = executor.backend()
+        target = _resolve_backend(bname)
         validation.check_circuits(circuits, target, bname)
         self._store.ping()
 

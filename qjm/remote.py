@@ -73,7 +73,7 @@ def submit(pipe: "Pipeline", rec: JobSetRecord, i: int, executor: Executor, isa:
                          delay=poll_delay(pipe, time.time() - since))
     lock = store.posting_lock(rec.id, i)
     if not lock.acquire():
-        raise RetryLater(f"chunk {i} of {rec.id} is being posted by another delivery", pipe.cfg.min_poll_interval)
+        raise RetryLater(f"chunk {i} of {rec.id} is being posted by another delivery", 1.0)
     try:
         ch = store.chunk(rec.id, i)
         if ch.remote_id:  # posted while we waited for the lock
@@ -181,8 +181,11 @@ def hand_off(pipe: "Pipeline", backend: str) -> None:
 
 
 def close_session(pipe: "Pipeline", rec: JobSetRecord) -> None:
+    """Close the set's batch (cancel it, if the set was cancelled), once."""
     from .executors import for_backend
 
+    if not pipe.store.claim_session_close(rec.id):
+        return
     try:
         for_backend(rec.backend).close_session(rec.session_id, cancel=rec.cancel_requested)
     except Exception as exc:  # noqa: BLE001 - an unclosed batch expires on the service by itself

@@ -318,13 +318,18 @@ class Store:
     def posting_lock(self, sid: str, i: int) -> "redis.lock.Lock":
         """Held while one delivery looks for and posts a chunk's job; never waited for.
 
-        It expires by itself, so a holder that died frees it (the chunk tag then tells the next
-        delivery whether the job was posted)."""
-        return self.r.lock(Keys.posting_lock(sid, i), timeout=300, blocking=False)
+        It expires by itself after a minute (longer than a post takes even through the client's
+        own retries), so a holder that died frees it; the chunk tag then tells the next delivery
+        whether the job was posted."""
+        return self.r.lock(Keys.posting_lock(sid, i), timeout=60, blocking=False)
 
     def session_lock(self, sid: str) -> "redis.lock.Lock":
         """Held while a set's batch is opened, so concurrent first submits open only one."""
         return self.r.lock(Keys.session_lock(sid), timeout=120, blocking_timeout=120)
+
+    def claim_session_close(self, sid: str) -> bool:
+        """True for the one caller that gets to close (or cancel) the set's batch."""
+        return bool(self.r.hsetnx(Keys.job_set(sid), "session_closed", "1"))
 
     def set_session(self, sid: str, session_id: str) -> bool:
         """Record the set's remote batch once; returns False if another worker won the race."""

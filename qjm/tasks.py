@@ -36,10 +36,14 @@ def celery_settings(cfg: Settings) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
         "result_expires": cfg.ttl_seconds,
-        "task_queues": [Queue(CPU_QUEUE), Queue(IO_QUEUE)],
+        "task_queues": [Queue(CPU_QUEUE, routing_key=CPU_QUEUE), Queue(IO_QUEUE, routing_key=IO_QUEUE)],
         "task_default_queue": IO_QUEUE,
         "task_routes": {name: {"queue": q} for name, q in ROUTES.items()},
-        "broker_transport_options": {"visibility_timeout": cfg.visibility_timeout},
+        # A task whose worker died unacknowledged comes back after the visibility timeout; kombu
+        # looks for such tasks only every 100 s by default, so look every few seconds instead.
+        "broker_transport_options": {"visibility_timeout": cfg.visibility_timeout,
+                                     "unacked_restore_interval": max(1, min(10, cfg.visibility_timeout // 4)),
+                                     "unacked_restore_throttle": 1},
         "result_backend_transport_options": {"visibility_timeout": cfg.visibility_timeout},
         "broker_connection_retry_on_startup": True,
         # Flower sees every task from the moment it is queued.

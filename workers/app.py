@@ -12,7 +12,7 @@ import qiskit_ibm_runtime.fake_provider  # noqa: F401
 from qjm import tasks as names
 from qjm.config import settings
 
-app = Celery("qjm", include=["workers.tasks"])
+app = Celery("qjm", include=["workers.tasks", "qjm.metrics"])  # metrics: worker-side hooks
 app.conf.update(names.celery_settings(settings()))
 
 # Likewise the table of local backends, read from the fake provider's modules.

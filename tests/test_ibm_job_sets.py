@@ -1,0 +1,154 @@
+"""Job sets on IBM Quantum through the real qiskit-ibm-runtime client, against qjm's emulator.
+
+Real Redis, real Celery worker processes, the real client over HTTP; only the service is
+emulated (nothing here can reach IBM Quantum).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from qjm import JobManager, JobSetFailedError, JobSetStatus, JobStatus
+from qjm.cluster import EmulatorProcess, RedisProcess, WorkerProcess, wait_for
+from qjm.store import Keys
+
+from .circuits import basis_state
+
+BACKEND = "ibm_manila"
+
+
+@pytest.fixture
+def cluster(monkeypatch):
+    """Start an emulator with the given faults, a Redis and workers pointed at both."""
+    started: list = []
+
+    def start(workers: int = 1, worker_env: dict | None = None, **emulator_opts):
+        emulator = EmulatorProcess(**{"job_seconds": 0.5, **emulator_opts}).wait_ready()
+        started.append(emulator)
+        redis = RedisProcess().start()
+        started.append(redis)
+        env = {"QISKIT_IBM_URL": emulator.url, **(worker_env or {})}
+        procs = [WorkerProcess(redis.url, concurrency=2, **env) for _ in range(workers)]
+        started.extend(procs)
+        for w in procs:
+            w.wait_ready()
+        monkeypatch.setenv("QISKIT_IBM_URL", emulator.url)  # the client validates the backend
+        monkeypatch.setenv("QJM_REDIS_URL", redis.url)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        return emulator, redis, procs
+
+    yield start
+    for thing in reversed(started):
+        thing.stop()
+
+
+def known(n: int) -> list:
+    return [basis_state(k % 32, n=5, name=f"k{k}") for k in range(n)]
+
+
+def dominant(counts: dict[str, int]) -> str:
+    return max(counts, key=counts.get)
+
+
+def assert_posted_once(emulator: EmulatorProcess, job_set, n_chunks: int) -> None:
+    posts = emulator.stats()["posts_by_tag"]
+    sid = job_set.job_set_id()
+    assert {i: posts.get(f"qjm:{sid}:{i}", 0) for i in range(n_chunks)} == {i: 1 for i in range(n_chunks)}
+
+
+def test_job_set_end_to_end_on_the_emulated_service(cluster):
+    emulator, redis, _ = cluster(pending_limit=3)
+    js = JobManager().run(known(11), backend=BACKEND, name="ibm", max_experiments_per_job=3, shots=300)
+    results = js.results(timeout=180)
+    assert [dominant(results.get_counts(k)) for k in range(11)] == [format(k, "05b") for k in range(11)]
+    assert js.statuses() == [JobStatus.DONE] * 4
+    assert all(j.job_id() and not j.job_id().startswith("local") for j in js.jobs())
+    stats = emulator.stats()
+    assert stats["max_pending"] <= 3
+    assert stats["sessions_created"] == 1 and stats["sessions_closed"] == 1  # one batch, closed at the end
+    assert_posted_once(emulator, js, 4)
+    assert stats["posts_by_tag"][f"qjm:{js.job_set_id()}"] == 4
+    assert redis.client().hlen(Keys.slots(BACKEND)) == 0  # every slot given back
+
+
+def test_pending_jobs_stay_within_the_limit_across_job_sets(cluster):
+    emulator, redis, _ = cluster(workers=2, worker_env={"QJM_MAX_PENDING_JOBS": "2"}, job_seconds=0.6)
+    jm = JobManager()
+    sets = [jm.run(known(6), backend=BACKEND, max_experiments_per_job=1, shots=50) for _ in range(2)]
+    for js in sets:
+        assert js.wait(timeout=180) is JobSetStatus.DONE
+    stats = emulator.stats()
+    assert stats["max_pending"] == 2, stats["max_pending"]
+    assert stats["refused_pending_limit"] == 0
+    for js in sets:
+        assert_posted_once(emulator, js, 6)
+    assert redis.client().hlen(Keys.slots(BACKEND)) == 0
+
+
+def test_service_refusals_back_off_and_never_fail_the_set(cluster):
+    # qjm believes 4 may be pending, the service allows 2: refusals (code 3458) must be retried.
+    emulator, _, _ = cluster(worker_env={"QJM_MAX_PENDING_JOBS": "4"}, pending_limit=2)
+    js = JobManager().run(known(8), backend=BACKEND, max_experiments_per_job=1, shots=50)
+    assert js.wait(timeout=180) is JobSetStatus.DONE
+    stats = emulator.stats()
+    assert stats["refused_pending_limit"] > 0 and stats["max_pending"] <= 2
+    assert_posted_once(emulator, js, 8)
+
+
+def test_429_storms_and_5xx_answers_are_survived(cluster):
+    emulator, _, _ = cluster(throttle=0.3, server_errors=0.1)
+    js = JobManager().run(known(6), backend=BACKEND, max_experiments_per_job=2, shots=100)
+    results = js.results(timeout=300)
+    assert [dominant(results.get_counts(k)) for k in range(6)] == [format(k, "05b") for k in range(6)]
+    stats = emulator.stats()
+    assert stats["throttled"] > 0 and stats["server_errors"] > 0
+    assert_posted_once(emulator, js, 3)
+
+
+def test_failed_remote_job_is_reported_with_partial_results(cluster):
+    emulator, _, _ = cluster(fail_every=2)
+    js = JobManager().run(known(4), backend=BACKEND, max_experiments_per_job=2, shots=100)
+    assert js.wait(timeout=180) is JobSetStatus.ERROR
+    statuses = js.statuses()
+    assert sorted(statuses) == sorted([JobStatus.DONE, JobStatus.ERROR])
+    bad = statuses.index(JobStatus.ERROR)
+    message = js.error_messages()
+    assert f"Experiments {2 * bad}-{2 * bad + 1}" in message and "Emulated failure" in message
+    with pytest.raises(JobSetFailedError):
+        js.results()
+    partial = js.results(partial=True)
+    good = 1 - bad
+    assert dominant(partial.get_counts(2 * good)) == format(2 * good, "05b")
+    assert partial.failed_experiments == [2 * bad, 2 * bad + 1]
+
+
+def test_cancel_reaches_the_service(cluster):
+    emulator, redis, _ = cluster(job_seconds=30)
+    js = JobManager().run(known(6), backend=BACKEND, max_experiments_per_job=1, shots=50)
+    wait_for(lambda: js.statuses().count(JobStatus.SUBMITTED) + js.statuses().count(JobStatus.RUNNING) >= 3, 60,
+             "three jobs to be posted")
+    js.cancel()
+    assert js.wait(timeout=60) is JobSetStatus.CANCELLED
+    assert set(js.statuses()) == {JobStatus.CANCELLED}
+    wait_for(lambda: emulator.stats()["cancelled"] >= 3, 30, "the service to see the cancellations")
+    stats = emulator.stats()
+    assert stats["pending"] == 0 and stats["sessions_cancelled"] == 1
+    assert stats["jobs_posted"] == 3  # the waiting chunks were never posted
+    assert redis.client().hlen(Keys.slots(BACKEND)) == 0
+
+
+def test_worker_killed_between_submit_and_poll(cluster):
+    # Short visibility timeout so the dead worker's unacknowledged tasks come back quickly;
+    # polls stay well below it.
+    env = {"QJM_VISIBILITY_TIMEOUT": "6", "QJM_MAX_POLL_INTERVAL": "1", "QJM_MAX_PENDING_JOBS": "8"}
+    emulator, _, (victim, survivor) = cluster(workers=2, worker_env=env, job_seconds=3)
+    js = JobManager().run(known(12), backend=BACKEND, max_experiments_per_job=2, shots=100)
+    wait_for(lambda: js.statuses().count(JobStatus.SUBMITTED) >= 3, 60, "jobs to be posted")
+    victim.kill()  # SIGKILL to the whole worker: main process and pool
+    results = js.results(timeout=240)
+    assert [dominant(results.get_counts(k)) for k in range(12)] == [format(k % 32, "05b") for k in range(12)]
+    assert_posted_once(emulator, js, 6)
+    assert "ready." in survivor.output()

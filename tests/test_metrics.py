@@ -1,0 +1,107 @@
+"""``qjm metrics``: Prometheus metrics read from real Redis, latency recorded by a real ``qjm worker``."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from qjm import JobManager, JobSetStatus
+from qjm import metrics as qm
+from qjm.config import Settings
+from qjm.store import JobSetRecord, Store, new_job_set_id
+
+from .circuits import basis_state
+from .ops_fixtures import QJM, Proc, env_for, http_get, qjm_worker
+from .procs import RedisServer, free_port, wait_for
+
+
+@pytest.fixture(scope="module")
+def stack():
+    """Redis, one ``qjm worker`` (which records latency) and ``qjm metrics`` on a free port."""
+    redis_proc = RedisServer().start()
+    started: list[Proc] = []
+    try:
+        started.append(qjm_worker(redis_proc.url, "metrics"))
+        port = free_port()
+        server = Proc([QJM, "metrics", "--port", str(port), "--host", "127.0.0.1"], env_for(redis_proc.url), "metrics")
+        started.append(server)
+        url = f"http://127.0.0.1:{port}/metrics"
+        wait_for(lambda: http_get(url)[0] == 200, 180, "qjm metrics to answer", interval=0.2)
+        yield redis_proc, url
+    finally:
+        for p in reversed(started):
+            p.stop()
+        redis_proc.stop()
+
+
+def samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    status, body = http_get(url)
+    assert status == 200, body
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for fam in text_string_to_metric_families(body) for s in fam.samples}
+
+
+def value(found: dict, name: str, **labels: str) -> float | None:
+    return found.get((name, tuple(sorted(labels.items()))))
+
+
+def test_job_sets_jobs_and_latency(stack):
+    redis_proc, url = stack
+    assert value(samples(url), "qjm_up") == 1.0
+
+    js = JobManager(redis_proc.url).run([basis_state(k) for k in range(5)], backend="aer_simulator",
+                                        max_experiments_per_job=2, shots=16)
+    assert js.wait(timeout=120) is JobSetStatus.DONE
+    found = samples(url)
+    assert value(found, "qjm_job_sets", state="DONE", backend="aer_simulator") == 1
+    assert value(found, "qjm_job_sets", state="RUNNING", backend="aer_simulator") == 0
+    # The worker observed each of the 3 jobs and the set once, from the set's submit time.
+    assert value(found, "qjm_job_result_seconds_count", backend="aer_simulator") == 3
+    assert value(found, "qjm_job_result_seconds_bucket", backend="aer_simulator", le="+Inf") == 3
+    assert value(found, "qjm_job_set_result_seconds_count", backend="aer_simulator") == 1
+    elapsed = time.time() - js.record().created
+    assert 0 < value(found, "qjm_job_set_result_seconds_sum", backend="aer_simulator") <= elapsed
+
+
+def test_unfinished_sets_and_remote_slots(stack):
+    """State no worker touches: a stored set that was never enqueued, and leased remote-job slots."""
+    redis_proc, url = stack
+    store = Store(cfg=Settings(redis_url=redis_proc.url))
+    rec = JobSetRecord(id=new_job_set_id(), name="parked", backend="ibm_parked", tags=[], created=time.time(),
+                       n_experiments=3, chunk_bounds=[(0, 2), (2, 3)], options={})
+    store.create_job_set(rec, [b"", b""], ["a", "b", "c"])
+    assert store.acquire_slot("ibm_parked", "job-1", limit=3, lease=600)
+    assert store.acquire_slot("ibm_parked", "job-2", limit=3, lease=600)
+    assert store.acquire_slot("ibm_parked", "lapsed", limit=3, lease=-1)  # an expired lease is not pending
+    found = samples(url)
+    assert value(found, "qjm_job_sets", state="RUNNING", backend="ibm_parked") == 1
+    assert value(found, "qjm_chunks", state="QUEUED", backend="ibm_parked") == 2
+    assert value(found, "qjm_chunks", state="DONE", backend="ibm_parked") == 0
+    assert value(found, "qjm_remote_jobs_pending", backend="ibm_parked") == 2
+    assert value(found, "qjm_remote_jobs_pending_limit") == store.cfg.max_pending_jobs
+
+
+def test_each_observation_counts_once(stack):
+    redis_proc, _ = stack
+    store = Store(cfg=Settings(redis_url=redis_proc.url))
+    sid = new_job_set_id()
+    assert qm.observe(store, qm.JOB_HISTOGRAM, "dedupe_backend", sid, "job:0", 4.0)
+    assert not qm.observe(store, qm.JOB_HISTOGRAM, "dedupe_backend", sid, "job:0", 4.0)  # a redelivery
+    assert qm.observe(store, qm.JOB_HISTOGRAM, "dedupe_backend", sid, "job:1", 100000.0)
+    found = {(s.name, tuple(sorted(s.labels.items()))): s.value
+             for fam in text_string_to_metric_families(generate_latest(qm.registry(store.cfg)).decode())
+             for s in fam.samples}
+    assert value(found, "qjm_job_result_seconds_count", backend="dedupe_backend") == 2
+    assert value(found, "qjm_job_result_seconds_bucket", backend="dedupe_backend", le="2.0") == 0
+    assert value(found, "qjm_job_result_seconds_bucket", backend="dedupe_backend", le="5.0") == 1
+    assert value(found, "qjm_job_result_seconds_bucket", backend="dedupe_backend", le="86400.0") == 1
+    assert value(found, "qjm_job_result_seconds_bucket", backend="dedupe_backend", le="+Inf") == 2
+
+
+def test_redis_down_is_a_metric_not_an_error():
+    dead = Settings(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    text = generate_latest(qm.registry(dead)).decode()
+    assert "qjm_up 0.0" in text and "qjm_job_sets" not in text
