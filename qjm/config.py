@@ -33,6 +33,12 @@ class Settings:
     max_executions_per_job: int = field(default_factory=lambda: _int("QJM_MAX_EXECUTIONS_PER_JOB", 10_000_000))
 
     @property
+    def poll_cap(self) -> float:
+        """The longest countdown qjm gives a task: under a quarter of the visibility timeout, so
+        a countdown a worker holds is never mistaken for a lost task and delivered twice."""
+        return min(float(self.max_poll_interval), self.visibility_timeout / 4)
+
+    @property
     def broker(self) -> str:
         return self.broker_url or self.redis_url
 

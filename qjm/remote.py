@@ -38,7 +38,7 @@ def holder(job_set_id: str, chunk: int) -> str:
 
 def poll_delay(pipe: "Pipeline", age: float) -> float:
     cfg = pipe.cfg
-    return min(float(cfg.max_poll_interval), max(cfg.min_poll_interval, 0.1 * age))
+    return min(cfg.poll_cap, max(cfg.min_poll_interval, 0.1 * age))
 
 
 def ensure_session(pipe: "Pipeline", rec: JobSetRecord, executor: Executor) -> str | None:
