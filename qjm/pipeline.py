@@ -18,10 +18,9 @@ from qiskit.transpiler import PassManager, generate_preset_pass_manager
 from . import codec, hooks, remote
 from .remote import chunk_tags
 from .config import Settings, settings as load_settings
-from .errors import RetryLater
 from .executors import Executor, RunOptions, SubmitContext, for_backend
 from .status import JobSetStatus, JobStatus
-from .store import JobSetRecord, Store
+from .store import Store
 
 log = logging.getLogger(__name__)
 
