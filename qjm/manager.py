@@ -14,7 +14,6 @@ from .dispatch import enqueue_job_set
 from .errors import InvalidInputError, QJMError, UnknownBackendError
 from .executors import RunOptions, for_backend, is_local
 from .job_set import ManagedJobSet
-from .report import job_set_report
 from .store import JobSetRecord, Store, new_job_set_id
 
 
@@ -120,6 +119,4 @@ class JobManager:
         sets = self.job_sets()
         if not sets:
             return "No job sets."
-        return "\n\n".join(
-            job_set_report(js.record(), self._store.chunks(js.job_set_id(), js.record().n_chunks), detailed)
-            for js in sets)
+        return "\n\n".join(js.report(detailed) for js in sets)

@@ -44,17 +44,17 @@ class Pipeline:
         self.store = store or Store(cfg=self.cfg)
 
     # ------------------------------------------------------------------ helpers
-    def _advance(self, sid: str, i: int, status: JobStatus, **kw: Any) -> JobStatus:
+    def advance(self, sid: str, i: int, status: JobStatus, **kw: Any) -> JobStatus:
         after = self.store.advance(sid, i, status, **kw)
         if after is status:
             hooks.emit("chunk_status", job_set_id=sid, chunk=i, status=status, fields=kw)
         return after
 
-    def _fail(self, sid: str, i: int, what: str, exc: BaseException) -> None:
+    def fail(self, sid: str, i: int, what: str, exc: BaseException) -> None:
         log.warning("job set %s chunk %d: %s failed: %s", sid, i, what, exc, exc_info=exc)
-        self._advance(sid, i, JobStatus.ERROR, error=f"{what} failed: {_describe(exc)}")
+        self.advance(sid, i, JobStatus.ERROR, error=f"{what} failed: {_describe(exc)}")
 
-    def _slot_lease(self) -> float:
+    def slot_lease(self) -> float:
         return 5.0 * self.cfg.max_poll_interval
 
     # ------------------------------------------------------------------ transpile
@@ -64,9 +64,9 @@ class Pipeline:
             return
         rec = self.store.job_set(sid)
         if rec.cancel_requested:
-            self._advance(sid, i, JobStatus.CANCELLED)
+            self.advance(sid, i, JobStatus.CANCELLED)
             return
-        self._advance(sid, i, JobStatus.TRANSPILING)
+        self.advance(sid, i, JobStatus.TRANSPILING)
         try:
             circuits = codec.circuits_from_qpy(self.store.circuits_qpy(sid, i))
             opts = RunOptions.from_json(rec.options)
@@ -75,7 +75,7 @@ class Pipeline:
             isa = [isa] if not isinstance(isa, list) else isa
             self.store.store_isa(sid, i, codec.circuits_to_qpy(isa))
         except Exception as exc:  # noqa: BLE001 - any failure belongs to this chunk only
-            self._fail(sid, i, "transpilation", exc)
+            self.fail(sid, i, "transpilation", exc)
 
     # ------------------------------------------------------------------ submit
     def submit_chunk(self, sid: str, i: int) -> None:
@@ -85,18 +85,18 @@ class Pipeline:
             return
         rec = self.store.job_set(sid)
         if rec.cancel_requested:
-            self._advance(sid, i, JobStatus.CANCELLED)
+            self.advance(sid, i, JobStatus.CANCELLED)
             return
         blob = self.store.isa_qpy(sid, i)
         if blob is None:
-            self._advance(sid, i, JobStatus.ERROR, error="no transpiled circuits were stored for this job")
+            self.advance(sid, i, JobStatus.ERROR, error="no transpiled circuits were stored for this job")
             return
         try:
             executor = for_backend(rec.backend)
             opts = RunOptions.from_json(rec.options)
             isa = codec.circuits_from_qpy(blob)
         except Exception as exc:  # noqa: BLE001
-            self._fail(sid, i, "submission", exc)
+            self.fail(sid, i, "submission", exc)
             return
         if executor.local:
             self._run_local(sid, i, executor, isa, opts)
@@ -104,30 +104,29 @@ class Pipeline:
             remote.submit(self, rec, i, executor, isa, opts)
 
     def _run_local(self, sid: str, i: int, executor: Executor, isa: list, opts: RunOptions) -> None:
-        self._advance(sid, i, JobStatus.RUNNING)
+        self.advance(sid, i, JobStatus.RUNNING)
         try:
             sub = executor.submit(isa, opts, SubmitContext(sid, i, tags=chunk_tags(sid, i)))
         except Exception as exc:  # noqa: BLE001
-            self._fail(sid, i, "simulation", exc)
+            self.fail(sid, i, "simulation", exc)
             return
         # The result is stored with the DONE status in one step; polling then finds it done.
-        self._advance(sid, i, JobStatus.DONE, result=sub.records, remote_id=sub.remote_id,
+        self.advance(sid, i, JobStatus.DONE, result=sub.records, remote_id=sub.remote_id,
                       finished_at=repr(time.time()))
 
     # ------------------------------------------------------------------ poll
     def poll_chunk(self, sid: str, i: int) -> float | None:
         """Check the chunk's job once. Returns seconds until the next check, None when final."""
         ch = self.store.chunk(sid, i)
-        if ch.status.final:
-            rec = self.store.job_set(sid)
-            if not for_backend(rec.backend).local:
-                remote.after_final(self, rec, i, ch)
-            return None
         rec = self.store.job_set(sid)
         executor = for_backend(rec.backend)
+        if ch.status.final:
+            if not executor.local:
+                remote.after_final(self, rec, i)  # e.g. cancelled by the user: free its slot
+            return None
         if executor.local:
             # Local chunks finish inside submit; reaching here means submit recorded no outcome.
-            self._advance(sid, i, JobStatus.ERROR, error="local job ended without a result")
+            self.advance(sid, i, JobStatus.ERROR, error="local job ended without a result")
             return None
         return remote.poll(self, rec, i, ch, executor)
 
@@ -140,10 +139,11 @@ class Pipeline:
         chunks = self.store.chunks(sid, rec.n_chunks)
         names = self.store.names(sid)
         # A chunk still unfinished here was orphaned (its chain ended abnormally): say so.
-        for ch in chunks:
-            if not ch.status.final:
-                self._advance(sid, ch.index, JobStatus.ERROR, error=f"job ended in state {ch.status.value}")
-        chunks = self.store.chunks(sid, rec.n_chunks)
+        orphans = [ch for ch in chunks if not ch.status.final]
+        for ch in orphans:
+            self.advance(sid, ch.index, JobStatus.ERROR, error=f"job ended in state {ch.status.value}")
+        if orphans:
+            chunks = self.store.chunks(sid, rec.n_chunks)
         results: list[dict[str, Any]] = []
         for ch in chunks:
             records = self.store.chunk_result(sid, ch.index) if ch.status is JobStatus.DONE else None
@@ -167,7 +167,7 @@ class Pipeline:
             "success": final is JobSetStatus.DONE,
             "results": results,
         }
-        self.store.finish(sid, final, combined)
+        self.store.finish(sid, final, combined, rec.n_chunks)
         if rec.session_id:
             remote.close_session(self, rec)
         hooks.emit("job_set_final", job_set_id=sid, status=final, record=rec)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from . import codec
 from .errors import RetryLater
@@ -64,7 +64,7 @@ def submit(pipe: "Pipeline", rec: JobSetRecord, i: int, executor: Executor, isa:
     """Post chunk ``i`` once. Raises RetryLater when no slot is free or the service says "later"."""
     store, cfg = pipe.store, pipe.cfg
     me = holder(rec.id, i)
-    lease = pipe._slot_lease()
+    lease = pipe.slot_lease()
     if not store.acquire_slot(rec.backend, me, cfg.max_pending_jobs, lease):
         # Queued for hand-off: whoever frees a slot posts the longest-waiting chunk at once.
         # This task still comes back now and then (to go on to polling once posted).
@@ -91,7 +91,7 @@ def submit(pipe: "Pipeline", rec: JobSetRecord, i: int, executor: Executor, isa:
         raise
     except Exception as exc:  # noqa: BLE001 - a refused job fails this chunk only
         store.release_slot(rec.backend, me)
-        pipe._fail(rec.id, i, "submission", exc)
+        pipe.fail(rec.id, i, "submission", exc)
     finally:
         try:
             lock.release()
@@ -101,7 +101,7 @@ def submit(pipe: "Pipeline", rec: JobSetRecord, i: int, executor: Executor, isa:
 
 def _record_posted(pipe: "Pipeline", rec: JobSetRecord, i: int, executor: Executor, remote_id: str) -> None:
     store = pipe.store
-    after = pipe._advance(rec.id, i, JobStatus.SUBMITTED, remote_id=remote_id, submitted_at=repr(time.time()))
+    after = pipe.advance(rec.id, i, JobStatus.SUBMITTED, remote_id=remote_id, submitted_at=repr(time.time()))
     if after is not JobStatus.SUBMITTED:
         # Cancelled while we were posting: the job must not run, nor keep its slot.
         store.set_chunk_fields(rec.id, i, remote_id=remote_id)
@@ -114,17 +114,19 @@ def poll(pipe: "Pipeline", rec: JobSetRecord, i: int, ch: ChunkRecord, executor:
     store = pipe.store
     if not ch.remote_id:
         # submit_chunk only ends with the job posted or the chunk final: this is an orphan.
-        pipe._advance(rec.id, i, JobStatus.ERROR, error="the job was never posted")
+        pipe.advance(rec.id, i, JobStatus.ERROR, error="the job was never posted")
         return None
-    if rec.cancel_requested:
-        _finish(pipe, rec, i, executor, JobStatus.CANCELLED, cancel_remote=True)
+    if rec.cancel_requested:  # cancelled between the flag and the chunk's own transition
+        pipe.advance(rec.id, i, JobStatus.CANCELLED)
+        executor.cancel(ch.remote_id)
+        after_final(pipe, rec, i)
         return None
-    store.renew_slot(rec.backend, holder(rec.id, i), pipe._slot_lease())
+    store.renew_slot(rec.backend, holder(rec.id, i), pipe.slot_lease())
     state = executor.poll(ch.remote_id)
     if state.state.final:
         # The service no longer counts the job as pending: free its slot for the next chunk
         # before spending time on fetching this one's results.
-        after_final(pipe, rec, i, ch)
+        after_final(pipe, rec, i)
     if state.state is RemoteState.DONE:
         try:
             isa = codec.circuits_from_qpy(store.isa_qpy(rec.id, i))
@@ -132,31 +134,22 @@ def poll(pipe: "Pipeline", rec: JobSetRecord, i: int, ch: ChunkRecord, executor:
         except RetryLater:
             raise
         except Exception as exc:  # noqa: BLE001
-            pipe._fail(rec.id, i, "fetching results", exc)
+            pipe.fail(rec.id, i, "fetching results", exc)
             return None
-        _finish(pipe, rec, i, executor, JobStatus.DONE, result=records, finished_at=repr(time.time()))
+        pipe.advance(rec.id, i, JobStatus.DONE, result=records, finished_at=repr(time.time()))
         return None
     if state.state is RemoteState.ERROR:
-        _finish(pipe, rec, i, executor, JobStatus.ERROR, error=state.error or "the job failed on the service")
+        pipe.advance(rec.id, i, JobStatus.ERROR, error=state.error or "the job failed on the service")
         return None
     if state.state is RemoteState.CANCELLED:
-        _finish(pipe, rec, i, executor, JobStatus.CANCELLED, error="cancelled on the service")
+        pipe.advance(rec.id, i, JobStatus.CANCELLED, error="cancelled on the service")
         return None
     if state.state is RemoteState.RUNNING:
-        pipe._advance(rec.id, i, JobStatus.RUNNING)
+        pipe.advance(rec.id, i, JobStatus.RUNNING)
     return poll_delay(pipe, time.time() - (ch.submitted_at or time.time()))
 
 
-def _finish(pipe: "Pipeline", rec: JobSetRecord, i: int, executor: Executor, status: JobStatus,
-            cancel_remote: bool = False, **fields: Any) -> None:
-    pipe._advance(rec.id, i, status, **fields)
-    ch = pipe.store.chunk(rec.id, i)
-    if cancel_remote and ch.remote_id:
-        executor.cancel(ch.remote_id)
-    after_final(pipe, rec, i, ch)
-
-
-def after_final(pipe: "Pipeline", rec: JobSetRecord, i: int, ch: ChunkRecord) -> None:
+def after_final(pipe: "Pipeline", rec: JobSetRecord, i: int) -> None:
     """Give the chunk's slot back (a no-op if it was given back already) and hand it on."""
     if pipe.store.release_slot(rec.backend, holder(rec.id, i)):
         hand_off(pipe, rec.backend)
@@ -201,7 +194,7 @@ def cancel_set(pipe: "Pipeline", rec: JobSetRecord, executor: Executor) -> None:
             except Exception as exc:  # noqa: BLE001 - keep cancelling the others
                 log.warning("cancelling job %s failed: %s", ch.remote_id, exc)
         if ch.status.final:
-            after_final(pipe, rec, ch.index, ch)
+            after_final(pipe, rec, ch.index)
     rec = pipe.store.job_set(rec.id)
     if rec.session_id:
         close_session(pipe, rec)

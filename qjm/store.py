@@ -348,14 +348,13 @@ class Store:
                 cancelled.append(ch)
         return cancelled
 
-    def finish(self, sid: str, status: JobSetStatus, combined: dict[str, Any]) -> None:
+    def finish(self, sid: str, status: JobSetStatus, combined: dict[str, Any], n_chunks: int) -> None:
         """Record the set's final state and combined result; per-chunk results are then redundant."""
         ttl = self.ttl
-        rec = self.job_set(sid)
         p = self.r.pipeline(transaction=True)
         p.set(Keys.combined(sid), codec.dumps(combined), ex=ttl)
         p.hset(Keys.job_set(sid), mapping={"status": status.value, "finished": repr(time.time())})
-        for i in range(rec.n_chunks):
+        for i in range(n_chunks):
             p.delete(Keys.result(sid, i))
         p.execute()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from qiskit import QuantumCircuit
@@ -26,12 +26,7 @@ class RunOptions:
     optimization_level: int = 2
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "shots": self.shots,
-            "memory": self.memory,
-            "seed_simulator": self.seed_simulator,
-            "optimization_level": self.optimization_level,
-        }
+        return asdict(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "RunOptions":

@@ -14,7 +14,7 @@ from qiskit import QuantumCircuit
 from qiskit.providers import BackendV2
 
 from .. import codec
-from ..errors import UnknownBackendError
+from ..errors import ExecutorError, UnknownBackendError
 from .base import Executor, RunOptions, SubmitContext, Submission
 
 AER = "aer_simulator"
@@ -87,8 +87,6 @@ class LocalExecutor(Executor):
             run_opts["seed_simulator"] = options.seed_simulator
         result = self.simulator().run(circuits, **run_opts).result()
         if not result.success:
-            from ..errors import ExecutorError
-
             raise ExecutorError(f"simulation failed: {result.status}")
         records = codec.records_from_qiskit_result(circuits, result, options.memory)
         return Submission(remote_id=f"local:{ctx.job_set_id}:{ctx.chunk}", records=records)
