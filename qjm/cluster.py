@@ -190,10 +190,12 @@ class EmulatorProcess:
     """``python -m qjm.emulator`` as its own process, as a user would run it next to the workers."""
 
     def __init__(self, job_seconds: float = 1.0, pending_limit: int | None = None, fail_every: int = 0,
-                 throttle: float = 0.0, server_errors: float = 0.0) -> None:
+                 throttle: float = 0.0, server_errors: float = 0.0, seed: int | None = None) -> None:
         self.port = free_port()
         args = [sys.executable, "-m", "qjm.emulator", "--port", str(self.port), "--job-seconds", str(job_seconds),
                 "--fail-every", str(fail_every), "--throttle", str(throttle), "--server-errors", str(server_errors)]
+        if seed is not None:
+            args += ["--seed", str(seed)]
         if pending_limit:
             args += ["--pending-limit", str(pending_limit)]
         self.log = tempfile.NamedTemporaryFile(prefix="qjm-emulator-", suffix=".log", delete=False).name

@@ -35,6 +35,10 @@ def flower():
         started.append(Proc([QJM, "flower", f"--port={port}", "--address=127.0.0.1"], env, "flower"))
         base = f"http://127.0.0.1:{port}"
         wait_for(lambda: http_get(f"{base}/healthcheck")[0] == 200, 180, "Flower to answer", interval=0.2)
+        # Flower knows only the events it received: wait until its event receiver has heard the
+        # worker's heartbeat, or the first tasks of the set may be sent before it listens.
+        wait_for(lambda: WORKER in http_get(f"{base}/workers?json=1", USER, PASSWORD)[1], 60,
+                 "Flower to hear the worker's heartbeat", interval=0.3)
         yield redis_proc.url, base
     finally:
         for p in reversed(started):

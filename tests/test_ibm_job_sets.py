@@ -98,7 +98,7 @@ def test_service_refusals_back_off_and_never_fail_the_set(cluster):
 
 
 def test_429_storms_and_5xx_answers_are_survived(cluster):
-    emulator, _, _ = cluster(throttle=0.3, server_errors=0.1)
+    emulator, _, _ = cluster(throttle=0.3, server_errors=0.2, seed=7)
     js = JobManager().run(known(6), backend=BACKEND, max_experiments_per_job=2, shots=100)
     results = js.results(timeout=300)
     assert [dominant(results.get_counts(k)) for k in range(6)] == [format(k, "05b") for k in range(6)]

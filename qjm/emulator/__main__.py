@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fail-every", type=int, default=0, help="make every K-th job fail")
     parser.add_argument("--throttle", type=float, default=0.0, help="answer this fraction (0..1) of API requests with 429")
     parser.add_argument("--server-errors", type=float, default=0.0, help="answer this fraction (0..1) of API requests with 503")
+    parser.add_argument("--seed", type=int, default=None, help="seed the fault injection, for repeatable runs")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
     return parser
 
@@ -24,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
-    serve(args.host, args.port, args.job_seconds, args.pending_limit, args.fail_every, args.throttle, args.server_errors)
+    serve(args.host, args.port, args.job_seconds, args.pending_limit, args.fail_every, args.throttle, args.server_errors,
+          seed=args.seed)
 
 
 if __name__ == "__main__":

@@ -432,10 +432,11 @@ def serve(
     fail_every: int = 0,
     throttle: float = 0.0,
     server_errors: float = 0.0,
+    seed: int | None = None,
 ) -> None:
     """Serve until interrupted (Ctrl-C). Binds to loopback unless told otherwise."""
     emulator = Emulator(host, port, job_seconds=job_seconds, pending_limit=pending_limit, fail_every=fail_every,
-                        throttle=throttle, server_errors=server_errors)
+                        throttle=throttle, server_errors=server_errors, seed=seed)
     print(
         f"qjm IBM Quantum emulator on {emulator.url} ({len(emulator.state.catalog.names())} devices, "
         f"job_seconds={job_seconds}, pending_limit={pending_limit}, fail_every={fail_every}, throttle={throttle})\n"
