@@ -167,9 +167,9 @@ class Pipeline:
             "success": final is JobSetStatus.DONE,
             "results": results,
         }
-        self.store.finish(sid, final, combined, rec.n_chunks)
-        if rec.session_id:
+        if rec.session_id:  # before the set reads as final, so nothing is left open behind it
             remote.close_session(self, rec)
+        self.store.finish(sid, final, combined, rec.n_chunks)
         hooks.emit("job_set_final", job_set_id=sid, status=final, record=rec)
         return final
 

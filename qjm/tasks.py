@@ -41,9 +41,12 @@ def celery_settings(cfg: Settings) -> dict[str, Any]:
         "task_routes": {name: {"queue": q} for name, q in ROUTES.items()},
         # A task whose worker died unacknowledged comes back after the visibility timeout; kombu
         # looks for such tasks only every 100 s by default, so look every few seconds instead.
+        # The look is made under a Redis mutex that a worker killed mid-look leaves behind for
+        # its expiry (5 minutes by default): keep that short, since a look takes milliseconds.
         "broker_transport_options": {"visibility_timeout": cfg.visibility_timeout,
                                      "unacked_restore_interval": max(1, min(10, cfg.visibility_timeout // 4)),
-                                     "unacked_restore_throttle": 1},
+                                     "unacked_restore_throttle": 1,
+                                     "unacked_mutex_expire": 15},
         "result_backend_transport_options": {"visibility_timeout": cfg.visibility_timeout},
         "broker_connection_retry_on_startup": True,
         # Flower sees every task from the moment it is queued.
