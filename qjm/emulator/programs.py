@@ -25,34 +25,46 @@ class ProgramError(Exception):
     """The job cannot run (bad params, unsupported program); becomes the job's failure reason."""
 
 
-def sample_circuit(sim: Any, circuit: QuantumCircuit, values: np.ndarray | None, shots: int) -> dict[str, np.ndarray]:
-    """Per classical register, a bool array of shape ``(*sweep_shape, shots, register size)``.
+Sweep = tuple[QuantumCircuit, "np.ndarray | None"]
+
+
+def sample_circuits(sim: Any, work: list[Sweep], shots: int) -> list[dict[str, np.ndarray]]:
+    """Per item and classical register, a bool array of shape ``(*sweep_shape, shots, size)``.
 
     Column ``j`` is bit ``j`` of the register (little-endian), the layout both samplers use.
+    Every bound circuit of the job goes to Aer in one call: each call pays for loading the
+    device's noise model again, which would otherwise dominate (and hold the emulator's GIL).
     """
-    if values is not None and circuit.num_parameters:
-        values = np.asarray(values, dtype=float)
-        sweep_shape = values.shape[:-1]
-        flat = values.reshape(-1, values.shape[-1])
-        bound = [circuit.assign_parameters(dict(zip(circuit.parameters, row))) for row in flat]
-    else:
-        sweep_shape = ()
-        bound = [circuit]
+    bound: list[QuantumCircuit] = []
+    shapes: list[tuple[int, ...]] = []
+    for circuit, values in work:
+        if values is not None and circuit.num_parameters:
+            values = np.asarray(values, dtype=float)
+            shapes.append(values.shape[:-1])
+            flat = values.reshape(-1, values.shape[-1])
+            bound.extend(circuit.assign_parameters(dict(zip(circuit.parameters, row))) for row in flat)
+        else:
+            shapes.append(())
+            bound.append(circuit)
     result = sim.run(bound, shots=shots, memory=True).result()
     if not result.success:
         raise ProgramError(f"simulation failed: {result.status}")
-    n_clbits = circuit.num_clbits
-    # Each shot's memory is a hex string over all clbits; clbit k is bit k of that integer.
-    ints = np.array(
-        [[int(word, 16) for word in result.data(i)["memory"]] for i in range(len(bound))], dtype=object
-    )
-    all_bits = np.zeros((len(bound), shots, n_clbits), dtype=bool)
-    for k in range(n_clbits):
-        all_bits[:, :, k] = (ints >> k) & 1 == 1
-    out: dict[str, np.ndarray] = {}
-    for creg in circuit.cregs:
-        cols = [circuit.find_bit(bit).index for bit in creg]
-        out[creg.name] = all_bits[:, :, cols].reshape(*sweep_shape, shots, creg.size)
+    out: list[dict[str, np.ndarray]] = []
+    offset = 0
+    for (circuit, _), shape in zip(work, shapes):
+        n = int(np.prod(shape)) if shape else 1
+        # Each shot's memory is a hex string over all clbits; clbit k is bit k of that integer.
+        ints = np.array([[int(word, 16) for word in result.data(offset + i)["memory"]] for i in range(n)],
+                        dtype=object)
+        offset += n
+        all_bits = np.zeros((n, shots, circuit.num_clbits), dtype=bool)
+        for k in range(circuit.num_clbits):
+            all_bits[:, :, k] = (ints >> k) & 1 == 1
+        data: dict[str, np.ndarray] = {}
+        for creg in circuit.cregs:
+            cols = [circuit.find_bit(bit).index for bit in creg]
+            data[creg.name] = all_bits[:, :, cols].reshape(*shape, shots, creg.size)
+        out.append(data)
     return out
 
 
@@ -76,18 +88,18 @@ def run_executor(sim: Any, params: dict[str, Any]) -> str:
         raise ProgramError(f"meas_level {program.meas_level!r} is not emulated (only 'classified')")
     circuits: list[QuantumCircuit] = program.circuits.to_python()
     start = datetime.datetime.now(datetime.timezone.utc)
-    items = []
+    work: list[Sweep] = []
     for circuit, item in zip(circuits, program.items):
         if item.item_type != "circuit":
             raise ProgramError("samplex items (twirling) are not emulated; disable twirling")
-        values = item.circuit_arguments.to_numpy() if circuit.num_parameters else None
-        data = sample_circuit(sim, circuit, values, program.shots)
-        items.append(
-            QuantumProgramResultItemModel(
-                results={name: CompressedTensorModel.from_numpy(arr) for name, arr in data.items()},
-                metadata=ItemMetadataModel(),
-            )
+        work.append((circuit, item.circuit_arguments.to_numpy() if circuit.num_parameters else None))
+    items = [
+        QuantumProgramResultItemModel(
+            results={name: CompressedTensorModel.from_numpy(arr) for name, arr in data.items()},
+            metadata=ItemMetadataModel(),
         )
+        for data in sample_circuits(sim, work, program.shots)
+    ]
     stop = datetime.datetime.now(datetime.timezone.utc)
     result = QuantumProgramResultModel(
         data=items,
@@ -105,16 +117,23 @@ def run_sampler(sim: Any, params: dict[str, Any], default_shots: int = 1024) -> 
 
     options = params.get("options") or {}
     shots_default = options.get("default_shots") or default_shots
-    pub_results = []
+    pubs: list[tuple[QuantumCircuit, Any, int]] = []
     for pub in params.get("pubs", []):
         if isinstance(pub, QuantumCircuit):
             pub = (pub,)
         circuit = pub[0]
         values = pub[1] if len(pub) > 1 and circuit.num_parameters else None
         shots = int(pub[2]) if len(pub) > 2 and pub[2] is not None else int(shots_default)
-        data = sample_circuit(sim, circuit, values, shots)
+        pubs.append((circuit, values, shots))
+    data: dict[int, dict[str, np.ndarray]] = {}
+    for shots in sorted({p[2] for p in pubs}):  # one Aer call per distinct shot count
+        indices = [k for k, p in enumerate(pubs) if p[2] == shots]
+        for k, sampled in zip(indices, sample_circuits(sim, [pubs[k][:2] for k in indices], shots)):
+            data[k] = sampled
+    pub_results = []
+    for k, (circuit, values, shots) in enumerate(pubs):
         shape = () if values is None else np.asarray(values).shape[:-1]
-        arrays = {name: BitArray.from_bool_array(arr, order="little") for name, arr in data.items()}
+        arrays = {name: BitArray.from_bool_array(arr, order="little") for name, arr in data[k].items()}
         pub_results.append(
             SamplerPubResult(DataBin(**arrays, shape=shape), metadata={"shots": shots, "circuit_metadata": circuit.metadata})
         )

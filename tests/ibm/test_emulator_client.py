@@ -141,6 +141,42 @@ def test_batch_submit_poll_fetch(emulator: Emulator, use_emulator: Callable[[Emu
         executor.submit(circuits, options, ctx_for("setA", 1, session_id))
 
 
+def test_parameter_sweeps_and_mixed_shots_keep_their_places(emulator: Emulator, use_emulator: Callable[[Emulator], None]) -> None:
+    """Users dry-run their own primitives on the emulator: sweeps come back per parameter value,
+    pubs keep their own shot counts, in both samplers the emulator serves."""
+    import math
+
+    from qiskit.circuit import Parameter
+    from qiskit_ibm_runtime import SamplerV2
+    from qiskit_ibm_runtime.executor_sampler import Sampler
+
+    use_emulator(emulator)
+    backend = IBMQuantumExecutor(BACKEND).backend()
+    theta = Parameter("theta")
+    bell = QuantumCircuit(2, name="rx_bell")
+    bell.rx(theta, 0)
+    bell.cx(0, 1)
+    bell.measure_all()
+    one = QuantumCircuit(1, 1, name="one")
+    one.x(0)
+    one.measure(0, 0)
+    sweep, fixed = transpile([bell, one], backend, optimization_level=1, seed_transpiler=7)
+
+    def top(bits: Any) -> str:
+        counts = bits.get_counts()
+        return max(counts, key=counts.get)
+
+    result = Sampler(mode=backend).run([(sweep, [[0.0], [math.pi], [0.0]]), fixed], shots=200).result()
+    assert result[0].data.meas.shape == (3,) and result[0].data.meas.num_shots == 200
+    assert [top(result[0].data.meas[k]) for k in range(3)] == ["00", "11", "00"]
+    assert top(result[1].data.c) == "1"
+
+    legacy = SamplerV2(mode=backend).run([(sweep, [[math.pi], [0.0]], 100), (fixed, None, 50)]).result()
+    assert legacy[0].data.meas.num_shots == 100 and legacy[1].data.c.num_shots == 50
+    assert [top(legacy[0].data.meas[k]) for k in range(2)] == ["11", "00"]
+    assert top(legacy[1].data.c) == "1"
+
+
 def test_find_submitted_by_chunk_tag(emulator: Emulator, use_emulator: Callable[[Emulator], None]) -> None:
     use_emulator(emulator)
     executor = IBMQuantumExecutor(BACKEND)
