@@ -20,7 +20,7 @@ from .remote import chunk_tags
 from .config import Settings, settings as load_settings
 from .executors import Executor, RunOptions, SubmitContext, for_backend
 from .status import JobSetStatus, JobStatus
-from .store import Store
+from .store import JobSetRecord, Store
 
 log = logging.getLogger(__name__)
 
@@ -87,21 +87,29 @@ class Pipeline:
         if rec.cancel_requested:
             self.advance(sid, i, JobStatus.CANCELLED)
             return
-        blob = self.store.isa_qpy(sid, i)
-        if blob is None:
-            self.advance(sid, i, JobStatus.ERROR, error="no transpiled circuits were stored for this job")
-            return
         try:
             executor = for_backend(rec.backend)
-            opts = RunOptions.from_json(rec.options)
-            isa = codec.circuits_from_qpy(blob)
         except Exception as exc:  # noqa: BLE001
             self.fail(sid, i, "submission", exc)
             return
-        if executor.local:
-            self._run_local(sid, i, executor, isa, opts)
-        else:
-            remote.submit(self, rec, i, executor, isa, opts)
+        if not executor.local:
+            remote.submit(self, rec, i, executor, lambda: self._load_isa(rec, i))
+            return
+        work = self._load_isa(rec, i)
+        if work is not None:
+            self._run_local(sid, i, executor, *work)
+
+    def _load_isa(self, rec: JobSetRecord, i: int) -> tuple[list, RunOptions] | None:
+        """The chunk's transpiled circuits and the set's options; None (chunk failed) if unusable."""
+        blob = self.store.isa_qpy(rec.id, i)
+        if blob is None:
+            self.advance(rec.id, i, JobStatus.ERROR, error="no transpiled circuits were stored for this job")
+            return None
+        try:
+            return codec.circuits_from_qpy(blob), RunOptions.from_json(rec.options)
+        except Exception as exc:  # noqa: BLE001
+            self.fail(rec.id, i, "submission", exc)
+            return None
 
     def _run_local(self, sid: str, i: int, executor: Executor, isa: list, opts: RunOptions) -> None:
         self.advance(sid, i, JobStatus.RUNNING)

@@ -9,9 +9,8 @@ Rules this module keeps:
   the job is final, reclaimed when its holder stops renewing (a dead worker).
 * A chunk is posted at most once: before posting, the chunk's record in Redis and then the
   chunk's tag on the service are checked for a job already posted by an earlier delivery.
-* Polls are spaced at a tenth of the job's age (between ``QJM_MIN_POLL_INTERVAL`` and
-  ``QJM_MAX_POLL_INTERVAL``), so completion is noticed within 10 % of a job's run time while a
-  job that waits for hours costs one request a minute.
+* Polls follow ``qjm.polling``: a tenth of the job's age at first, then, once the backend has a
+  track record, skipping ahead to just before the expected end and polling finely around it.
 """
 
 from __future__ import annotations
@@ -20,7 +19,9 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from . import codec
+from typing import Callable
+
+from . import codec, polling
 from .errors import RetryLater
 from .executors import Executor, RemoteState, RunOptions, SubmitContext
 from .status import JobStatus
@@ -34,11 +35,6 @@ log = logging.getLogger(__name__)
 
 def holder(job_set_id: str, chunk: int) -> str:
     return f"{job_set_id}:{chunk}"
-
-
-def poll_delay(pipe: "Pipeline", age: float) -> float:
-    cfg = pipe.cfg
-    return min(cfg.poll_cap, max(cfg.min_poll_interval, 0.1 * age))
 
 
 def ensure_session(pipe: "Pipeline", rec: JobSetRecord, executor: Executor) -> str | None:
@@ -60,8 +56,15 @@ def chunk_tags(job_set_id: str, chunk: int) -> list[str]:
     return [f"qjm:{job_set_id}", f"qjm:{job_set_id}:{chunk}"]
 
 
-def submit(pipe: "Pipeline", rec: JobSetRecord, i: int, executor: Executor, isa: list, opts: RunOptions) -> None:
-    """Post chunk ``i`` once. Raises RetryLater when no slot is free or the service says "later"."""
+Load = Callable[[], "tuple[list, RunOptions] | None"]
+
+
+def submit(pipe: "Pipeline", rec: JobSetRecord, i: int, executor: Executor, load: Load) -> None:
+    """Post chunk ``i`` once. Raises RetryLater when no slot is free or the service says "later".
+
+    ``load`` gives the chunk's circuits and options (None if the chunk failed on the way); it is
+    called only once a slot is held, so a chunk waiting for one costs a few Redis reads.
+    """
     store, cfg = pipe.store, pipe.cfg
     me = holder(rec.id, i)
     lease = pipe.slot_lease()
@@ -69,8 +72,8 @@ def submit(pipe: "Pipeline", rec: JobSetRecord, i: int, executor: Executor, isa:
         # Queued for hand-off: whoever frees a slot posts the longest-waiting chunk at once.
         # This task still comes back now and then (to go on to polling once posted).
         since = store.wait_for_slot(rec.backend, rec.id, i)
-        raise RetryLater(f"all {cfg.max_pending_jobs} pending-job slots on {rec.backend} are taken",
-                         delay=poll_delay(pipe, time.time() - since))
+        delay = polling.slot_wait_retry_in(time.time() - since, store.duration_estimate(rec.backend), cfg)
+        raise RetryLater(f"all {cfg.max_pending_jobs} pending-job slots on {rec.backend} are taken", delay)
     lock = store.posting_lock(rec.id, i)
     if not lock.acquire():
         raise RetryLater(f"chunk {i} of {rec.id} is being posted by another delivery", 1.0)
@@ -83,8 +86,12 @@ def submit(pipe: "Pipeline", rec: JobSetRecord, i: int, executor: Executor, isa:
         # then the chunk's tag on the service tells. Only then is the service asked.
         remote_id = executor.find_submitted(ctx) if ch.post_attempted else None
         if remote_id is None:
+            work = load()
+            if work is None:  # the chunk was failed by the loader
+                store.release_slot(rec.backend, me)
+                return
             store.set_chunk_fields(rec.id, i, post_attempted=repr(time.time()))
-            remote_id = executor.submit(isa, opts, ctx).remote_id
+            remote_id = executor.submit(*work, ctx).remote_id
         _record_posted(pipe, rec, i, executor, remote_id)
     except RetryLater:
         store.release_slot(rec.backend, me)
@@ -121,6 +128,11 @@ def poll(pipe: "Pipeline", rec: JobSetRecord, i: int, ch: ChunkRecord, executor:
         executor.cancel(ch.remote_id)
         after_final(pipe, rec, i)
         return None
+    age = time.time() - (ch.submitted_at or time.time())
+    est = store.duration_estimate(rec.backend)
+    first = polling.first_poll_age(est, pipe.cfg)
+    if age < first:  # just posted (or handed off): no point asking yet
+        return first - age
     store.renew_slot(rec.backend, holder(rec.id, i), pipe.slot_lease())
     state = executor.poll(ch.remote_id)
     if state.state.final:
@@ -128,6 +140,7 @@ def poll(pipe: "Pipeline", rec: JobSetRecord, i: int, ch: ChunkRecord, executor:
         # before spending time on fetching this one's results.
         after_final(pipe, rec, i)
     if state.state is RemoteState.DONE:
+        store.record_duration(rec.backend, ch.seen_pending_age or age)
         try:
             isa = codec.circuits_from_qpy(store.isa_qpy(rec.id, i))
             records = executor.fetch(ch.remote_id, isa, RunOptions.from_json(rec.options))
@@ -146,7 +159,8 @@ def poll(pipe: "Pipeline", rec: JobSetRecord, i: int, ch: ChunkRecord, executor:
         return None
     if state.state is RemoteState.RUNNING:
         pipe.advance(rec.id, i, JobStatus.RUNNING)
-    return poll_delay(pipe, time.time() - (ch.submitted_at or time.time()))
+    store.set_chunk_fields(rec.id, i, seen_pending_age=repr(age))
+    return polling.next_poll_in(age, est, pipe.cfg)
 
 
 def after_final(pipe: "Pipeline", rec: JobSetRecord, i: int) -> None:

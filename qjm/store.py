@@ -15,8 +15,9 @@ from typing import Any, Iterator
 import redis
 
 from . import codec
-from .config import Settings, settings as load_settings
+from .config import DAY, Settings, settings as load_settings
 from .errors import JobSetNotFoundError, StoreUnavailableError
+from .polling import Estimate
 from .status import FINAL, JobSetStatus, JobStatus
 
 
@@ -72,6 +73,11 @@ class Keys:
         """Sorted set: holders waiting for a slot, by the time they started waiting (FIFO)."""
         return f"{cls.PREFIX}:slots:{backend}:waiting"
 
+    @classmethod
+    def durations(cls, backend: str) -> str:
+        """Hash: ``mean``/``dev`` of how long the backend's recent jobs took (``qjm.polling``)."""
+        return f"{cls.PREFIX}:durations:{backend}"
+
 
 _RANK = {s.value: r for r, s in enumerate(JobStatus)}
 _FINAL_NAMES = sorted(s.value for s in FINAL)
@@ -110,6 +116,20 @@ end
 return 0
 """
 
+# KEYS[1] durations hash; ARGV: observed seconds, weight of the new observation, ttl.
+# Exponentially weighted mean and mean absolute deviation; the first observation sets the mean
+# and a tenth of it as the deviation (no spread seen yet).
+_DURATION = """
+local x, a = tonumber(ARGV[1]), tonumber(ARGV[2])
+local mean = tonumber(redis.call('HGET', KEYS[1], 'mean'))
+local dev = tonumber(redis.call('HGET', KEYS[1], 'dev'))
+if not mean then mean, dev = x, 0.1 * x
+else dev = (1 - a) * dev + a * math.abs(x - mean); mean = (1 - a) * mean + a * x end
+redis.call('HSET', KEYS[1], 'mean', tostring(mean), 'dev', tostring(dev))
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+return tostring(mean)
+"""
+
 
 @dataclass
 class ChunkRecord:
@@ -124,6 +144,8 @@ class ChunkRecord:
     updated: float | None = None
     submitted_at: float | None = None
     post_attempted: float | None = None
+    #: The job's age when a poll last found it still pending (a lower bound of its duration).
+    seen_pending_age: float | None = None
 
     @classmethod
     def from_hash(cls, h: dict[bytes, bytes]) -> "ChunkRecord":
@@ -138,6 +160,7 @@ class ChunkRecord:
             updated=float(g("updated") or 0) or None,
             submitted_at=float(g("submitted_at") or 0) or None,
             post_attempted=float(g("post_attempted") or 0) or None,
+            seen_pending_age=float(g("seen_pending_age") or 0) or None,
         )
 
 
@@ -211,6 +234,7 @@ class Store:
         self._advance = self.r.register_script(_ADVANCE)
         self._acquire = self.r.register_script(_ACQUIRE)
         self._renew = self.r.register_script(_RENEW)
+        self._duration = self.r.register_script(_DURATION)
 
     @property
     def ttl(self) -> int:
@@ -390,3 +414,14 @@ class Store:
 
     def slots_in_use(self, backend: str) -> int:
         return int(self.r.hlen(Keys.slots(backend)))
+
+    # ----------------------------------------------------------------- job durations
+    def record_duration(self, backend: str, seconds: float, weight: float = 0.3) -> None:
+        """Fold one finished job's duration into the backend's estimate (kept a day after the last)."""
+        self._duration(keys=[Keys.durations(backend)], args=[repr(seconds), repr(weight), DAY])
+
+    def duration_estimate(self, backend: str) -> "Estimate | None":
+        raw = self.r.hmget(Keys.durations(backend), "mean", "dev")
+        if raw[0] is None or raw[1] is None:
+            return None
+        return Estimate(float(raw[0]), float(raw[1]))

@@ -119,6 +119,39 @@ def _emulator_url_resolver(url: str, instance: str | None, private_endpoint: boo
     return f"{url.rstrip('/')}/api/v1"
 
 
+#: The client checks the instance's usage and the backend's status before every job it posts,
+#: only to print a warning. That is two requests on the path from a freed slot to the next post,
+#: so qjm lets each check run at most once per this many seconds per worker process.
+ADVISORY_CHECK_SECONDS = 60.0
+
+
+def at_most_every(seconds: float, fn: Callable[[], Any]) -> Callable[[], Any]:
+    """``fn`` whose answer is reused for ``seconds``: for the client's advisory checks only."""
+    lock = threading.Lock()
+    last: list[Any] = [float("-inf"), None]
+
+    def throttled() -> Any:
+        with lock:
+            if time.monotonic() - last[0] < seconds:
+                return last[1]
+        answer = fn()
+        with lock:
+            last[:] = [time.monotonic(), answer]
+        return answer
+
+    throttled.__wrapped__ = fn  # type: ignore[attr-defined]
+    return throttled
+
+
+def _relax_advisory_checks(obj: Any, method: str) -> Any:
+    """Throttle ``obj.method`` (``QiskitRuntimeService._check_instance_usage``, ``IBMBackend.status``)
+    on this one object, once."""
+    current = getattr(obj, method, None)
+    if current is not None and not hasattr(current, "__wrapped__"):
+        setattr(obj, method, at_most_every(ADVISORY_CHECK_SECONDS, current))
+    return obj
+
+
 _cache_lock = threading.RLock()
 _services: dict[AccountSettings, Any] = {}
 _backends: dict[tuple[AccountSettings, str], Any] = {}
@@ -154,7 +187,7 @@ def get_service(settings: AccountSettings) -> Any:
             raise
         except Exception as exc:
             raise ExecutorError(f"cannot connect to IBM Quantum: {exc}") from exc
-        _services[settings] = service
+        _services[settings] = _relax_advisory_checks(service, "_check_instance_usage")
         return service
 
 
@@ -283,7 +316,7 @@ class IBMQuantumExecutor(Executor):
         except Exception as exc:
             raise classify(exc, f"backend look-up of {self.name}") from exc
         with _cache_lock:
-            return _backends.setdefault(key, backend)
+            return _backends.setdefault(key, _relax_advisory_checks(backend, "status"))
 
     def _not_found(self, exc: BaseException, what: str) -> Exception:
         """Tell a truly unknown backend from a failed backend listing.
@@ -311,6 +344,8 @@ class IBMQuantumExecutor(Executor):
                 _batches.move_to_end(key)
                 return batch
         batch = _call(lambda: Batch.from_id(session_id, self.service), f"re-attach to batch {session_id}")
+        if getattr(batch, "_backend", None) is not None:  # the backend object its jobs are posted with
+            _relax_advisory_checks(batch._backend, "status")
         with _cache_lock:
             _batches[key] = batch
             while len(_batches) > 64:
