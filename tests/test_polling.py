@@ -1,0 +1,80 @@
+"""The poll schedule for remote jobs, and the per-backend duration estimate it plans with."""
+
+from __future__ import annotations
+
+import pytest
+
+from qjm.config import Settings
+from qjm.polling import Estimate, first_poll_age, next_poll_in, slot_wait_retry_in
+from qjm.store import Store
+
+from .procs import RedisServer
+
+CFG = Settings(redis_url="redis://unused", max_poll_interval=60, min_poll_interval=0.1)
+
+
+def poll_ages(job_seconds: float, est: Estimate | None, start: float = 0.0) -> list[float]:
+    """Ages at which a job that ends at ``job_seconds`` is asked about, the last one seeing it end."""
+    ages, age = [], max(start, first_poll_age(est, CFG))
+    while True:
+        ages.append(age)
+        if age >= job_seconds:
+            return ages
+        age += next_poll_in(age, est, CFG)
+
+
+@pytest.fixture(scope="module")
+def store():
+    server = RedisServer().start()
+    yield Store(cfg=Settings(redis_url=server.url))
+    server.stop()
+
+
+def test_without_a_track_record_polls_follow_a_tenth_of_the_age():
+    ages = poll_ages(30.0, None)
+    assert ages[0] == pytest.approx(0.1)
+    gaps = [b - a for a, b in zip(ages, ages[1:])]
+    assert all(gap == pytest.approx(max(0.1, 0.1 * a)) for a, gap in zip(ages, gaps))
+    assert ages[-1] - 30.0 <= 0.1 * 30.0 + 1e-9  # noticed within 10 % of the job's time
+
+
+def test_with_a_track_record_the_end_is_noticed_finely_with_few_requests():
+    est = Estimate(mean=1.0, dev=0.01)
+    ages = poll_ages(1.0, est)
+    assert ages[0] >= 0.9, "nothing is asked long before the expected end"
+    assert ages[-1] - 1.0 <= est.fine + 1e-9
+    assert len(ages) < len(poll_ages(1.0, None)), "fewer requests than without an estimate"
+
+
+def test_a_job_running_late_falls_back_to_the_age_based_schedule():
+    est = Estimate(mean=1.0, dev=0.01)
+    ages = poll_ages(20.0, est)
+    late = [(a, b - a) for a, b in zip(ages, ages[1:]) if a > est.window[1]]
+    assert late and all(gap == pytest.approx(max(0.1, 0.1 * a)) for a, gap in late)
+    assert ages[-1] - 20.0 <= 2.0 + 1e-9
+
+
+def test_long_jobs_are_never_left_unasked_beyond_the_cap():
+    est = Estimate(mean=7200.0, dev=600.0)  # two hours in a device queue
+    assert first_poll_age(est, CFG) == CFG.poll_cap
+    assert all(next_poll_in(age, est, CFG) <= CFG.poll_cap for age in (0, 30, 3000, 7000, 7200, 9000, 90000))
+    assert est.fine >= 100, "near the end of a two-hour job, polls stay minutes apart"
+
+
+def test_a_chunk_waiting_for_a_slot_comes_back_before_its_handed_off_job_is_due():
+    est = Estimate(mean=1.0, dev=0.01)
+    for waited in (0.0, 1.0, 10.0, 1000.0):
+        assert slot_wait_retry_in(waited, est, CFG) < first_poll_age(est, CFG)
+    assert slot_wait_retry_in(5.0, None, CFG) == pytest.approx(0.5)
+
+
+def test_estimate_follows_what_jobs_took(store):
+    assert store.duration_estimate("dev1") is None
+    for _ in range(10):
+        store.record_duration("dev1", 1.0)
+    est = store.duration_estimate("dev1")
+    assert est.mean == pytest.approx(1.0) and est.dev < 0.03
+    store.record_duration("dev1", 3.0)  # one outlier moves it, but not all the way
+    moved = store.duration_estimate("dev1")
+    assert 1.0 < moved.mean < 2.0 and moved.dev > est.dev
+    assert store.duration_estimate("dev2") is None, "estimates are per backend"
