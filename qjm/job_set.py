@@ -141,17 +141,18 @@ class ManagedJobSet:
             return watch(self, timeout=timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         delay, started = 0.02, time.monotonic()
-        while True:
-            status = self.status()
-            if status.final:
-                return status
-            if deadline is not None and time.monotonic() >= deadline:
-                raise JobSetTimeoutError(
-                    f"Job set {self._id} is still {status.value} after {timeout} s; statuses: "
-                    + ", ".join(s.value for s in self.statuses()))
-            time.sleep(delay if deadline is None else max(0.0, min(delay, deadline - time.monotonic())))
-            # A tenth of a second at first (results show up promptly), a second for long waits.
-            delay = min(delay * 1.5, 0.1 if time.monotonic() - started < 60 else 1.0)
+        with self._store.final_notice(self._id) as pause:
+            while True:
+                status = self.status()
+                if status.final:
+                    return status
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise JobSetTimeoutError(
+                        f"Job set {self._id} is still {status.value} after {timeout} s; statuses: "
+                        + ", ".join(s.value for s in self.statuses()))
+                # The set's end is announced; reading the status now and then is the safety net.
+                pause(delay if deadline is None else min(delay, deadline - time.monotonic()))
+                delay = min(delay * 1.5, 0.5 if time.monotonic() - started < 60 else 2.0)
 
     def results(self, timeout: float | None = None, partial: bool = False) -> "ManagedResults":
         """Wait for the set, then return its combined results.

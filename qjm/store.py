@@ -10,7 +10,8 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import redis
 
@@ -38,6 +39,11 @@ class Keys:
     @classmethod
     def combined(cls, sid: str) -> str:
         return f"{cls.PREFIX}:set:{sid}:result"
+
+    @classmethod
+    def final_channel(cls, sid: str) -> str:
+        """Pub/sub channel on which a set's final status is announced once."""
+        return f"{cls.PREFIX}:set:{sid}:final"
 
     @classmethod
     def chunk(cls, sid: str, i: int) -> str:
@@ -380,7 +386,19 @@ class Store:
         p.hset(Keys.job_set(sid), mapping={"status": status.value, "finished": repr(time.time())})
         for i in range(n_chunks):
             p.delete(Keys.result(sid, i))
+        p.publish(Keys.final_channel(sid), status.value)
         p.execute()
+
+    @contextmanager
+    def final_notice(self, sid: str) -> Iterator[Callable[[float], None]]:
+        """Listen for the set's final status; yields ``pause(seconds)``, which returns early when
+        it is announced. Subscribe first, then read the status, so the notice cannot slip by."""
+        pubsub = self.r.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(Keys.final_channel(sid))
+        try:
+            yield lambda seconds: pubsub.get_message(timeout=max(0.0, seconds))
+        finally:
+            pubsub.close()
 
     # ----------------------------------------------------------------- remote-job slots
     def acquire_slot(self, backend: str, holder: str, limit: int, lease: float) -> bool:
