@@ -128,10 +128,10 @@ def poll(pipe: "Pipeline", rec: JobSetRecord, i: int, ch: ChunkRecord, executor:
         executor.cancel(ch.remote_id)
         after_final(pipe, rec, i)
         return None
-    age = time.time() - (ch.submitted_at or time.time())
     est = store.duration_estimate(rec.backend)
+    age = time.time() - ch.submitted_at if ch.submitted_at else None
     first = polling.first_poll_age(est, pipe.cfg)
-    if age < first:  # just posted (or handed off): no point asking yet
+    if age is not None and age < first:  # just posted (or handed off): no point asking yet
         return first - age
     store.renew_slot(rec.backend, holder(rec.id, i), pipe.slot_lease())
     state = executor.poll(ch.remote_id)
@@ -140,7 +140,6 @@ def poll(pipe: "Pipeline", rec: JobSetRecord, i: int, ch: ChunkRecord, executor:
         # before spending time on fetching this one's results.
         after_final(pipe, rec, i)
     if state.state is RemoteState.DONE:
-        store.record_duration(rec.backend, ch.seen_pending_age or age)
         try:
             isa = codec.circuits_from_qpy(store.isa_qpy(rec.id, i))
             records = executor.fetch(ch.remote_id, isa, RunOptions.from_json(rec.options))
@@ -150,6 +149,8 @@ def poll(pipe: "Pipeline", rec: JobSetRecord, i: int, ch: ChunkRecord, executor:
             pipe.fail(rec.id, i, "fetching results", exc)
             return None
         pipe.advance(rec.id, i, JobStatus.DONE, result=records, finished_at=repr(time.time()))
+        if age is not None:  # the last age it was seen pending is the tighter (lower) bound
+            store.record_duration(rec.backend, ch.seen_pending_age or age)
         return None
     if state.state is RemoteState.ERROR:
         pipe.advance(rec.id, i, JobStatus.ERROR, error=state.error or "the job failed on the service")
@@ -159,6 +160,8 @@ def poll(pipe: "Pipeline", rec: JobSetRecord, i: int, ch: ChunkRecord, executor:
         return None
     if state.state is RemoteState.RUNNING:
         pipe.advance(rec.id, i, JobStatus.RUNNING)
+    if age is None:
+        return polling.age_based(0.0, pipe.cfg)
     store.set_chunk_fields(rec.id, i, seen_pending_age=repr(age))
     return polling.next_poll_in(age, est, pipe.cfg)
 
