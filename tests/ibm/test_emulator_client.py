@@ -177,6 +177,23 @@ def test_parameter_sweeps_and_mixed_shots_keep_their_places(emulator: Emulator, 
     assert top(legacy[1].data.c) == "1"
 
 
+def test_each_further_post_is_a_single_request(make_emulator: Callable[..., Emulator], use_emulator: Callable[[Emulator], None]) -> None:
+    """A freed slot is refilled with one POST: the client's advisory usage and backend-status
+    checks run once, not before every job."""
+    emu = make_emulator(job_seconds=0.2)
+    use_emulator(emu)
+    executor = IBMQuantumExecutor(BACKEND)
+    session_id = executor.open_session("single")
+    circuits = isa(executor, x02_circuit())
+    executor.submit(circuits, RunOptions(shots=50), ctx_for("single", 0, session_id))
+    before = emu.stats()
+    ids = [executor.submit(circuits, RunOptions(shots=50), ctx_for("single", k, session_id)).remote_id for k in (1, 2, 3)]
+    after = emu.stats()
+    assert after["jobs_posted"] - before["jobs_posted"] == 3
+    assert after["requests"] - before["requests"] == 3, "one request per post"
+    assert all(wait_final(executor, remote_id).state is RemoteState.DONE for remote_id in ids)
+
+
 def test_find_submitted_by_chunk_tag(emulator: Emulator, use_emulator: Callable[[Emulator], None]) -> None:
     use_emulator(emulator)
     executor = IBMQuantumExecutor(BACKEND)
