@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
-
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from . import codec, polling
 from .errors import RetryLater
@@ -56,7 +54,7 @@ def chunk_tags(job_set_id: str, chunk: int) -> list[str]:
     return [f"qjm:{job_set_id}", f"qjm:{job_set_id}:{chunk}"]
 
 
-Load = Callable[[], "tuple[list, RunOptions] | None"]
+Load = Callable[[], tuple[list, RunOptions] | None]
 
 
 def submit(pipe: "Pipeline", rec: JobSetRecord, i: int, executor: Executor, load: Load) -> None:

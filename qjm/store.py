@@ -133,7 +133,6 @@ if not mean then mean, dev = x, 0.1 * x
 else dev = (1 - a) * dev + a * math.abs(x - mean); mean = (1 - a) * mean + a * x end
 redis.call('HSET', KEYS[1], 'mean', tostring(mean), 'dev', tostring(dev))
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
-return tostring(mean)
 """
 
 
@@ -438,7 +437,8 @@ class Store:
         """Fold one finished job's duration into the backend's estimate (kept a day after the last)."""
         self._duration(keys=[Keys.durations(backend)], args=[repr(seconds), repr(weight), DAY])
 
-    def duration_estimate(self, backend: str) -> "Estimate | None":
+    def duration_estimate(self, backend: str) -> Estimate | None:
+        """The backend's running estimate, or None before any of its jobs finished (or a day after)."""
         raw = self.r.hmget(Keys.durations(backend), "mean", "dev")
         if raw[0] is None or raw[1] is None:
             return None
