@@ -1,4 +1,9 @@
-"""Settings read from the environment, in one place, so workers and clients agree."""
+"""Every setting qjm reads, in one place, so workers and clients agree.
+
+Settings come from the environment once, when a ``Settings`` is made; nothing in qjm reads
+``os.environ`` elsewhere or writes it at run time (the one exception is ``qjm.executors.ibm.client_patches``,
+which hands the IBM client the two variables it reads only from the environment).
+"""
 
 from __future__ import annotations
 
@@ -8,15 +13,25 @@ from dataclasses import dataclass, field
 DAY = 24 * 3600
 
 
-def _int(name: str, default: int) -> int:
+def _env(name: str) -> str | None:
     raw = os.environ.get(name)
-    return int(raw) if raw not in (None, "") else default
+    return raw if raw not in (None, "") else None
+
+
+def _int(name: str, default: int) -> int:
+    raw = _env(name)
+    return int(raw) if raw is not None else default
+
+
+def _float(name: str, default: float) -> float:
+    raw = _env(name)
+    return float(raw) if raw is not None else default
 
 
 @dataclass(frozen=True)
 class Settings:
-    redis_url: str = field(default_factory=lambda: os.environ.get("QJM_REDIS_URL", "redis://localhost:6379/0"))
-    broker_url: str | None = field(default_factory=lambda: os.environ.get("QJM_BROKER_URL") or None)
+    redis_url: str = field(default_factory=lambda: _env("QJM_REDIS_URL") or "redis://localhost:6379/0")
+    broker_url: str | None = field(default_factory=lambda: _env("QJM_BROKER_URL"))
     #: How long job sets, their circuits and results are kept (and Celery results expire).
     ttl_seconds: int = field(default_factory=lambda: _int("QJM_TTL_SECONDS", 14 * DAY))
     #: Redis broker visibility timeout: an unacknowledged task is redelivered after this long.
@@ -24,13 +39,23 @@ class Settings:
     #: Longest pause between two polls of one job; kept far below the visibility timeout.
     max_poll_interval: int = field(default_factory=lambda: _int("QJM_MAX_POLL_INTERVAL", 60))
     #: Shortest pause between two polls of one job (polls are spaced at a tenth of a job's age).
-    min_poll_interval: float = field(default_factory=lambda: float(os.environ.get("QJM_MIN_POLL_INTERVAL") or 0.1))
+    min_poll_interval: float = field(default_factory=lambda: _float("QJM_MIN_POLL_INTERVAL", 0.1))
     #: Pending remote jobs allowed per IBM backend, across all job sets and workers.
     max_pending_jobs: int = field(default_factory=lambda: _int("QJM_MAX_PENDING_JOBS", 3))
     #: Experiments per job when neither the caller nor the backend says otherwise.
     default_max_experiments: int = field(default_factory=lambda: _int("QJM_DEFAULT_MAX_EXPERIMENTS", 100))
     #: Cap on circuits x shots in one job (IBM's Sampler limit is 10 million executions).
     max_executions_per_job: int = field(default_factory=lambda: _int("QJM_MAX_EXECUTIONS_PER_JOB", 10_000_000))
+    #: Aer threads per worker process: qjm scales by processes, so one thread each by default.
+    sim_threads: int = field(default_factory=lambda: _int("QJM_SIM_THREADS", 1))
+    #: Flower's basic auth (``qjm flower``); both or neither.
+    flower_user: str | None = field(default_factory=lambda: _env("QJM_FLOWER_USER"), repr=False)
+    flower_password: str | None = field(default_factory=lambda: _env("QJM_FLOWER_PASSWORD"), repr=False)
+    #: IBM Quantum account, from the client's own standard variables (else its saved account).
+    ibm_token: str | None = field(default_factory=lambda: _env("QISKIT_IBM_TOKEN"), repr=False)
+    ibm_instance: str | None = field(default_factory=lambda: _env("QISKIT_IBM_INSTANCE"))
+    ibm_channel: str | None = field(default_factory=lambda: _env("QISKIT_IBM_CHANNEL"))
+    ibm_url: str | None = field(default_factory=lambda: _env("QISKIT_IBM_URL"))
 
     @property
     def poll_cap(self) -> float:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from .base import Executor, Poll, RemoteState, RunOptions, SubmitContext, Submission
+from .base import Executor, JobWork, Poll, Primitive, RunOptions, SubmitContext, Submission
 from .local import LocalExecutor, is_local, local_backend_names
 
 __all__ = [
-    "Executor", "Poll", "RemoteState", "RunOptions", "SubmitContext", "Submission",
+    "Executor", "JobWork", "Poll", "Primitive", "RunOptions", "SubmitContext", "Submission",
     "LocalExecutor", "for_backend", "is_local", "local_backend_names",
 ]
 

@@ -1,8 +1,10 @@
 """The executor protocol: how the pipeline talks to any backend.
 
-The pipeline (``qjm.pipeline``) owns state and ordering; an executor only knows its backend.
-A local executor simulates inside ``submit`` and hands the records back at once; a remote one
-posts a job and is polled later. Either way the pipeline sees the same four verbs.
+The pipeline owns state and ordering; an executor only knows its backend. A job is a list of
+ISA *pubs* of one primitive (``JobWork``): the counts API sends each circuit as a Sampler pub
+``(circuit,)``; Sampler sweeps and Estimator pubs travel the same way. A local executor
+simulates inside ``submit`` and hands the records back at once; a remote one posts a job and
+is polled later. Either way the pipeline sees the same verbs.
 """
 
 from __future__ import annotations
@@ -10,10 +12,21 @@ from __future__ import annotations
 import enum
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Union
 
 from qiskit import QuantumCircuit
+from qiskit.primitives.containers.estimator_pub import EstimatorPub
+from qiskit.primitives.containers.sampler_pub import SamplerPub
 from qiskit.providers import BackendV2
+
+from ..lifecycle import JobStatus
+
+Pub = Union[SamplerPub, EstimatorPub]
+
+
+class Primitive(str, enum.Enum):
+    SAMPLER = "sampler"
+    ESTIMATOR = "estimator"
 
 
 @dataclass(frozen=True)
@@ -24,6 +37,9 @@ class RunOptions:
     memory: bool = False
     seed_simulator: int | None = None
     optimization_level: int = 2
+    primitive: str = Primitive.SAMPLER.value
+    #: Estimator default precision (a pub's own precision wins).
+    precision: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -33,21 +49,32 @@ class RunOptions:
         return cls(**data)
 
 
-class RemoteState(str, enum.Enum):
-    QUEUED = "QUEUED"
-    RUNNING = "RUNNING"
-    DONE = "DONE"
-    ERROR = "ERROR"
-    CANCELLED = "CANCELLED"
+@dataclass(frozen=True)
+class JobWork:
+    """What one job runs: ISA pubs of one primitive, with the set's options."""
+
+    pubs: list[Pub]
+    options: RunOptions
 
     @property
-    def final(self) -> bool:
-        return self in (RemoteState.DONE, RemoteState.ERROR, RemoteState.CANCELLED)
+    def primitive(self) -> Primitive:
+        return Primitive(self.options.primitive)
+
+    @property
+    def circuits(self) -> list[QuantumCircuit]:
+        return [pub.circuit for pub in self.pubs]
+
+    @classmethod
+    def from_circuits(cls, circuits: list[QuantumCircuit], options: RunOptions) -> "JobWork":
+        """The counts API's job: one Sampler pub per measured circuit, at the set's shots."""
+        return cls([SamplerPub.coerce(c, options.shots) for c in circuits], options)
 
 
 @dataclass(frozen=True)
 class Poll:
-    state: RemoteState
+    """A remote job's status in qjm's words (``qjm.lifecycle.REMOTE_STATUS``), and its error."""
+
+    status: JobStatus
     error: str | None = None
 
 
@@ -64,8 +91,9 @@ class SubmitContext:
     """Who is submitting: lets a remote executor tag, batch and de-duplicate jobs."""
 
     job_set_id: str
-    chunk: int
-    session_id: str | None = None
+    job: int
+    attempt: int = 1
+    batch_id: str | None = None
     tags: list[str] = field(default_factory=list)
 
 
@@ -83,31 +111,26 @@ class Executor(ABC):
         """The backend whose target circuits are transpiled for."""
 
     @abstractmethod
-    def submit(self, circuits: list[QuantumCircuit], options: RunOptions, ctx: SubmitContext) -> Submission:
-        """Start (or, locally, run) one job of ISA circuits."""
+    def submit(self, work: JobWork, ctx: SubmitContext) -> Submission:
+        """Start (or, locally, run) one job."""
 
     def find_submitted(self, ctx: SubmitContext) -> str | None:
-        """The remote id of a job already posted for this chunk, if the backend can tell."""
+        """The remote id of a job already posted for this job and attempt, if the backend can tell."""
         return None
 
     def poll(self, remote_id: str) -> Poll:
         raise NotImplementedError
 
-    def fetch(self, remote_id: str, circuits: list[QuantumCircuit], options: RunOptions) -> list[dict[str, Any]]:
-        """Experiment records (see ``qjm.codec``) of a DONE job, in circuit order."""
+    def fetch(self, remote_id: str, work: JobWork) -> list[dict[str, Any]]:
+        """Experiment records (see ``qjm.codec``) of a DONE job, in pub order."""
         raise NotImplementedError
 
     def cancel(self, remote_id: str) -> None:
         """Best effort: ask the backend to stop a job."""
 
-    def open_session(self, job_set_id: str) -> str | None:
+    def open_batch(self, job_set_id: str) -> str | None:
         """Open a batch for a job set; returns its id (None when the backend has no such thing)."""
         return None
 
-    def close_session(self, session_id: str, cancel: bool = False) -> None:
-        """Close (or cancel) the batch opened by ``open_session``."""
-
-    @property
-    def throttled(self) -> bool:
-        """Whether pending jobs on this backend count against ``QJM_MAX_PENDING_JOBS``."""
-        return not self.local
+    def close_batch(self, batch_id: str, cancel: bool = False) -> None:
+        """Close (or cancel) the batch opened by ``open_batch``."""

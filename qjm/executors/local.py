@@ -6,16 +6,15 @@ worker's submit step and the records come back with the submission.
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from typing import Any
 
-from qiskit import QuantumCircuit
 from qiskit.providers import BackendV2
 
 from .. import codec
+from ..config import settings
 from ..errors import ExecutorError, UnknownBackendError
-from .base import Executor, RunOptions, SubmitContext, Submission
+from .base import Executor, JobWork, Primitive, SubmitContext, Submission
 
 AER = "aer_simulator"
 
@@ -44,8 +43,7 @@ def is_local(name: str) -> bool:
 
 
 def _threads() -> int:
-    """Aer threads per worker process: qjm scales by processes, so one thread each by default."""
-    return int(os.environ.get("QJM_SIM_THREADS", "1"))
+    return settings().sim_threads
 
 
 class LocalExecutor(Executor):
@@ -81,7 +79,10 @@ class LocalExecutor(Executor):
                 self._simulator = AerSimulator.from_backend(self.backend(), max_parallel_threads=_threads())
         return self._simulator
 
-    def submit(self, circuits: list[QuantumCircuit], options: RunOptions, ctx: SubmitContext) -> Submission:
+    def submit(self, work: JobWork, ctx: SubmitContext) -> Submission:
+        if work.primitive is not Primitive.SAMPLER:
+            raise ExecutorError(f"{self.name} runs Sampler jobs only")
+        circuits, options = work.circuits, work.options
         run_opts: dict[str, Any] = {"shots": options.shots, "memory": options.memory}
         if options.seed_simulator is not None:
             run_opts["seed_simulator"] = options.seed_simulator
@@ -89,4 +90,4 @@ class LocalExecutor(Executor):
         if not result.success:
             raise ExecutorError(f"simulation failed: {result.status}")
         records = codec.records_from_qiskit_result(circuits, result, options.memory)
-        return Submission(remote_id=f"local:{ctx.job_set_id}:{ctx.chunk}", records=records)
+        return Submission(remote_id=f"local:{ctx.job_set_id}:{ctx.job}", records=records)

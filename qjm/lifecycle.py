@@ -1,0 +1,99 @@
+"""The one definition of a job's and a job set's lifecycle.
+
+Everything that orders, labels or maps statuses takes it from here: the Redis scripts get each
+status's rank as an argument (a new status needs no change inside Redis), and the report, the
+progress bars and the metrics iterate these enums. The service's own status strings map onto
+``JobStatus`` through ``REMOTE_STATUS``; the emulator keeps IBM's wire strings, since it stands
+for the service, not for qjm.
+
+A job moves forward only::
+
+    QUEUED -> TRANSPILING -> TRANSPILED -> [SUBMITTED ->] RUNNING -> DONE | ERROR | CANCELLED
+
+SUBMITTED (posted to a remote service, pending there) is skipped by local jobs, which run in
+the worker. A final status never changes.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+
+class JobStatus(str, enum.Enum):
+    """Status of one job of a set, in the order a job passes through them."""
+
+    QUEUED = "QUEUED"
+    TRANSPILING = "TRANSPILING"
+    TRANSPILED = "TRANSPILED"
+    SUBMITTED = "SUBMITTED"
+    RUNNING = "RUNNING"
+    DONE = "DONE"
+    ERROR = "ERROR"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def final(self) -> bool:
+        return self in FINAL
+
+    @property
+    def rank(self) -> int:
+        """Position in the lifecycle; every final status shares the highest rank."""
+        return RANK[self]
+
+    def __str__(self) -> str:
+        return self.value
+
+
+FINAL = frozenset({JobStatus.DONE, JobStatus.ERROR, JobStatus.CANCELLED})
+#: Final statuses share one rank, so none of them can follow another.
+FINAL_RANK = len(JobStatus) - len(FINAL)
+RANK: dict[JobStatus, int] = {s: (FINAL_RANK if s in FINAL else k) for k, s in enumerate(JobStatus)}
+#: Statuses before a job is running anywhere (the report counts them as pending).
+PENDING = frozenset({JobStatus.QUEUED, JobStatus.TRANSPILING, JobStatus.TRANSPILED, JobStatus.SUBMITTED})
+
+
+class JobSetStatus(str, enum.Enum):
+    """Status of a whole set. ERROR means some jobs failed; the others still have results."""
+
+    RUNNING = "RUNNING"
+    DONE = "DONE"
+    ERROR = "ERROR"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def final(self) -> bool:
+        return self is not JobSetStatus.RUNNING
+
+    def __str__(self) -> str:
+        return self.value
+
+
+#: The IBM client's job status (``RuntimeJobV2.status()``, or the API's own words) -> qjm's.
+REMOTE_STATUS: dict[str, JobStatus] = {
+    "INITIALIZING": JobStatus.SUBMITTED,
+    "VALIDATING": JobStatus.SUBMITTED,
+    "QUEUED": JobStatus.SUBMITTED,
+    "RUNNING": JobStatus.RUNNING,
+    "DONE": JobStatus.DONE,
+    "COMPLETED": JobStatus.DONE,
+    "ERROR": JobStatus.ERROR,
+    "FAILED": JobStatus.ERROR,
+    "CANCELLED": JobStatus.CANCELLED,
+}
+
+
+def remote_status(status: Any) -> JobStatus | None:
+    """A client's status (a string, or a ``qiskit.providers.JobStatus`` enum for local jobs) as
+    qjm's, or None when the word is unknown."""
+    name = getattr(status, "name", None) or str(status)
+    return REMOTE_STATUS.get(name.rsplit(".", 1)[-1].strip().upper())
+
+
+def job_set_outcome(statuses: set[JobStatus], cancel_requested: bool) -> JobSetStatus:
+    """The final status of a set whose jobs are all final."""
+    if cancel_requested:
+        return JobSetStatus.CANCELLED
+    if statuses == {JobStatus.DONE}:
+        return JobSetStatus.DONE
+    return JobSetStatus.ERROR
