@@ -18,7 +18,7 @@ from .errors import (
 from .job_set import ManagedJob, ManagedJobSet
 from .manager import JobManager
 from .results import ManagedResults
-from .status import JobSetStatus, JobStatus
+from .lifecycle import JobSetStatus, JobStatus
 
 __all__ = [
     "JobManager", "ManagedJobSet", "ManagedJob", "ManagedResults", "JobStatus", "JobSetStatus",

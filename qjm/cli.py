@@ -129,7 +129,7 @@ def run(files: list[Path] = typer.Argument(..., help="QPY or OpenQASM 2/3 files;
                         job_tags=tag or None, shots=shots, optimization_level=optimization_level,
                         seed_simulator=seed, memory=memory)
     print(js.job_set_id(), flush=True)
-    err.print(f"{len(circuits)} circuits in {len(js.record().chunk_bounds)} jobs on {backend}")
+    err.print(f"{len(circuits)} circuits in {len(js.record().job_bounds)} jobs on {backend}")
 
 
 @app.command()
@@ -146,13 +146,13 @@ def watch(job_set_id: str = typer.Argument(..., metavar="ID"),
 
     Ctrl-C stops watching; the job set keeps running.
     """
-    from .progress import watch as show
-    from .status import JobSetStatus
+    from .lifecycle import JobSetStatus
+    from .progress import REFRESH_SECONDS, watch as show
 
     js = _manager().retrieve_job_set(job_set_id)
     err.print(f"watching job set {job_set_id} (Ctrl-C stops watching; the set keeps running)", highlight=False)
     try:
-        final = show(js, timeout=timeout, console=out)
+        final = show(js.snapshots(timeout, every=REFRESH_SECONDS, jobs=True), console=out)
     except KeyboardInterrupt:
         err.print(f"stopped watching; job set {job_set_id} keeps running (`qjm watch {job_set_id}` to resume)",
                   highlight=False)
@@ -168,7 +168,7 @@ def results(job_set_id: str = typer.Argument(..., metavar="ID"),
             partial: bool = typer.Option(False, "--partial", help="a set with failed jobs: give the rest"),
             timeout: Optional[float] = typer.Option(None, "--timeout", help="seconds to wait for the set")) -> None:
     """Counts of every experiment as JSON (waits for the set to be final)."""
-    from .status import JobStatus
+    from .lifecycle import JobStatus
 
     jm = _manager()
     js = jm.retrieve_job_set(job_set_id)
@@ -210,7 +210,7 @@ def list_(name: Optional[str] = typer.Option(None, "--name"),
           tag: list[str] = typer.Option([], "--tag", help="only sets with all these tags (repeatable)"),
           limit: int = typer.Option(50, "--limit", help="newest N sets")) -> None:
     """Job sets, newest first."""
-    from .status import JobStatus
+    from .lifecycle import JobStatus
 
     jm = _manager()
     sets = jm.job_sets(name=name, tags=tag or None)[:max(limit, 0)]

@@ -71,3 +71,10 @@ class Settings:
 def settings() -> Settings:
     """Fresh settings from the current environment (cheap; read per call so tests can change it)."""
     return Settings()
+
+
+def mask_url(url: str) -> str:
+    """The URL as it may be shown: any password replaced by ``**``."""
+    from kombu.utils.url import maybe_sanitize_url
+
+    return maybe_sanitize_url(url)

@@ -35,24 +35,24 @@ def client_app(cfg: Settings) -> Celery:
     return app
 
 
-def enqueue_job_set(cfg: Settings, job_set_id: str, n_chunks: int, local: bool) -> str:
-    """Per chunk ``transpile -> submit -> poll``; ``assemble`` once all chains have ended.
+def enqueue_job_set(cfg: Settings, job_set_id: str, n_jobs: int, local: bool) -> str:
+    """Per job ``transpile -> submit [-> poll]``; ``assemble`` once all chains have ended.
 
-    Local simulation is CPU work, so a local set's submit step goes to the CPU queue.
-    Returns the chord's id.
+    Local simulation is CPU work, so a local set's submit step goes to the CPU queue, and it
+    ends with the job final (a local job cannot be polled from another process), so local
+    chains have no poll step. Returns the chord's id.
     """
     app = client_app(cfg)
-    submit_queue = tasks.CPU_QUEUE if local else tasks.IO_QUEUE
-    header = [
-        chain(
-            app.signature(tasks.TRANSPILE, args=(job_set_id, i), immutable=True),
-            app.signature(tasks.SUBMIT, args=(job_set_id, i), immutable=True).set(queue=submit_queue),
-            app.signature(tasks.POLL, args=(job_set_id, i), immutable=True),
-        )
-        for i in range(n_chunks)
-    ]
+
+    def chain_for(i: int) -> chain:
+        transpile = app.signature(tasks.TRANSPILE, args=(job_set_id, i), immutable=True)
+        submit = app.signature(tasks.SUBMIT, args=(job_set_id, i), immutable=True)
+        if local:
+            return chain(transpile, submit.set(queue=tasks.CPU_QUEUE))
+        return chain(transpile, submit, app.signature(tasks.POLL, args=(job_set_id, i), immutable=True))
+
     body = app.signature(tasks.ASSEMBLE, args=(job_set_id,), immutable=True)
-    return chord(header)(body).id
+    return chord([chain_for(i) for i in range(n_jobs)])(body).id
 
 
 def enqueue_cancel(cfg: Settings, job_set_id: str) -> None:

@@ -42,7 +42,7 @@ class ExperimentNotFoundError(QJMError, KeyError):
 
 
 class ExecutorError(QJMError):
-    """A backend refused or failed a job; recorded on the chunk as its error."""
+    """A backend refused or failed a job; recorded on the job as its error."""
 
 
 class RetryLater(QJMError):

@@ -1,7 +1,7 @@
 """Cross-cutting behaviour (metrics, logging, notifications) hangs off named events here,
 so the pipeline stays about job sets and never imports what listens to it.
 
-Events: ``chunk_status`` (job_set_id, chunk, status, fields), ``job_set_created`` (record),
+Events: ``job_status`` (job_set_id, job, status, fields), ``job_set_created`` (record),
 ``job_set_final`` (job_set_id, status, record), ``slot`` (backend, in_use).
 A listener that raises is logged and ignored: observers never break the work they observe.
 """

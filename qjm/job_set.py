@@ -7,18 +7,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Iterator
 
 from qiskit.result import Result
 
+from . import progress as progress_bars
 from . import report as reporting
 from .config import Settings
+from .dispatch import enqueue_cancel
 from .errors import ExperimentNotFoundError, JobSetFailedError, JobSetTimeoutError
-from .status import JobSetStatus, JobStatus
-from .store import ChunkRecord, JobSetRecord, Store
-
-if TYPE_CHECKING:
-    from .results import ManagedResults
+from .lifecycle import JobSetStatus, JobStatus
+from .results import ManagedResults
+from .store import JobRecord, JobSetRecord, Snapshot, Store
 
 
 @dataclass
@@ -35,8 +35,8 @@ class ManagedJob:
     _store: Store
 
     @classmethod
-    def of(cls, store: Store, sid: str, ch: ChunkRecord) -> "ManagedJob":
-        return cls(sid, ch.index, ch.start, ch.stop, ch.status, ch.remote_id, ch.error, store)
+    def of(cls, store: Store, sid: str, job: JobRecord) -> "ManagedJob":
+        return cls(sid, job.index, job.start, job.stop, job.status, job.remote_id, job.error, store)
 
     def job_id(self) -> str | None:
         """The backend's id for this job (None until submitted)."""
@@ -44,8 +44,8 @@ class ManagedJob:
 
     def status(self) -> JobStatus:
         """The current status (read again from Redis)."""
-        ch = self._store.chunk(self.job_set_id, self.index)
-        self._status, self.remote_job_id, self._error = ch.status, ch.remote_id, ch.error
+        job = self._store.job(self.job_set_id, self.index)
+        self._status, self.remote_job_id, self._error = job.status, job.remote_id, job.error
         return self._status
 
     def error_message(self) -> str | None:
@@ -61,7 +61,7 @@ class ManagedJob:
         if self.status() is not JobStatus.DONE:
             raise JobSetFailedError(f"Job {self.index} of set {self.job_set_id} is {self._status.value}"
                                     + (f": {self._error}" if self._error else ""))
-        records = self._store.chunk_result(self.job_set_id, self.index)
+        records = self._store.job_result(self.job_set_id, self.index)
         if records is None:
             combined = self._store.combined_result(self.job_set_id) or {"results": []}
             records = combined["results"][self.start:self.stop]
@@ -106,82 +106,93 @@ class ManagedJobSet:
 
     def statuses(self) -> list[JobStatus]:
         """One status per job, in job order."""
-        return [ch.status for ch in self._store.chunks(self._id, self._record.n_chunks)]
+        return [job.status for job in self._store.jobs(self._id, self._record.n_jobs)]
 
     def jobs(self) -> list[ManagedJob]:
-        return [ManagedJob.of(self._store, self._id, ch) for ch in self._store.chunks(self._id, self._record.n_chunks)]
+        return [ManagedJob.of(self._store, self._id, job) for job in self._store.jobs(self._id, self._record.n_jobs)]
 
     def job(self, experiment_index: int) -> tuple[ManagedJob, int]:
         """The job that runs a global experiment index, and the experiment's index within it."""
         n = self._record.n_experiments
         if isinstance(experiment_index, bool) or not isinstance(experiment_index, int) or not 0 <= experiment_index < n:
             raise ExperimentNotFoundError(f"Experiment index {experiment_index!r} is out of range: the set has {n}.")
-        for k, (start, stop) in enumerate(self._record.chunk_bounds):
+        for k, (start, stop) in enumerate(self._record.job_bounds):
             if start <= experiment_index < stop:
-                return ManagedJob.of(self._store, self._id, self._store.chunk(self._id, k)), experiment_index - start
+                return ManagedJob.of(self._store, self._id, self._store.job(self._id, k)), experiment_index - start
         raise ExperimentNotFoundError(f"Experiment {experiment_index} is in no job")  # unreachable by construction
 
     def error_messages(self) -> str | None:
         """None when nothing failed; otherwise one line per failed or cancelled job."""
-        bad = [ch for ch in self._store.chunks(self._id, self._record.n_chunks)
-               if ch.status in (JobStatus.ERROR, JobStatus.CANCELLED)]
+        bad = [job for job in self._store.jobs(self._id, self._record.n_jobs)
+               if job.status in (JobStatus.ERROR, JobStatus.CANCELLED)]
         if not bad:
             return None
-        return "\n".join(reporting.error_line(ch) for ch in bad)
+        return "\n".join(reporting.error_line(job) for job in bad)
 
     def report(self, detailed: bool = True) -> str:
-        return reporting.job_set_report(self.record(), self._store.chunks(self._id, self._record.n_chunks), detailed)
+        return reporting.job_set_report(self.record(), self._store.jobs(self._id, self._record.n_jobs), detailed)
 
     # ---------------------------------------------------------------- waiting & results
-    def wait(self, timeout: float | None = None, progress: bool = False) -> JobSetStatus:
-        """Block until the set is final; raises ``JobSetTimeoutError`` after ``timeout`` seconds."""
-        if progress:
-            from .progress import watch
+    def snapshots(self, timeout: float | None = None, every: float | None = None,
+                  jobs: bool = False) -> Iterator[Snapshot]:
+        """The set's state now, then again whenever it may have changed, until it is final (the
+        last snapshot yielded is final). The one wait loop: ``wait()`` and the progress bars use it.
 
-            return watch(self, timeout=timeout)
+        The set's end is announced on a Redis channel, so the loop wakes at once; reading the
+        state now and then is the safety net (every ``every`` seconds if given, else backing off
+        from 20 ms to 0.5 s, and to 2 s after a minute). ``jobs`` adds every job's status.
+        Raises ``JobSetTimeoutError`` after ``timeout`` seconds; the set keeps running.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
-        delay, started = 0.02, time.monotonic()
+        delay, started = every or 0.02, time.monotonic()
         with self._store.final_notice(self._id) as pause:
             while True:
-                status = self.status()
-                if status.final:
-                    return status
+                rec = self.record()
+                snap = Snapshot(rec, self._store.job_statuses(self._id, rec.n_jobs) if jobs else None)
+                yield snap
+                if snap.final:
+                    return
                 if deadline is not None and time.monotonic() >= deadline:
                     raise JobSetTimeoutError(
-                        f"Job set {self._id} is still {status.value} after {timeout} s; statuses: "
-                        + ", ".join(s.value for s in self.statuses()))
-                # The set's end is announced; reading the status now and then is the safety net.
+                        f"Job set {self._id} is still {rec.status.value} after {timeout} s; it keeps running. "
+                        "Job statuses: " + ", ".join(s.value for s in self.statuses()))
                 pause(delay if deadline is None else min(delay, deadline - time.monotonic()))
-                delay = min(delay * 1.5, 0.5 if time.monotonic() - started < 60 else 2.0)
+                if every is None:
+                    delay = min(delay * 1.5, 0.5 if time.monotonic() - started < 60 else 2.0)
 
-    def results(self, timeout: float | None = None, partial: bool = False) -> "ManagedResults":
+    def wait(self, timeout: float | None = None, progress: bool = False) -> JobSetStatus:
+        """Block until the set is final; raises ``JobSetTimeoutError`` after ``timeout`` seconds.
+        With ``progress``, draw live bars meanwhile (terminal or Jupyter)."""
+        if progress:
+            return progress_bars.watch(self.snapshots(timeout, every=progress_bars.REFRESH_SECONDS, jobs=True))
+        for snap in self.snapshots(timeout):
+            last = snap
+        return last.record.status
+
+    def results(self, timeout: float | None = None, partial: bool = False) -> ManagedResults:
         """Wait for the set, then return its combined results.
 
         Without ``partial`` a set with failed or cancelled jobs raises ``JobSetFailedError``
         naming them; with it, the experiments that have results are returned.
         """
-        from .results import ManagedResults
-
         self.wait(timeout)
-        chunks = self._store.chunks(self._id, self._record.n_chunks)
-        bad = [ch for ch in chunks if ch.status is not JobStatus.DONE]
+        jobs = self._store.jobs(self._id, self._record.n_jobs)
+        bad = [job for job in jobs if job.status is not JobStatus.DONE]
         if bad and not partial:
             raise JobSetFailedError(
-                f"{len(bad)} of {len(chunks)} jobs of set {self._id} did not complete; call "
-                "results(partial=True) for the rest.\n" + "\n".join(reporting.error_line(ch) for ch in bad))
+                f"{len(bad)} of {len(jobs)} jobs of set {self._id} did not complete; call "
+                "results(partial=True) for the rest.\n" + "\n".join(reporting.error_line(job) for job in bad))
         combined = self._store.combined_result(self._id)
         if combined is None:  # pragma: no cover - a final set always has its combined result
             raise JobSetFailedError(f"Job set {self._id} is final but its combined result is missing.")
-        errors = {k: reporting.error_line(ch) for ch in bad for k in range(ch.start, ch.stop)}
+        errors = {k: reporting.error_line(job) for job in bad for k in range(job.start, job.stop)}
         return ManagedResults(self._id, combined, errors)
 
     # ---------------------------------------------------------------- control
     def cancel(self) -> list[JobStatus]:
         """Cancel every job not yet final; running remote jobs are cancelled by a worker."""
-        from .dispatch import enqueue_cancel
-
         cancelled = self._store.request_cancel(self._id)
-        if cancelled or self._record.session_id:
+        if cancelled or self._record.batch_id:
             enqueue_cancel(self._cfg, self._id)
         return self.statuses()
 

@@ -91,7 +91,7 @@ class JobManager:
         options = RunOptions(shots=shots, memory=bool(memory), seed_simulator=seed_simulator,
                              optimization_level=optimization_level)
         rec = JobSetRecord(id=new_job_set_id(), name=name, backend=bname, tags=tags, created=time.time(),
-                           n_experiments=len(circuits), chunk_bounds=bounds, options=options.to_json())
+                           n_experiments=len(circuits), job_bounds=bounds, options=options.to_json())
         blobs = [codec.circuits_to_qpy(circuits[a:b]) for a, b in bounds]
         self._store.create_job_set(rec, blobs, [c.name for c in circuits])
         enqueue_job_set(self._cfg, rec.id, len(bounds), local=is_local(bname))

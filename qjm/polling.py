@@ -68,9 +68,9 @@ def next_poll_in(age: float, est: Estimate | None, cfg: Settings) -> float:
 
 
 def slot_wait_retry_in(waited: float, est: Estimate | None, cfg: Settings) -> float:
-    """How soon a chunk waiting for a pending-job slot checks back.
+    """How soon a job waiting for a pending-job slot checks back.
 
-    A freed slot is handed to the longest-waiting chunk at once, by whoever freed it; the
+    A freed slot is handed to the longest-waiting job at once, by whoever freed it; the
     waiting task only has to come back to go on to polling, and that is due no sooner than the
     first poll of its job. So with a track record it checks back at half that time.
     """

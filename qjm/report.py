@@ -5,18 +5,18 @@ from __future__ import annotations
 from collections import Counter
 from datetime import datetime, timezone
 
-from .status import JobStatus
-from .store import ChunkRecord, JobSetRecord
+from .lifecycle import PENDING, JobStatus
+from .store import JobRecord, JobSetRecord
 
 
-def error_line(ch: ChunkRecord) -> str:
-    what = ch.error or ch.status.value.lower()
-    return f"Experiments {ch.start}-{ch.stop - 1}, job index {ch.index}, job ID {ch.remote_id}: {what}"
+def error_line(job: JobRecord) -> str:
+    what = job.error or job.status.value.lower()
+    return f"Experiments {job.start}-{job.stop - 1}, job index {job.index}, job ID {job.remote_id}: {what}"
 
 
-def job_set_report(rec: JobSetRecord, chunks: list[ChunkRecord], detailed: bool = True) -> str:
-    counts = Counter(ch.status for ch in chunks)
-    pending = sum(counts[s] for s in (JobStatus.QUEUED, JobStatus.TRANSPILING, JobStatus.SUBMITTED))
+def job_set_report(rec: JobSetRecord, jobs: list[JobRecord], detailed: bool = True) -> str:
+    counts = Counter(job.status for job in jobs)
+    pending = sum(counts[s] for s in PENDING)
     created = datetime.fromtimestamp(rec.created, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     lines = [
         f"Job set name: {rec.name or ''}",
@@ -26,7 +26,7 @@ def job_set_report(rec: JobSetRecord, chunks: list[ChunkRecord], detailed: bool 
         f"     created: {created}",
         f"      status: {rec.status.value}",
         "Summary report:",
-        f"       Total jobs: {len(chunks)}",
+        f"       Total jobs: {len(jobs)}",
         f"  Successful jobs: {counts[JobStatus.DONE]}",
         f"      Failed jobs: {counts[JobStatus.ERROR]}",
         f"   Cancelled jobs: {counts[JobStatus.CANCELLED]}",
@@ -35,13 +35,13 @@ def job_set_report(rec: JobSetRecord, chunks: list[ChunkRecord], detailed: bool 
     ]
     if detailed:
         lines += ["", "Detail report:"]
-        for ch in chunks:
+        for job in jobs:
             lines += [
-                f"  experiments: {ch.start}-{ch.stop - 1}",
-                f"    job index: {ch.index}",
-                f"    job ID: {ch.remote_id or '-'}",
-                f"    status: {ch.status.value}",
+                f"  experiments: {job.start}-{job.stop - 1}",
+                f"    job index: {job.index}",
+                f"    job ID: {job.remote_id or '-'}",
+                f"    status: {job.status.value}",
             ]
-            if ch.error and ch.status in (JobStatus.ERROR, JobStatus.CANCELLED):
-                lines.append(f"    error_message: {ch.error}")
+            if job.error and job.status in (JobStatus.ERROR, JobStatus.CANCELLED):
+                lines.append(f"    error_message: {job.error}")
     return "\n".join(lines)

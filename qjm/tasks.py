@@ -14,9 +14,9 @@ from .config import Settings
 CPU_QUEUE = "qjm.cpu"  # transpilation and local simulation
 IO_QUEUE = "qjm.io"  # remote submits, polling, assembly
 
-TRANSPILE = "qjm.transpile_chunk"
-SUBMIT = "qjm.submit_chunk"
-POLL = "qjm.poll_chunk"
+TRANSPILE = "qjm.transpile_job"
+SUBMIT = "qjm.submit_job"
+POLL = "qjm.poll_job"
 ASSEMBLE = "qjm.assemble_job_set"
 CANCEL = "qjm.cancel_job_set"
 

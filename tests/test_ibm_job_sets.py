@@ -11,7 +11,7 @@ import pytest
 
 from qjm import JobManager, JobSetFailedError, JobSetStatus, JobStatus
 from qjm.cluster import EmulatorProcess, RedisProcess, WorkerProcess, wait_for
-from qjm.store import Keys
+from qjm.store import keys
 
 from .circuits import basis_state
 
@@ -70,7 +70,7 @@ def test_job_set_end_to_end_on_the_emulated_service(cluster):
     assert stats["sessions_created"] == 1 and stats["sessions_closed"] == 1  # one batch, closed at the end
     assert_posted_once(emulator, js, 4)
     assert stats["posts_by_tag"][f"qjm:{js.job_set_id()}"] == 4
-    assert redis.client().hlen(Keys.slots(BACKEND)) == 0  # every slot given back
+    assert redis.client().hlen(keys.slots(BACKEND)) == 0  # every slot given back
 
 
 def test_pending_jobs_stay_within_the_limit_across_job_sets(cluster):
@@ -84,7 +84,7 @@ def test_pending_jobs_stay_within_the_limit_across_job_sets(cluster):
     assert stats["refused_pending_limit"] == 0
     for js in sets:
         assert_posted_once(emulator, js, 6)
-    assert redis.client().hlen(Keys.slots(BACKEND)) == 0
+    assert redis.client().hlen(keys.slots(BACKEND)) == 0
 
 
 def test_service_refusals_back_off_and_never_fail_the_set(cluster):
@@ -136,7 +136,7 @@ def test_cancel_reaches_the_service(cluster):
     stats = emulator.stats()
     assert stats["pending"] == 0 and stats["sessions_cancelled"] == 1
     assert stats["jobs_posted"] == 3  # the waiting chunks were never posted
-    assert redis.client().hlen(Keys.slots(BACKEND)) == 0
+    assert redis.client().hlen(keys.slots(BACKEND)) == 0
 
 
 def test_worker_killed_between_submit_and_poll(cluster):

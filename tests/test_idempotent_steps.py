@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from qjm import JobManager, JobSetStatus, JobStatus
 from qjm.pipeline import Pipeline
-from qjm.store import Keys
+from qjm.store import keys
 
 from .circuits import basis_state, expected
 from .procs import RedisServer
@@ -19,23 +19,23 @@ def test_redelivered_steps_change_nothing(monkeypatch):
                               shots=32, max_experiments_per_job=3)
         sid, pipe, r = js.job_set_id(), Pipeline(), server.client()
         for i in range(2):
-            pipe.transpile_chunk(sid, i)
-            isa = r.get(Keys.isa(sid, i))
-            pipe.transpile_chunk(sid, i)
-            assert r.get(Keys.isa(sid, i)) == isa
-            pipe.submit_chunk(sid, i)
-            first = (pipe.store.chunk(sid, i), r.get(Keys.result(sid, i)))
-            pipe.submit_chunk(sid, i)
-            assert (pipe.store.chunk(sid, i), r.get(Keys.result(sid, i))) == first
-            assert pipe.poll_chunk(sid, i) is None and pipe.poll_chunk(sid, i) is None
+            pipe.transpile(sid, i)
+            isa = r.get(keys.isa(sid, i))
+            pipe.transpile(sid, i)
+            assert r.get(keys.isa(sid, i)) == isa
+            pipe.submit(sid, i)
+            first = (pipe.store.job(sid, i), r.get(keys.result(sid, i)))
+            pipe.submit(sid, i)
+            assert (pipe.store.job(sid, i), r.get(keys.result(sid, i))) == first
+            assert pipe.poll(sid, i) is None and pipe.poll(sid, i) is None
         assert js.statuses() == [JobStatus.DONE, JobStatus.DONE]
         assert pipe.assemble(sid) is JobSetStatus.DONE
-        combined = r.get(Keys.combined(sid))
+        combined = r.get(keys.combined(sid))
         assert pipe.assemble(sid) is JobSetStatus.DONE
-        assert r.get(Keys.combined(sid)) == combined
+        assert r.get(keys.combined(sid)) == combined
         results = js.results(timeout=5)
         assert [results.get_counts(k) for k in range(5)] == [{expected(k): 32} for k in range(5)]
-        # A final chunk never moves again, whatever arrives late.
+        # A final job never moves again, whatever arrives late.
         assert pipe.store.advance(sid, 0, JobStatus.RUNNING) is JobStatus.DONE
         assert pipe.store.advance(sid, 0, JobStatus.CANCELLED) is JobStatus.DONE
     finally:

@@ -71,15 +71,15 @@ def test_unfinished_sets_and_remote_slots(stack):
     redis_proc, url = stack
     store = Store(cfg=Settings(redis_url=redis_proc.url))
     rec = JobSetRecord(id=new_job_set_id(), name="parked", backend="ibm_parked", tags=[], created=time.time(),
-                       n_experiments=3, chunk_bounds=[(0, 2), (2, 3)], options={})
+                       n_experiments=3, job_bounds=[(0, 2), (2, 3)], options={})
     store.create_job_set(rec, [b"", b""], ["a", "b", "c"])
-    assert store.acquire_slot("ibm_parked", "job-1", limit=3, lease=600)
-    assert store.acquire_slot("ibm_parked", "job-2", limit=3, lease=600)
-    assert store.acquire_slot("ibm_parked", "lapsed", limit=3, lease=-1)  # an expired lease is not pending
+    assert store.slots.acquire("ibm_parked", "job-1", limit=3, lease=600)
+    assert store.slots.acquire("ibm_parked", "job-2", limit=3, lease=600)
+    assert store.slots.acquire("ibm_parked", "lapsed", limit=3, lease=-1)  # an expired lease is not pending
     found = samples(url)
     assert value(found, "qjm_job_sets", state="RUNNING", backend="ibm_parked") == 1
-    assert value(found, "qjm_chunks", state="QUEUED", backend="ibm_parked") == 2
-    assert value(found, "qjm_chunks", state="DONE", backend="ibm_parked") == 0
+    assert value(found, "qjm_jobs", state="QUEUED", backend="ibm_parked") == 2
+    assert value(found, "qjm_jobs", state="DONE", backend="ibm_parked") == 0
     assert value(found, "qjm_remote_jobs_pending", backend="ibm_parked") == 2
     assert value(found, "qjm_remote_jobs_pending_limit") == store.cfg.max_pending_jobs
 

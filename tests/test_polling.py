@@ -69,12 +69,12 @@ def test_a_chunk_waiting_for_a_slot_comes_back_before_its_handed_off_job_is_due(
 
 
 def test_estimate_follows_what_jobs_took(store):
-    assert store.duration_estimate("dev1") is None
+    assert store.durations.estimate("dev1") is None
     for _ in range(10):
-        store.record_duration("dev1", 1.0)
-    est = store.duration_estimate("dev1")
+        store.durations.record("dev1", 1.0)
+    est = store.durations.estimate("dev1")
     assert est.mean == pytest.approx(1.0) and est.dev < 0.03
-    store.record_duration("dev1", 3.0)  # one outlier moves it, but not all the way
-    moved = store.duration_estimate("dev1")
+    store.durations.record("dev1", 3.0)  # one outlier moves it, but not all the way
+    moved = store.durations.estimate("dev1")
     assert 1.0 < moved.mean < 2.0 and moved.dev > est.dev
-    assert store.duration_estimate("dev2") is None, "estimates are per backend"
+    assert store.durations.estimate("dev2") is None, "estimates are per backend"

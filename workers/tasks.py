@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 import redis
+from celery import Task
 
 from qjm import tasks as names
 from qjm.errors import RetryLater
@@ -13,8 +15,8 @@ from qjm.pipeline import Pipeline
 from .app import app
 
 # Redis briefly unreachable: retry the step with back-off instead of failing the chord.
-_TRANSIENT = {"autoretry_for": (redis.ConnectionError, redis.TimeoutError), "retry_backoff": True,
-              "retry_backoff_max": 60, "max_retries": None}
+_TRANSIENT: dict[str, Any] = {"autoretry_for": (redis.ConnectionError, redis.TimeoutError), "retry_backoff": True,
+                              "retry_backoff_max": 60, "max_retries": None}
 
 
 @lru_cache(maxsize=1)
@@ -24,22 +26,22 @@ def pipeline() -> Pipeline:
 
 
 @app.task(name=names.TRANSPILE, bind=True, **_TRANSIENT)
-def transpile_chunk(self, job_set_id: str, chunk: int) -> None:
-    pipeline().transpile_chunk(job_set_id, chunk)
+def transpile_job(self: Task, job_set_id: str, job: int) -> None:
+    pipeline().transpile(job_set_id, job)
 
 
 @app.task(name=names.SUBMIT, bind=True, **_TRANSIENT)
-def submit_chunk(self, job_set_id: str, chunk: int) -> None:
+def submit_job(self: Task, job_set_id: str, job: int) -> None:
     try:
-        pipeline().submit_chunk(job_set_id, chunk)
+        pipeline().submit(job_set_id, job)
     except RetryLater as later:
         raise self.retry(countdown=later.delay, max_retries=None)
 
 
 @app.task(name=names.POLL, bind=True, **_TRANSIENT)
-def poll_chunk(self, job_set_id: str, chunk: int) -> None:
+def poll_job(self: Task, job_set_id: str, job: int) -> None:
     try:
-        delay = pipeline().poll_chunk(job_set_id, chunk)
+        delay = pipeline().poll(job_set_id, job)
     except RetryLater as later:
         delay = later.delay
     if delay is not None:
@@ -47,10 +49,10 @@ def poll_chunk(self, job_set_id: str, chunk: int) -> None:
 
 
 @app.task(name=names.ASSEMBLE, bind=True, **_TRANSIENT)
-def assemble_job_set(self, job_set_id: str) -> str:
+def assemble_job_set(self: Task, job_set_id: str) -> str:
     return pipeline().assemble(job_set_id).value
 
 
 @app.task(name=names.CANCEL, bind=True, **_TRANSIENT)
-def cancel_job_set(self, job_set_id: str) -> None:
-    pipeline().cancel_remote(job_set_id)
+def cancel_job_set(self: Task, job_set_id: str) -> None:
+    pipeline().cancel(job_set_id)

@@ -1,0 +1,36 @@
+"""Local jobs (fake devices, Aer): simulated inside the worker's submit step, on the CPU queue.
+
+A local job cannot be looked up from another process, so it has no poll step: its result is
+stored together with its DONE status, in one transition.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ..executors import Executor, SubmitContext
+from ..lifecycle import JobStatus
+from ..store import JobRecord, JobSetRecord
+from .base import JobRunner
+
+
+class LocalRunner(JobRunner):
+    def _submit(self, rec: JobSetRecord, job: JobRecord, executor: Executor) -> None:
+        work = self.load_work(rec, job.index)
+        if work is None:
+            return
+        t = self.transitions
+        t.advance(rec.id, job.index, JobStatus.RUNNING)
+        try:
+            sub = executor.submit(work, SubmitContext(rec.id, job.index, attempt=job.attempt))
+        except Exception as exc:  # noqa: BLE001 - a failed simulation fails this job only
+            t.fail(rec.id, job.index, "simulation", exc)
+            return
+        t.advance(rec.id, job.index, JobStatus.DONE, result=sub.records, remote_id=sub.remote_id,
+                  finished_at=repr(time.time()))
+
+    def poll(self, rec: JobSetRecord, i: int) -> float | None:
+        """Local jobs end inside submit; one that is not final here never recorded an outcome."""
+        if not self.store.job(rec.id, i).status.final:
+            self.transitions.advance(rec.id, i, JobStatus.ERROR, error="local job ended without a result")
+        return None

@@ -1,0 +1,212 @@
+"""Remote jobs (IBM Quantum, or qjm's emulator of it): the whole of a job's life on a service.
+
+Rules kept here:
+
+* A job set has one batch; the first submit opens it (under a Redis lock) and records its id.
+* At most ``QJM_MAX_PENDING_JOBS`` jobs per backend are pending at once (``store.slots``). A job
+  that finds no free slot waits in a FIFO; whoever frees a slot posts the longest-waiting job.
+* An attempt is posted at most once: before posting, the job's record in Redis and then the
+  attempt's tag on the service are checked for a job an earlier delivery already posted.
+* Polls follow ``qjm.polling``; each renews the job's slot lease; the slot is released exactly
+  once, when the job is final.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from .. import codec, polling
+from ..errors import QJMError, RetryLater
+from ..executors import Executor, JobWork, RunOptions, SubmitContext
+from ..lifecycle import JobStatus
+from ..store import JobRecord, JobSetRecord
+from ..store.keys import job_ref, parse_job_ref
+from .base import JobRunner
+
+log = logging.getLogger(__name__)
+
+
+def job_tags(sid: str, i: int, attempt: int) -> list[str]:
+    """Tags on every remote job, so the service itself can say which set, job and attempt a job
+    belongs to. The last one names the attempt: a new attempt is a new post."""
+    return [f"qjm:{sid}", f"qjm:{sid}:{i}", f"qjm:{sid}:{i}:a{attempt}"]
+
+
+class RemoteRunner(JobRunner):
+    @property
+    def lease(self) -> float:
+        """A slot lease outlives several polls, so only a holder that stopped polling loses it."""
+        return 5.0 * self.cfg.max_poll_interval
+
+    # ------------------------------------------------------------------ post
+    def _submit(self, rec: JobSetRecord, job: JobRecord, executor: Executor) -> None:
+        """Post the job once. Raises RetryLater when no slot is free or the service says "later".
+
+        The job's circuits are loaded only once a slot is held, so a job waiting for one costs a
+        few Redis reads."""
+        store, i, ref = self.store, job.index, job_ref(rec.id, job.index)
+        if not store.slots.acquire(rec.backend, ref, self.cfg.max_pending_jobs, self.lease):
+            since = store.waiting_since(rec.id, i)
+            store.slots.wait(rec.backend, ref, since)
+            delay = polling.slot_wait_retry_in(time.time() - since, store.durations.estimate(rec.backend), self.cfg)
+            raise RetryLater(f"all {self.cfg.max_pending_jobs} pending-job slots on {rec.backend} are taken", delay)
+        lock = store.posting_lock(rec.id, i)
+        if not lock.acquire():
+            raise RetryLater(f"job {i} of {rec.id} is being posted by another delivery", 1.0)
+        try:
+            self._post(rec, store.job(rec.id, i), executor)
+        except RetryLater:
+            store.slots.release(rec.backend, ref)
+            raise
+        except Exception as exc:  # noqa: BLE001 - a refused job fails this job only
+            store.slots.release(rec.backend, ref)
+            self.transitions.fail(rec.id, i, "submission", exc)
+        finally:
+            try:
+                lock.release()
+            except Exception:  # noqa: BLE001 - expired meanwhile: nothing to release
+                pass
+
+    def _post(self, rec: JobSetRecord, job: JobRecord, executor: Executor) -> None:
+        if job.remote_id:  # posted while we waited for the lock
+            return
+        i = job.index
+        ctx = SubmitContext(rec.id, i, attempt=job.attempt, batch_id=self._batch(rec, executor),
+                            tags=job_tags(rec.id, i, job.attempt))
+        # An earlier delivery that got as far as posting may have died before recording the id:
+        # then the attempt's tag on the service tells. Only then is the service asked.
+        remote_id = executor.find_submitted(ctx) if job.post_attempted else None
+        if remote_id is None:
+            work = self.load_work(rec, i)
+            if work is None:
+                self.store.slots.release(rec.backend, job_ref(rec.id, i))
+                return
+            self.store.set_job_fields(rec.id, i, post_attempted=repr(time.time()))
+            remote_id = executor.submit(work, ctx).remote_id
+        after = self.transitions.advance(rec.id, i, JobStatus.SUBMITTED, remote_id=remote_id,
+                                         submitted_at=repr(time.time()))
+        if after is not JobStatus.SUBMITTED and after is not JobStatus.RUNNING:
+            # Cancelled while we were posting: the job must not run, nor keep its slot.
+            self.store.set_job_fields(rec.id, i, remote_id=remote_id)
+            executor.cancel(remote_id)
+            self.release(rec, i)
+
+    def _batch(self, rec: JobSetRecord, executor: Executor) -> str | None:
+        """The set's batch id, opening the batch if this is the set's first post."""
+        if rec.batch_id:
+            return rec.batch_id
+        with self.store.batch_lock(rec.id):
+            current = self.store.job_set(rec.id)
+            if current.batch_id:
+                return current.batch_id
+            batch_id = executor.open_batch(rec.id)
+            if batch_id:
+                self.store.set_batch(rec.id, batch_id)
+            return batch_id
+
+    # ------------------------------------------------------------------ poll
+    def poll(self, rec: JobSetRecord, i: int) -> float | None:
+        """One status check of a posted job; returns the delay to the next, or None once final."""
+        store, t = self.store, self.transitions
+        job = store.job(rec.id, i)
+        if job.status.final:
+            self.release(rec, i)  # e.g. cancelled by the user: free its slot
+            return None
+        if not job.remote_id:
+            # submit only ends with the job posted or final: this one is an orphan.
+            t.advance(rec.id, i, JobStatus.ERROR, error="the job was never posted")
+            return None
+        executor = self.executor_for(rec.backend)
+        if rec.cancel_requested:  # cancelled between the flag and the job's own transition
+            t.advance(rec.id, i, JobStatus.CANCELLED)
+            executor.cancel(job.remote_id)
+            self.release(rec, i)
+            return None
+        est = store.durations.estimate(rec.backend)
+        age = time.time() - job.submitted_at if job.submitted_at else None
+        first = polling.first_poll_age(est, self.cfg)
+        if age is not None and age < first:  # just posted (or handed off): no point asking yet
+            return first - age
+        store.slots.renew(rec.backend, job_ref(rec.id, i), self.lease)
+        state = executor.poll(job.remote_id)
+        if state.status.final:
+            # The service no longer counts the job as pending: free its slot for the next job
+            # before spending time on fetching this one's results.
+            self.release(rec, i)
+        if state.status is JobStatus.DONE:
+            return self._fetch(rec, job, executor, age)
+        if state.status is JobStatus.ERROR:
+            t.advance(rec.id, i, JobStatus.ERROR, error=state.error or "the job failed on the service")
+            return None
+        if state.status is JobStatus.CANCELLED:
+            t.advance(rec.id, i, JobStatus.CANCELLED, error="cancelled on the service")
+            return None
+        if state.status is JobStatus.RUNNING:
+            t.advance(rec.id, i, JobStatus.RUNNING)
+        if age is None:
+            return polling.age_based(0.0, self.cfg)
+        store.set_job_fields(rec.id, i, seen_pending_age=repr(age))
+        return polling.next_poll_in(age, est, self.cfg)
+
+    def _fetch(self, rec: JobSetRecord, job: JobRecord, executor: Executor, age: float | None) -> None:
+        assert job.remote_id is not None
+        try:
+            isa = codec.circuits_from_qpy(self.store.isa_qpy(rec.id, job.index) or b"")
+            records = executor.fetch(job.remote_id, JobWork.from_circuits(isa, RunOptions.from_json(rec.options)))
+        except RetryLater:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            self.transitions.fail(rec.id, job.index, "fetching results", exc)
+            return None
+        self.transitions.advance(rec.id, job.index, JobStatus.DONE, result=records, finished_at=repr(time.time()))
+        if age is not None:  # the last age it was seen pending is the tighter (lower) bound
+            self.store.durations.record(rec.backend, job.seen_pending_age or age)
+        return None
+
+    # ------------------------------------------------------------------ slots
+    def release(self, rec: JobSetRecord, i: int) -> None:
+        """Give the job's slot back (a no-op if it was given back already) and hand it on."""
+        if self.store.slots.release(rec.backend, job_ref(rec.id, i)):
+            self.hand_off(rec.backend)
+
+    def hand_off(self, backend: str) -> None:
+        """Post the longest-waiting job now, instead of when its own retry comes round.
+
+        Its task, when it comes back, finds the job posted and goes on to poll it. If the slot
+        was taken meanwhile, the job simply queues again."""
+        ref = self.store.slots.next_waiting(backend)
+        if ref is None:
+            return
+        sid, i = parse_job_ref(ref)
+        try:
+            self.submit(self.store.job_set(sid), i)
+        except RetryLater:
+            pass  # it queued itself again
+        except QJMError as exc:  # e.g. the set expired: nothing to post
+            log.info("hand-off of a free slot to %s skipped: %s", ref, exc)
+        except Exception:  # noqa: BLE001 - the waiter's own task will try again
+            log.exception("hand-off of a free slot to %s failed", ref)
+
+    # ------------------------------------------------------------------ batch and cancel
+    def close_batch(self, rec: JobSetRecord) -> None:
+        """Close the set's batch (cancel it, if the set was cancelled), once."""
+        if not rec.batch_id or not self.store.claim_batch_close(rec.id):
+            return
+        try:
+            self.executor_for(rec.backend).close_batch(rec.batch_id, cancel=rec.cancel_requested)
+        except Exception as exc:  # noqa: BLE001 - an unclosed batch expires on the service by itself
+            log.warning("closing batch %s of job set %s failed: %s", rec.batch_id, rec.id, exc)
+
+    def cancel_set(self, rec: JobSetRecord) -> None:
+        """Cancel every posted job of a cancelled set that did not finish, and its batch."""
+        executor = self.executor_for(rec.backend)
+        for job in self.store.jobs(rec.id, rec.n_jobs):
+            if job.status is JobStatus.CANCELLED and job.remote_id:
+                try:
+                    executor.cancel(job.remote_id)
+                except Exception as exc:  # noqa: BLE001 - keep cancelling the others
+                    log.warning("cancelling job %s failed: %s", job.remote_id, exc)
+            if job.status.final:
+                self.release(rec, job.index)
+        self.close_batch(self.store.job_set(rec.id))

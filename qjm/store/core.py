@@ -1,0 +1,236 @@
+"""``Store``: typed access to qjm's Redis state and the one place job and job-set state changes.
+
+Other modules never build a key (``keys``) or write a status themselves. A job's transitions
+run as a Lua script (``scripts/advance.lua``) so that two workers, or a worker and a
+``cancel()``, racing on one job cannot move it backwards or out of a final state.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+import redis
+import redis.lock
+
+from .. import codec
+from ..config import Settings, mask_url, settings as load_settings
+from ..errors import JobSetNotFoundError, StoreUnavailableError
+from ..lifecycle import FINAL_RANK, JobSetStatus, JobStatus
+from . import keys, scripts
+from .durations import Durations
+from .histograms import Histograms
+from .records import JobRecord, JobSetRecord
+from .slots import SlotPool
+
+
+class Store:
+    """Cheap to create; holds one connection pool."""
+
+    def __init__(self, url: str | None = None, cfg: Settings | None = None) -> None:
+        self.cfg = cfg or load_settings()
+        self.url = url or self.cfg.redis_url
+        self.r = redis.Redis.from_url(self.url, socket_connect_timeout=5, socket_timeout=30, health_check_interval=30)
+        self._advance = scripts.load(self.r, "advance")
+        self.slots = SlotPool(self.r)
+        self.durations = Durations(self.r)
+        self.histograms = Histograms(self.r, self.ttl)
+
+    @property
+    def ttl(self) -> int:
+        return self.cfg.ttl_seconds
+
+    @property
+    def shown_url(self) -> str:
+        """The URL with any password masked: the only form that goes into messages."""
+        return mask_url(self.url)
+
+    def ping(self) -> None:
+        """Raise a qjm error that names the (masked) URL when Redis does not answer."""
+        try:
+            self.r.ping()
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            raise StoreUnavailableError(
+                f"Cannot reach Redis at {self.shown_url} ({exc}). Start Redis or set "
+                "QJM_REDIS_URL to a reachable server.") from None
+
+    # ----------------------------------------------------------------- creation
+    def create_job_set(self, rec: JobSetRecord, job_qpy: list[bytes], names: list[str]) -> None:
+        """Write a whole job set in one transaction: it exists completely or not at all."""
+        ttl, now = self.ttl, time.time()
+        p = self.r.pipeline(transaction=True)
+        p.hset(keys.job_set(rec.id), mapping=rec.to_hash())
+        p.expire(keys.job_set(rec.id), ttl)
+        p.set(keys.names(rec.id), codec.dumps(names), ex=ttl)
+        for i, ((start, stop), blob) in enumerate(zip(rec.job_bounds, job_qpy)):
+            job = JobRecord(index=i, start=start, stop=stop, status=JobStatus.QUEUED, updated=now)
+            p.hset(keys.job(rec.id, i), mapping=job.to_hash())
+            p.expire(keys.job(rec.id, i), ttl)
+            p.set(keys.circuits(rec.id, i), blob, ex=ttl)
+        p.execute()
+        # The index lives outside the set's hash slot (Redis Cluster): added once the set exists.
+        self.r.zadd(keys.INDEX, {rec.id: rec.created})
+
+    # ----------------------------------------------------------------- reading
+    def job_set(self, sid: str) -> JobSetRecord:
+        if not isinstance(sid, str) or not keys.JOB_SET_ID.match(sid):
+            raise JobSetNotFoundError(f"No job set with id {sid!r}: job-set ids are 32 hexadecimal characters.")
+        h = self.r.hgetall(keys.job_set(sid))
+        if not h:
+            if self.r.exists(keys.legacy_job_set(sid)):
+                raise JobSetNotFoundError(
+                    f"Job set {sid} was written by qjm 0.1, whose Redis keys this version does not read. "
+                    f"Fetch its results with qjm 0.1, or delete it: redis-cli --scan --pattern "
+                    f"'{keys.legacy_job_set(sid)}*' | xargs redis-cli del")
+            raise JobSetNotFoundError(
+                f"No job set with id {sid!r} in {self.shown_url} (wrong id, other Redis, or expired).")
+        return JobSetRecord.from_hash(h)
+
+    def jobs(self, sid: str, n: int | None = None) -> list[JobRecord]:
+        if n is None:
+            n = self.job_set(sid).n_jobs
+        p = self.r.pipeline(transaction=False)
+        for i in range(n):
+            p.hgetall(keys.job(sid, i))
+        return [JobRecord.from_hash(h) for h in p.execute()]
+
+    def job(self, sid: str, i: int) -> JobRecord:
+        h = self.r.hgetall(keys.job(sid, i))
+        if not h:
+            raise JobSetNotFoundError(f"Job set {sid!r} has no job {i}.")
+        return JobRecord.from_hash(h)
+
+    def job_statuses(self, sid: str, n: int) -> list[JobStatus]:
+        """Just each job's status: what metrics and progress need."""
+        p = self.r.pipeline(transaction=False)
+        for i in range(n):
+            p.hget(keys.job(sid, i), "status")
+        raw = p.execute()
+        if not all(raw):
+            raise JobSetNotFoundError(f"Job set {sid!r} has expired.")
+        return [JobStatus(s.decode()) for s in raw]
+
+    def names(self, sid: str) -> list[str]:
+        return codec.loads(self.r.get(keys.names(sid))) or []
+
+    def circuits_qpy(self, sid: str, i: int) -> bytes | None:
+        return self.r.get(keys.circuits(sid, i))
+
+    def has_isa(self, sid: str, i: int) -> bool:
+        return bool(self.r.exists(keys.isa(sid, i)))
+
+    def isa_qpy(self, sid: str, i: int) -> bytes | None:
+        return self.r.get(keys.isa(sid, i))
+
+    def job_result(self, sid: str, i: int) -> list[dict[str, Any]] | None:
+        return codec.loads(self.r.get(keys.result(sid, i)))
+
+    def combined_result(self, sid: str) -> dict[str, Any] | None:
+        return codec.loads(self.r.get(keys.combined(sid)))
+
+    def job_set_ids(self) -> Iterator[str]:
+        """Ids newest first; ids whose job set has expired are pruned on the way."""
+        for raw in self.r.zrevrange(keys.INDEX, 0, -1):
+            sid = raw.decode()
+            if self.r.exists(keys.job_set(sid)):
+                yield sid
+            else:
+                self.r.zrem(keys.INDEX, sid)
+
+    def set_summaries(self) -> list[tuple[str, JobSetStatus, str, int]]:
+        """``(id, status, backend, number of jobs)`` of every kept set, for the metrics."""
+        ids = [raw.decode() for raw in self.r.zrange(keys.INDEX, 0, -1)]
+        p = self.r.pipeline(transaction=False)
+        for sid in ids:
+            p.hmget(keys.job_set(sid), "status", "backend", "job_bounds")
+        return [(sid, JobSetStatus(status.decode()), backend.decode(), len(codec.loads(bounds)))
+                for sid, (status, backend, bounds) in zip(ids, p.execute()) if status]
+
+    # ----------------------------------------------------------------- job transitions
+    def advance(self, sid: str, i: int, status: JobStatus, *, result: list[dict[str, Any]] | None = None,
+                isa: bytes | None = None, **fields: Any) -> JobStatus:
+        """Move job ``i`` forward to ``status``, with fields and the blob that comes with it (its
+        result, or its transpiled circuits) in the same step.
+
+        Returns the status the job has afterwards: ``status`` if the move happened, the
+        existing status if the job was already final or further along.
+        """
+        blob: bytes | str = ""
+        blob_key = keys.result(sid, i)
+        if result is not None:
+            blob = codec.dumps(result)
+        elif isa is not None:
+            blob, blob_key = isa, keys.isa(sid, i)
+        argv: list[Any] = [status.value, status.rank, FINAL_RANK, self.ttl, blob, repr(time.time())]
+        for k, v in fields.items():
+            argv += [k, "" if v is None else str(v)]
+        out = self._advance(keys=[keys.job(sid, i), blob_key], args=argv)
+        if out is None:
+            raise JobSetNotFoundError(f"Job set {sid!r} has no job {i} (expired?).")
+        return JobStatus(out.decode() if isinstance(out, bytes) else out)
+
+    def set_job_fields(self, sid: str, i: int, **fields: Any) -> None:
+        """Record facts about a job (e.g. its remote id) without changing its status."""
+        self.r.hset(keys.job(sid, i), mapping={k: "" if v is None else str(v) for k, v in fields.items()})
+
+    def waiting_since(self, sid: str, i: int) -> float:
+        """When the job first waited for a remote slot (recorded on the first call)."""
+        key = keys.job(sid, i)
+        self.r.hsetnx(key, "waiting_since", repr(time.time()))
+        return float(self.r.hget(key, "waiting_since") or time.time())
+
+    def posting_lock(self, sid: str, i: int) -> redis.lock.Lock:
+        """Held while one delivery looks for and posts a job; never waited for.
+
+        It expires by itself after a minute (longer than a post takes even through the client's
+        own retries), so a holder that died frees it; the job's tag then tells the next delivery
+        whether the job was posted."""
+        return self.r.lock(keys.posting_lock(sid, i), timeout=60, blocking=False)
+
+    # ----------------------------------------------------------------- job-set transitions
+    def batch_lock(self, sid: str) -> redis.lock.Lock:
+        """Held while a set's batch is opened, so concurrent first submits open only one."""
+        return self.r.lock(keys.batch_lock(sid), timeout=120, blocking_timeout=120)
+
+    def set_batch(self, sid: str, batch_id: str) -> bool:
+        """Record the set's remote batch once; returns False if another worker won the race."""
+        return bool(self.r.hsetnx(keys.job_set(sid), "batch_id", batch_id))
+
+    def claim_batch_close(self, sid: str) -> bool:
+        """True for the one caller that gets to close (or cancel) the set's batch."""
+        return bool(self.r.hsetnx(keys.job_set(sid), "batch_closed", "1"))
+
+    def request_cancel(self, sid: str) -> list[JobRecord]:
+        """Flag the set cancelled and move every unfinished job to CANCELLED.
+
+        Returns the jobs that this call cancelled (their remote jobs need cancelling)."""
+        rec = self.job_set(sid)
+        self.r.hset(keys.job_set(sid), "cancel_requested", "1")
+        cancelled = []
+        for job in self.jobs(sid, rec.n_jobs):
+            if not job.status.final and self.advance(sid, job.index, JobStatus.CANCELLED,
+                                                     error="cancelled by user") is JobStatus.CANCELLED:
+                cancelled.append(job)
+        return cancelled
+
+    def finish(self, sid: str, status: JobSetStatus, combined: dict[str, Any], n_jobs: int) -> None:
+        """Record the set's final state and combined result; per-job results are then redundant."""
+        p = self.r.pipeline(transaction=True)
+        p.set(keys.combined(sid), codec.dumps(combined), ex=self.ttl)
+        p.hset(keys.job_set(sid), mapping={"status": status.value, "finished": repr(time.time())})
+        for i in range(n_jobs):
+            p.delete(keys.result(sid, i))
+        p.publish(keys.final_channel(sid), status.value)
+        p.execute()
+
+    @contextmanager
+    def final_notice(self, sid: str) -> Iterator[Callable[[float], None]]:
+        """Listen for the set's final status; yields ``pause(seconds)``, which returns early when
+        it is announced. Subscribe first, then read the status, so the notice cannot slip by."""
+        pubsub = self.r.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(keys.final_channel(sid))
+        try:
+            yield lambda seconds: pubsub.get_message(timeout=max(0.0, seconds))
+        finally:
+            pubsub.close()

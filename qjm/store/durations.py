@@ -1,0 +1,27 @@
+"""How long a backend's recent remote jobs took, shared by every worker (``qjm.polling`` plans
+its polls with it)."""
+
+from __future__ import annotations
+
+import redis
+
+from ..config import DAY
+from ..polling import Estimate
+from . import keys, scripts
+
+
+class Durations:
+    def __init__(self, r: redis.Redis) -> None:
+        self.r = r
+        self._record = scripts.load(r, "record_duration")
+
+    def record(self, backend: str, seconds: float, weight: float = 0.3) -> None:
+        """Fold one finished job's duration into the estimate (kept a day after the last)."""
+        self._record(keys=[keys.durations(backend)], args=[repr(seconds), repr(weight), DAY])
+
+    def estimate(self, backend: str) -> Estimate | None:
+        """The backend's running estimate, or None before any of its jobs finished (or a day after)."""
+        mean, dev = self.r.hmget(keys.durations(backend), "mean", "dev")
+        if mean is None or dev is None:
+            return None
+        return Estimate(float(mean), float(dev))

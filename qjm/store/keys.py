@@ -1,0 +1,113 @@
+"""The whole Redis key schema of qjm, in one place.
+
+Every key of one job set carries the set's id as a Redis Cluster hash tag (``qjm:{<id>}:...``),
+so a script or transaction on one set touches one slot; one backend's slot pool likewise shares
+the tag ``{slots:<backend>}``. ``SCHEMA`` is bumped when keys change shape; sets written by an
+older schema are recognised (``legacy_job_set``) and refused with a message naming the fix.
+"""
+
+from __future__ import annotations
+
+import re
+
+PREFIX = "qjm"
+SCHEMA = 2
+
+#: Sorted set: job-set id -> creation time (newest first listing).
+INDEX = f"{PREFIX}:sets"
+#: Job-set ids are what ``new_job_set_id`` makes; anything else is an unknown id, never a key.
+JOB_SET_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def _set(sid: str) -> str:
+    return f"{PREFIX}:{{{sid}}}"
+
+
+def job_set(sid: str) -> str:
+    """Hash: the job-set record (``records.JobSetRecord``)."""
+    return f"{_set(sid)}:set"
+
+
+def names(sid: str) -> str:
+    """JSON list: the name of every experiment, in input order."""
+    return f"{_set(sid)}:names"
+
+
+def combined(sid: str) -> str:
+    """JSON: the combined result, written once the set is final."""
+    return f"{_set(sid)}:result"
+
+
+def final_channel(sid: str) -> str:
+    """Pub/sub channel on which a set's final status is announced once."""
+    return f"{_set(sid)}:final"
+
+
+def batch_lock(sid: str) -> str:
+    """Lock held while the set's remote batch is opened."""
+    return f"{_set(sid)}:batch-lock"
+
+
+def metrics_seen(sid: str) -> str:
+    """Set: which of the set's observations the latency histograms have counted."""
+    return f"{_set(sid)}:metrics-seen"
+
+
+def job(sid: str, i: int) -> str:
+    """Hash: one job's record (``records.JobRecord``)."""
+    return f"{_set(sid)}:job:{i}"
+
+
+def circuits(sid: str, i: int) -> str:
+    """QPY: the job's circuits as given."""
+    return f"{job(sid, i)}:circuits"
+
+
+def isa(sid: str, i: int) -> str:
+    """QPY: the job's circuits transpiled for the backend."""
+    return f"{job(sid, i)}:isa"
+
+
+def result(sid: str, i: int) -> str:
+    """JSON: the job's experiment records, until the set's combined result replaces them."""
+    return f"{job(sid, i)}:result"
+
+
+def posting_lock(sid: str, i: int) -> str:
+    """Lock held while one delivery posts the job to a remote service."""
+    return f"{job(sid, i)}:posting"
+
+
+def job_ref(sid: str, i: int) -> str:
+    """How a job is named inside a backend's slot pool."""
+    return f"{sid}:{i}"
+
+
+def parse_job_ref(ref: str) -> tuple[str, int]:
+    sid, _, i = ref.rpartition(":")
+    return sid, int(i)
+
+
+def slots(backend: str) -> str:
+    """Hash: job ref -> lease expiry, one field per pending remote job of the backend."""
+    return f"{PREFIX}:{{slots:{backend}}}:leases"
+
+
+def waiting(backend: str) -> str:
+    """Sorted set: job refs waiting for a slot, by when they started waiting (FIFO)."""
+    return f"{PREFIX}:{{slots:{backend}}}:waiting"
+
+
+def durations(backend: str) -> str:
+    """Hash: ``mean``/``dev`` of how long the backend's recent jobs took (``qjm.polling``)."""
+    return f"{PREFIX}:durations:{{{backend}}}"
+
+
+def histogram(metric: str, backend: str) -> str:
+    """Hash: a latency histogram's bucket counts, ``count`` and ``sum`` (``qjm.metrics``)."""
+    return f"{PREFIX}:metrics:{metric}:{{{backend}}}"
+
+
+def legacy_job_set(sid: str) -> str:
+    """Where schema 1 (qjm 0.1) kept a job set's record."""
+    return f"{PREFIX}:set:{sid}"

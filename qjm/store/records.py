@@ -1,0 +1,139 @@
+"""What the store keeps about a job set and each of its jobs, as plain dataclasses.
+
+Records are read from and written to Redis hashes; they are snapshots, never live handles
+(``qjm.job_set`` builds the user's live views on top of them).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .. import codec
+from ..lifecycle import JobSetStatus, JobStatus
+
+
+def new_job_set_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _getter(h: dict[bytes, bytes]) -> Callable[[str], str]:
+    return lambda k: h.get(k.encode(), b"").decode()
+
+
+def _float(raw: str) -> float | None:
+    return float(raw) if raw else None
+
+
+@dataclass
+class JobRecord:
+    """One job of a set: experiments ``start`` to ``stop - 1`` of the set."""
+
+    index: int
+    start: int
+    stop: int
+    status: JobStatus
+    #: 1 for the first run of the job; each re-run is a new attempt, posted anew.
+    attempt: int = 1
+    remote_id: str | None = None
+    error: str | None = None
+    updated: float | None = None
+    submitted_at: float | None = None
+    finished_at: float | None = None
+    #: When a delivery began posting this attempt (then the service is asked before posting again).
+    post_attempted: float | None = None
+    #: The job's age when a poll last found it still pending (a lower bound of its duration).
+    seen_pending_age: float | None = None
+
+    @classmethod
+    def from_hash(cls, h: dict[bytes, bytes]) -> "JobRecord":
+        g = _getter(h)
+        return cls(
+            index=int(g("index") or 0),
+            start=int(g("start") or 0),
+            stop=int(g("stop") or 0),
+            status=JobStatus(g("status")),
+            attempt=int(g("attempt") or 1),
+            remote_id=g("remote_id") or None,
+            error=g("error") or None,
+            updated=_float(g("updated")),
+            submitted_at=_float(g("submitted_at")),
+            finished_at=_float(g("finished_at")),
+            post_attempted=_float(g("post_attempted")),
+            seen_pending_age=_float(g("seen_pending_age")),
+        )
+
+    def to_hash(self) -> dict[str, str]:
+        """The fields a new job is created with."""
+        return {"index": str(self.index), "start": str(self.start), "stop": str(self.stop),
+                "status": self.status.value, "rank": str(self.status.rank), "attempt": str(self.attempt),
+                "updated": repr(self.updated or 0.0)}
+
+
+@dataclass
+class JobSetRecord:
+    """The job set as stored: what was asked for and where it stands."""
+
+    id: str
+    name: str | None
+    backend: str
+    tags: list[str]
+    created: float
+    n_experiments: int
+    job_bounds: list[tuple[int, int]]
+    options: dict[str, Any]
+    status: JobSetStatus = JobSetStatus.RUNNING
+    batch_id: str | None = None
+    cancel_requested: bool = False
+    finished: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_jobs(self) -> int:
+        return len(self.job_bounds)
+
+    def to_hash(self) -> dict[str, str]:
+        return {
+            "id": self.id,
+            "name": self.name or "",
+            "backend": self.backend,
+            "tags": codec.dumps(self.tags).decode(),
+            "created": repr(self.created),
+            "n_experiments": str(self.n_experiments),
+            "job_bounds": codec.dumps(self.job_bounds).decode(),
+            "options": codec.dumps(self.options).decode(),
+            "status": self.status.value,
+            "extra": codec.dumps(self.extra).decode(),
+        }
+
+    @classmethod
+    def from_hash(cls, h: dict[bytes, bytes]) -> "JobSetRecord":
+        g = _getter(h)
+        return cls(
+            id=g("id"),
+            name=g("name") or None,
+            backend=g("backend"),
+            tags=codec.loads(g("tags") or "[]"),
+            created=float(g("created")),
+            n_experiments=int(g("n_experiments")),
+            job_bounds=[(int(a), int(b)) for a, b in codec.loads(g("job_bounds"))],
+            options=codec.loads(g("options")),
+            status=JobSetStatus(g("status")),
+            batch_id=g("batch_id") or None,
+            cancel_requested=g("cancel_requested") == "1",
+            finished=_float(g("finished")),
+            extra=codec.loads(g("extra") or "{}"),
+        )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A job set's state at one moment: its record and, when asked for, each job's status."""
+
+    record: JobSetRecord
+    statuses: list[JobStatus] | None = None
+
+    @property
+    def final(self) -> bool:
+        return self.record.status.final

@@ -1,0 +1,35 @@
+"""Job transitions as the pipeline makes them: the store's move plus the ``job_status``
+hook event that observers (metrics) listen to. Every step moves jobs through here."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from . import hooks
+from .lifecycle import JobStatus
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+
+def describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+class Transitions:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def advance(self, sid: str, i: int, status: JobStatus, **kw: Any) -> JobStatus:
+        """Move job ``i`` (see ``Store.advance``); announce the move if it happened."""
+        after = self.store.advance(sid, i, status, **kw)
+        if after is status:
+            fields = {k: v for k, v in kw.items() if k not in ("result", "isa")}
+            hooks.emit("job_status", job_set_id=sid, job=i, status=status, fields=fields)
+        return after
+
+    def fail(self, sid: str, i: int, what: str, exc: BaseException) -> None:
+        """Record a failure of this job only; the rest of the set goes on."""
+        log.warning("job set %s job %d: %s failed: %s", sid, i, what, exc, exc_info=exc)
+        self.advance(sid, i, JobStatus.ERROR, error=f"{what} failed: {describe(exc)}")
