@@ -76,7 +76,7 @@ class JobManager:
         Every check runs before anything is written, so a bad call leaves no trace.
         """
         circuits = validation.as_circuit_list(experiments)
-        validation.check_options(max_experiments_per_job, shots, optimization_level)
+        validation.check_options(max_experiments_per_job, shots, optimization_level, self._cfg.max_executions_per_job)
         tags = validation.check_tags(job_tags)
         if name is not None and not isinstance(name, str):
             raise InvalidInputError(f"name must be a string, got {type(name).__name__}.")

@@ -52,7 +52,8 @@ def check_circuits(circuits: list[QuantumCircuit], backend: BackendV2, backend_n
             + "; add measure_all() or measure() to it.")
 
 
-def check_options(max_experiments_per_job: int | None, shots: int, optimization_level: int) -> None:
+def check_options(max_experiments_per_job: int | None, shots: int, optimization_level: int,
+                  max_executions: int) -> None:
     if max_experiments_per_job is not None and (not isinstance(max_experiments_per_job, int)
                                                 or isinstance(max_experiments_per_job, bool)
                                                 or max_experiments_per_job < 1):
@@ -60,6 +61,10 @@ def check_options(max_experiments_per_job: int | None, shots: int, optimization_
             f"max_experiments_per_job must be a whole number of at least 1, got {max_experiments_per_job!r}.")
     if not isinstance(shots, int) or isinstance(shots, bool) or shots < 1:
         raise InvalidInputError(f"shots must be a whole number of at least 1, got {shots!r}.")
+    if shots > max_executions:
+        raise InvalidInputError(
+            f"shots={shots} is more than one job may run (QJM_MAX_EXECUTIONS_PER_JOB = {max_executions} "
+            "circuits x shots); use fewer shots, or raise QJM_MAX_EXECUTIONS_PER_JOB if the backend allows it.")
     if optimization_level not in (0, 1, 2, 3):
         raise InvalidInputError(f"optimization_level must be 0, 1, 2 or 3, got {optimization_level!r}.")
 

@@ -45,6 +45,7 @@ def no_measure() -> QuantumCircuit:
     ([basis_state(1), no_measure()], "aer_simulator", {}, InvalidInputError, "Experiment 1 ('bell-unmeasured') has no measurements"),
     ([basis_state(1)], "aer_simulator", {"max_experiments_per_job": 0}, InvalidInputError, "at least 1"),
     ([basis_state(1)], "aer_simulator", {"shots": 0}, InvalidInputError, "shots"),
+    ([basis_state(1)], "aer_simulator", {"shots": 10**11}, InvalidInputError, "QJM_MAX_EXECUTIONS_PER_JOB"),
     ([basis_state(1)], "aer_simulator", {"optimization_level": 7}, InvalidInputError, "optimization_level"),
     ([basis_state(1)], "aer_simulator", {"job_tags": "sweep"}, InvalidInputError, "list of strings"),
     ([basis_state(1)], "", {}, UnknownBackendError, "backend is empty"),
@@ -66,3 +67,9 @@ def test_unreachable_redis_is_named(monkeypatch):
 def test_unknown_job_set_id(empty_jm):
     with pytest.raises(QJMError, match="No job set with id 'nope'"):
         empty_jm.retrieve_job_set("nope")
+
+
+@pytest.mark.parametrize("odd", ["*", "qjm:*", "../x", "x" * 5000, "a\0b", "", None, 7])
+def test_odd_job_set_ids_are_plain_unknown_ids(empty_jm, odd):
+    with pytest.raises(QJMError, match="No job set with id"):
+        empty_jm.retrieve_job_set(odd)
