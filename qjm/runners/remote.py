@@ -199,7 +199,10 @@ class RemoteRunner(JobRunner):
             log.warning("closing batch %s of job set %s failed: %s", rec.batch_id, rec.id, exc)
 
     def cancel_set(self, rec: JobSetRecord) -> None:
-        """Cancel every posted job of a cancelled set that did not finish, and its batch."""
+        """Cancel every posted job of a cancelled set that did not finish.
+
+        The batch is left to the set's assembly, which cancels it before the set reads as final:
+        were it cancelled here too, a user could see the set final while the batch is still open."""
         executor = self.executor_for(rec.backend)
         for job in self.store.jobs(rec.id, rec.n_jobs):
             if job.status is JobStatus.CANCELLED and job.remote_id:
@@ -209,4 +212,3 @@ class RemoteRunner(JobRunner):
                     log.warning("cancelling job %s failed: %s", job.remote_id, exc)
             if job.status.final:
                 self.release(rec, job.index)
-        self.close_batch(self.store.job_set(rec.id))
