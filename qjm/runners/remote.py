@@ -14,7 +14,12 @@ Rules kept here:
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from contextlib import contextmanager
+from typing import Iterator
+
+import redis.lock
 
 from .. import codec, polling
 from ..errors import QJMError, RetryLater
@@ -31,6 +36,29 @@ def job_tags(sid: str, i: int, attempt: int) -> list[str]:
     """Tags on every remote job, so the service itself can say which set, job and attempt a job
     belongs to. The last one names the attempt: a new attempt is a new post."""
     return [f"qjm:{sid}", f"qjm:{sid}:{i}", f"qjm:{sid}:{i}:a{attempt}"]
+
+
+@contextmanager
+def kept(lock: redis.lock.Lock) -> Iterator[None]:
+    """Renew ``lock`` at a third of its timeout until the block ends, so a lock with a short
+    timeout outlives a slow holder but not a dead one."""
+    stop = threading.Event()
+    every = (lock.timeout or 15) / 3
+
+    def renew() -> None:
+        while not stop.wait(every):
+            try:
+                lock.reacquire()
+            except Exception:  # noqa: BLE001 - lost or expired: the holder's own release will say
+                return
+
+    renewer = threading.Thread(target=renew, name="qjm-posting-lock", daemon=True)
+    renewer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        renewer.join()
 
 
 class RemoteRunner(JobRunner):
@@ -55,7 +83,8 @@ class RemoteRunner(JobRunner):
         if not lock.acquire():
             raise RetryLater(f"job {i} of {rec.id} is being posted by another delivery", 1.0)
         try:
-            self._post(rec, store.job(rec.id, i), executor)
+            with kept(lock):
+                self._post(rec, store.job(rec.id, i), executor)
         except RetryLater:
             store.slots.release(rec.backend, ref)
             raise

@@ -180,13 +180,16 @@ class Store:
         self.r.hsetnx(key, "waiting_since", repr(time.time()))
         return float(self.r.hget(key, "waiting_since") or time.time())
 
+    #: Seconds a posting lock outlives its holder's last renewal (see ``posting_lock``).
+    POSTING_LOCK_SECONDS = 15
+
     def posting_lock(self, sid: str, i: int) -> redis.lock.Lock:
         """Held while one delivery looks for and posts a job; never waited for.
 
-        It expires by itself after a minute (longer than a post takes even through the client's
-        own retries), so a holder that died frees it; the job's tag then tells the next delivery
+        Its holder renews it while the post lasts (the client's own retries can take a minute),
+        so it expires soon after a holder that died; the job's tag then tells the next delivery
         whether the job was posted."""
-        return self.r.lock(keys.posting_lock(sid, i), timeout=60, blocking=False)
+        return self.r.lock(keys.posting_lock(sid, i), timeout=self.POSTING_LOCK_SECONDS, blocking=False)
 
     # ----------------------------------------------------------------- job-set transitions
     def batch_lock(self, sid: str) -> redis.lock.Lock:
