@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 from celery import Celery, chain, chord
 from celery.backends.redis import RedisBackend
@@ -15,13 +16,13 @@ class SendOnlyRedisBackend(RedisBackend):
     """The client reads job-set state from qjm's store, never Celery results, so it does not
     subscribe to result channels (which would keep a pub/sub connection open for nothing)."""
 
-    def on_task_call(self, producer, task_id):  # noqa: D102
+    def on_task_call(self, producer: Any, task_id: str) -> None:
         return None
 
-    def add_pending_result(self, result, weak=False, start_drainer=True):  # noqa: D102
+    def add_pending_result(self, result: Any, weak: bool = False, start_drainer: bool = True) -> Any:
         return result
 
-    def remove_pending_result(self, result):  # noqa: D102 - AsyncResult.__del__ must not touch Redis
+    def remove_pending_result(self, result: Any) -> Any:  # AsyncResult.__del__ must not touch Redis
         return result
 
 

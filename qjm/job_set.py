@@ -6,8 +6,8 @@ They hold only ids and a store, so any process that reaches the same Redis sees 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from qiskit.result import Result
 
@@ -35,7 +35,7 @@ class ManagedJob:
     _store: Store
 
     @classmethod
-    def of(cls, store: Store, sid: str, job: JobRecord) -> "ManagedJob":
+    def of(cls, store: Store, sid: str, job: JobRecord) -> ManagedJob:
         return cls(sid, job.index, job.start, job.stop, job.status, job.remote_id, job.error, store)
 
     def job_id(self) -> str | None:

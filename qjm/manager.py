@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from qiskit import QuantumCircuit
 from qiskit.providers import BackendV2
 
 from . import codec, hooks, validation
-from .config import Settings, settings as load_settings
+from .config import Settings
+from .config import settings as load_settings
 from .dispatch import enqueue_job_set
 from .errors import InvalidInputError, QJMError, UnknownBackendError
 from .executors import RunOptions, for_backend, is_local

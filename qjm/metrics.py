@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import redis
 from prometheus_client.core import CollectorRegistry, GaugeMetricFamily, HistogramMetricFamily
@@ -125,8 +126,8 @@ class QJMCollector(Collector):
         sets = GaugeMetricFamily("qjm_job_sets", "Job sets kept in Redis, by state", labels=["state", "backend"])
         by_set = Counter((status, backend) for _, status, backend, _ in summaries)
         for bname in sorted({b for _, b in by_set}):
-            for state in JobSetStatus:
-                sets.add_metric([state.value, bname], by_set[state, bname])
+            for set_status in JobSetStatus:
+                sets.add_metric([set_status.value, bname], by_set[set_status, bname])
         yield sets
 
         jobs = GaugeMetricFamily("qjm_jobs", "Jobs of unfinished job sets, by state", labels=["state", "backend"])

@@ -17,7 +17,8 @@ from typing import Any
 from qiskit.transpiler import PassManager, generate_preset_pass_manager
 
 from . import codec, hooks
-from .config import Settings, settings as load_settings
+from .config import Settings
+from .config import settings as load_settings
 from .executors import RunOptions, for_backend
 from .lifecycle import JobSetStatus, JobStatus, job_set_outcome
 from .runners import JobRunner, LocalRunner, RemoteRunner

@@ -10,7 +10,7 @@ Ctrl-C stops the display and raises ``KeyboardInterrupt``; the workers carry on.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Iterable
+from collections.abc import Iterable
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
@@ -61,7 +61,7 @@ def watch(snapshots: Iterable[Snapshot], console: Console | None = None) -> JobS
                         per_job[k] = progress.add_task(f"  job {k} ({start}-{stop - 1})", total=FINAL_RANK, state="")
                 else:
                     summary = progress.add_task(f"  {rec.n_jobs} jobs", total=rec.n_jobs, state="")
-            done = sum(stop - start for (start, stop), s in zip(rec.job_bounds, statuses) if s.final)
+            done = sum(stop - start for (start, stop), s in zip(rec.job_bounds, statuses, strict=True) if s.final)
             style = _SET_STYLE.get(rec.status)
             progress.update(overall, completed=done,
                             state=f"[bold {style}]{rec.status.value}[/]" if style else rec.status.value)

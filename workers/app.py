@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from celery import Celery
-
 # Imported once in the parent so that forked pool processes share them instead of each
 # paying seconds of import time on their first task.
 import qiskit.transpiler.preset_passmanagers  # noqa: F401
 import qiskit_aer  # noqa: F401
 import qiskit_ibm_runtime.fake_provider  # noqa: F401
+from celery import Celery
+
 from qjm import tasks as names
 from qjm.config import settings
 

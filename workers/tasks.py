@@ -35,7 +35,7 @@ def submit_job(self: Task, job_set_id: str, job: int) -> None:
     try:
         pipeline().submit(job_set_id, job)
     except RetryLater as later:
-        raise self.retry(countdown=later.delay, max_retries=None)
+        raise self.retry(countdown=later.delay, max_retries=None) from later
 
 
 @app.task(name=names.POLL, bind=True, **_TRANSIENT)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
-from typing import Any, Union
+from typing import Any, TypeAlias
 
 from qiskit import QuantumCircuit
 from qiskit.primitives.containers.estimator_pub import EstimatorPub
@@ -21,7 +21,7 @@ from qiskit.providers import BackendV2
 
 from ..lifecycle import JobStatus
 
-Pub = Union[SamplerPub, EstimatorPub]
+Pub: TypeAlias = SamplerPub | EstimatorPub
 
 
 class Primitive(str, enum.Enum):
@@ -45,7 +45,7 @@ class RunOptions:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "RunOptions":
+    def from_json(cls, data: dict[str, Any]) -> RunOptions:
         return cls(**data)
 
 
@@ -65,7 +65,7 @@ class JobWork:
         return [pub.circuit for pub in self.pubs]
 
     @classmethod
-    def from_circuits(cls, circuits: list[QuantumCircuit], options: RunOptions) -> "JobWork":
+    def from_circuits(cls, circuits: list[QuantumCircuit], options: RunOptions) -> JobWork:
         """The counts API's job: one Sampler pub per measured circuit, at the set's shots."""
         return cls([SamplerPub.coerce(c, options.shots) for c in circuits], options)
 

@@ -14,7 +14,7 @@ from qiskit.providers import BackendV2
 from .. import codec
 from ..config import settings
 from ..errors import ExecutorError, UnknownBackendError
-from .base import Executor, JobWork, Primitive, SubmitContext, Submission
+from .base import Executor, JobWork, Primitive, Submission, SubmitContext
 
 AER = "aer_simulator"
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Callable
+from collections.abc import Callable
 
 from .. import codec
 from ..config import Settings
@@ -56,7 +56,8 @@ class JobRunner(ABC):
         """The job's transpiled pubs and the set's options; None (and the job failed) if unusable."""
         blob = self.store.isa_qpy(rec.id, i)
         if blob is None:
-            self.transitions.advance(rec.id, i, JobStatus.ERROR, error="no transpiled circuits were stored for this job")
+            self.transitions.advance(rec.id, i, JobStatus.ERROR,
+                                     error="no transpiled circuits were stored for this job")
             return None
         try:
             return JobWork.from_circuits(codec.circuits_from_qpy(blob), RunOptions.from_json(rec.options))

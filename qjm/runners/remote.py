@@ -16,8 +16,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import redis.lock
 
@@ -164,7 +164,8 @@ class RemoteRunner(JobRunner):
             # before spending time on fetching this one's results.
             self.release(rec, i)
         if state.status is JobStatus.DONE:
-            return self._fetch(rec, job, executor, age)
+            self._fetch(rec, job, executor, age)
+            return None
         if state.status is JobStatus.ERROR:
             t.advance(rec.id, i, JobStatus.ERROR, error=state.error or "the job failed on the service")
             return None
@@ -179,6 +180,7 @@ class RemoteRunner(JobRunner):
         return polling.next_poll_in(age, est, self.cfg)
 
     def _fetch(self, rec: JobSetRecord, job: JobRecord, executor: Executor, age: float | None) -> None:
+        """Store a DONE job's results with its status; on failure the job fails instead."""
         assert job.remote_id is not None
         try:
             isa = codec.circuits_from_qpy(self.store.isa_qpy(rec.id, job.index) or b"")
@@ -187,11 +189,10 @@ class RemoteRunner(JobRunner):
             raise
         except Exception as exc:  # noqa: BLE001
             self.transitions.fail(rec.id, job.index, "fetching results", exc)
-            return None
+            return
         self.transitions.advance(rec.id, job.index, JobStatus.DONE, result=records, finished_at=repr(time.time()))
         if age is not None:  # the last age it was seen pending is the tighter (lower) bound
             self.store.durations.record(rec.backend, job.seen_pending_age or age)
-        return None
 
     # ------------------------------------------------------------------ slots
     def release(self, rec: JobSetRecord, i: int) -> None:

@@ -8,14 +8,16 @@ run as a Lua script (``scripts/advance.lua``) so that two workers, or a worker a
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import redis
 import redis.lock
 
 from .. import codec
-from ..config import Settings, mask_url, settings as load_settings
+from ..config import Settings, mask_url
+from ..config import settings as load_settings
 from ..errors import JobSetNotFoundError, StoreUnavailableError
 from ..lifecycle import FINAL_RANK, JobSetStatus, JobStatus
 from . import keys, scripts
@@ -31,7 +33,10 @@ class Store:
     def __init__(self, url: str | None = None, cfg: Settings | None = None) -> None:
         self.cfg = cfg or load_settings()
         self.url = url or self.cfg.redis_url
-        self.r = redis.Redis.from_url(self.url, socket_connect_timeout=5, socket_timeout=30, health_check_interval=30)
+        # redis-py types its answers as unions over sync and async clients; this client is sync
+        # and binary, so answers are read as bytes.
+        self.r: Any = redis.Redis.from_url(self.url, socket_connect_timeout=5, socket_timeout=30,
+                                           health_check_interval=30)
         self._advance = scripts.load(self.r, "advance")
         self.slots = SlotPool(self.r)
         self.durations = Durations(self.r)
@@ -63,7 +68,7 @@ class Store:
         p.hset(keys.job_set(rec.id), mapping=rec.to_hash())
         p.expire(keys.job_set(rec.id), ttl)
         p.set(keys.names(rec.id), codec.dumps(names), ex=ttl)
-        for i, ((start, stop), blob) in enumerate(zip(rec.job_bounds, job_qpy)):
+        for i, ((start, stop), blob) in enumerate(zip(rec.job_bounds, job_qpy, strict=True)):
             job = JobRecord(index=i, start=start, stop=stop, status=JobStatus.QUEUED, updated=now)
             p.hset(keys.job(rec.id, i), mapping=job.to_hash())
             p.expire(keys.job(rec.id, i), ttl)
@@ -145,7 +150,7 @@ class Store:
         for sid in ids:
             p.hmget(keys.job_set(sid), "status", "backend", "job_bounds")
         return [(sid, JobSetStatus(status.decode()), backend.decode(), len(codec.loads(bounds)))
-                for sid, (status, backend, bounds) in zip(ids, p.execute()) if status]
+                for sid, (status, backend, bounds) in zip(ids, p.execute(), strict=True) if status]
 
     # ----------------------------------------------------------------- job transitions
     def advance(self, sid: str, i: int, status: JobStatus, *, result: list[dict[str, Any]] | None = None,

@@ -3,6 +3,8 @@ its polls with it)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis
 
 from ..config import DAY
@@ -12,7 +14,7 @@ from . import keys, scripts
 
 class Durations:
     def __init__(self, r: redis.Redis) -> None:
-        self.r = r
+        self.r: Any = r  # sync and binary: answers are bytes (see ``Store``)
         self._record = scripts.load(r, "record_duration")
 
     def record(self, backend: str, seconds: float, weight: float = 0.3) -> None:

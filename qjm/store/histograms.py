@@ -4,6 +4,8 @@ reports it is redelivered. ``qjm.metrics`` decides buckets and serves them."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis
 
 from . import keys
@@ -11,7 +13,7 @@ from . import keys
 
 class Histograms:
     def __init__(self, r: redis.Redis, ttl: int) -> None:
-        self.r = r
+        self.r: Any = r  # sync and binary: answers are bytes (see ``Store``)
         self.ttl = ttl
 
     def observe_once(self, metric: str, backend: str, sid: str, member: str, bucket: str, seconds: float) -> bool:

@@ -7,8 +7,9 @@ Records are read from and written to Redis hashes; they are snapshots, never liv
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from .. import codec
 from ..lifecycle import JobSetStatus, JobStatus
@@ -47,7 +48,7 @@ class JobRecord:
     seen_pending_age: float | None = None
 
     @classmethod
-    def from_hash(cls, h: dict[bytes, bytes]) -> "JobRecord":
+    def from_hash(cls, h: dict[bytes, bytes]) -> JobRecord:
         g = _getter(h)
         return cls(
             index=int(g("index") or 0),
@@ -108,7 +109,7 @@ class JobSetRecord:
         }
 
     @classmethod
-    def from_hash(cls, h: dict[bytes, bytes]) -> "JobSetRecord":
+    def from_hash(cls, h: dict[bytes, bytes]) -> JobSetRecord:
         g = _getter(h)
         return cls(
             id=g("id"),

@@ -3,14 +3,14 @@ every KEYS and ARGV entry; loaded once per connection pool (``redis-py`` caches 
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 import redis
 from redis.commands.core import Script
 
 
-@lru_cache(maxsize=None)
+@cache
 def source(name: str) -> str:
     return resources.files(__package__).joinpath("scripts", f"{name}.lua").read_text()
 

@@ -9,6 +9,7 @@ find no free slot wait in a FIFO, and whoever frees a slot hands it to the longe
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import redis
 
@@ -17,7 +18,7 @@ from . import keys, scripts
 
 class SlotPool:
     def __init__(self, r: redis.Redis) -> None:
-        self.r = r
+        self.r: Any = r  # sync and binary: answers are bytes (see ``Store``)
         self._acquire = scripts.load(r, "acquire_slot")
         self._renew = scripts.load(r, "renew_slot")
 
