@@ -46,6 +46,9 @@ class Settings:
     default_max_experiments: int = field(default_factory=lambda: _int("QJM_DEFAULT_MAX_EXPERIMENTS", 100))
     #: Cap on circuits x shots in one job (IBM's Sampler limit is 10 million executions).
     max_executions_per_job: int = field(default_factory=lambda: _int("QJM_MAX_EXECUTIONS_PER_JOB", 10_000_000))
+    #: How long a step that could have run may stay unstarted (or a started one stay on a dead
+    #: worker) before the reconciler re-sends it. See README, "What qjm guarantees".
+    reconcile_grace: float = field(default_factory=lambda: _float("QJM_RECONCILE_GRACE", 60.0))
     #: Aer threads per worker process: qjm scales by processes, so one thread each by default.
     sim_threads: int = field(default_factory=lambda: _int("QJM_SIM_THREADS", 1))
     #: Flower's basic auth (``qjm flower``); both or neither.
@@ -62,6 +65,11 @@ class Settings:
         """The longest countdown qjm gives a task: under a quarter of the visibility timeout, so
         a countdown a worker holds is never mistaken for a lost task and delivered twice."""
         return min(float(self.max_poll_interval), self.visibility_timeout / 4)
+
+    @property
+    def reconcile_interval(self) -> float:
+        """How often each worker runs the reconciler (one of them does the work per tick)."""
+        return max(0.5, min(10.0, self.reconcile_grace / 4))
 
     @property
     def broker(self) -> str:

@@ -5,11 +5,13 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from celery import Celery, chain, chord
+from celery import Celery, Signature, chain, chord
 from celery.backends.redis import RedisBackend
+from kombu.exceptions import ChannelError
 
 from . import tasks
 from .config import Settings
+from .lifecycle import Step
 
 
 class SendOnlyRedisBackend(RedisBackend):
@@ -36,26 +38,54 @@ def client_app(cfg: Settings) -> Celery:
     return app
 
 
-def enqueue_job_set(cfg: Settings, job_set_id: str, n_jobs: int, local: bool) -> str:
-    """Per job ``transpile -> submit [-> poll]``; ``assemble`` once all chains have ended.
+def job_chain(app: Celery, job_set_id: str, i: int, local: bool, first: Step = Step.TRANSPILE,
+              epoch: int = 0) -> Signature:
+    """A job's steps from ``first`` on: ``transpile -> submit [-> poll]``.
 
     Local simulation is CPU work, so a local set's submit step goes to the CPU queue, and it
     ends with the job final (a local job cannot be polled from another process), so local
-    chains have no poll step. Returns the chord's id.
-    """
+    chains have no poll step. The poll loop carries its ``epoch`` (see ``Pipeline.poll``)."""
+    steps = [Step.TRANSPILE, Step.SUBMIT] + ([] if local else [Step.POLL])
+    sigs = []
+    for step in steps[steps.index(first):]:
+        sig = app.signature(tasks.STEP_TASKS[step], args=(job_set_id, i), immutable=True)
+        if step is Step.SUBMIT and local:
+            sig = sig.set(queue=tasks.CPU_QUEUE)
+        if step is Step.POLL and epoch:
+            sig = app.signature(tasks.POLL, args=(job_set_id, i), kwargs={"epoch": epoch}, immutable=True)
+        sigs.append(sig)
+    return chain(*sigs)
+
+
+def enqueue_job_set(cfg: Settings, job_set_id: str, n_jobs: int, local: bool) -> str:
+    """Every job's chain in one chord whose body assembles the set. Returns the chord's id."""
     app = client_app(cfg)
-
-    def chain_for(i: int) -> chain:
-        transpile = app.signature(tasks.TRANSPILE, args=(job_set_id, i), immutable=True)
-        submit = app.signature(tasks.SUBMIT, args=(job_set_id, i), immutable=True)
-        if local:
-            return chain(transpile, submit.set(queue=tasks.CPU_QUEUE))
-        return chain(transpile, submit, app.signature(tasks.POLL, args=(job_set_id, i), immutable=True))
-
     body = app.signature(tasks.ASSEMBLE, args=(job_set_id,), immutable=True)
-    return chord([chain_for(i) for i in range(n_jobs)])(body).id
+    return chord([job_chain(app, job_set_id, i, local) for i in range(n_jobs)])(body).id
+
+
+def resend_step(cfg: Settings, job_set_id: str, i: int, step: Step, local: bool, epoch: int) -> None:
+    """The reconciler's re-send: the job's remaining steps, then the set's assembly (a no-op
+    until every job of the set is final)."""
+    app = client_app(cfg)
+    rest = job_chain(app, job_set_id, i, local, first=step, epoch=epoch)
+    chain(rest, app.signature(tasks.ASSEMBLE, args=(job_set_id,), immutable=True)).apply_async()
+
+
+def send_assemble(cfg: Settings, job_set_id: str) -> None:
+    client_app(cfg).send_task(tasks.ASSEMBLE, args=(job_set_id,))
 
 
 def enqueue_cancel(cfg: Settings, job_set_id: str) -> None:
     """Remote jobs and batches are cancelled by a worker, which holds the credentials."""
     client_app(cfg).send_task(tasks.CANCEL, args=(job_set_id,))
+
+
+def queue_length(cfg: Settings, queue: str) -> int:
+    """Messages waiting in ``queue`` on the broker (Redis or AMQP alike, through kombu); 0 for a
+    queue the broker does not have (the Redis broker drops an empty queue's list)."""
+    with client_app(cfg).connection_for_read() as conn, conn.channel() as channel:
+        try:
+            return int(channel.queue_declare(queue=queue, passive=True).message_count)
+        except ChannelError:
+            return 0

@@ -53,6 +53,14 @@ RANK: dict[JobStatus, int] = {s: (FINAL_RANK if s in FINAL else k) for k, s in e
 PENDING = frozenset({JobStatus.QUEUED, JobStatus.TRANSPILING, JobStatus.TRANSPILED, JobStatus.SUBMITTED})
 
 
+class Step(str, enum.Enum):
+    """The step an unfinished job waits for; each is one Celery task (``qjm.tasks.STEP_TASKS``)."""
+
+    TRANSPILE = "transpile"
+    SUBMIT = "submit"
+    POLL = "poll"
+
+
 class JobSetStatus(str, enum.Enum):
     """Status of a whole set. ERROR means some jobs failed; the others still have results."""
 

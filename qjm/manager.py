@@ -9,7 +9,7 @@ from typing import Any
 from qiskit import QuantumCircuit
 from qiskit.providers import BackendV2
 
-from . import codec, hooks, validation
+from . import codec, hooks, tasks, validation
 from .config import Settings
 from .config import settings as load_settings
 from .dispatch import enqueue_job_set
@@ -95,7 +95,7 @@ class JobManager:
         rec = JobSetRecord(id=new_job_set_id(), name=name, backend=bname, tags=tags, created=time.time(),
                            n_experiments=len(circuits), job_bounds=bounds, options=options.to_json())
         blobs = [codec.circuits_to_qpy(circuits[a:b]) for a, b in bounds]
-        self._store.create_job_set(rec, blobs, [c.name for c in circuits])
+        self._store.create_job_set(rec, blobs, [c.name for c in circuits], queue=tasks.ROUTES[tasks.TRANSPILE])
         enqueue_job_set(self._cfg, rec.id, len(bounds), local=is_local(bname))
         hooks.emit("job_set_created", record=rec)
         return ManagedJobSet(rec.id, self._store, self._cfg)

@@ -11,27 +11,20 @@ Transpilation is the same for every backend; after it the pipeline only chooses 
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 
 from qiskit.transpiler import PassManager, generate_preset_pass_manager
 
-from . import codec, hooks
+from . import codec, hooks, tasks
 from .config import Settings
 from .config import settings as load_settings
+from .errors import RetryLater
 from .executors import RunOptions, for_backend
-from .lifecycle import JobSetStatus, JobStatus, job_set_outcome
+from .lifecycle import JobSetStatus, JobStatus, Step, job_set_outcome
 from .runners import JobRunner, LocalRunner, RemoteRunner
 from .runners.base import ExecutorFor
 from .store import JobSetRecord, Store
 from .transitions import Transitions
-
-
-@lru_cache(maxsize=32)
-def pass_manager(backend_name: str, optimization_level: int) -> PassManager:
-    """Built once per worker process and backend: building it reads the whole target."""
-    return generate_preset_pass_manager(optimization_level=optimization_level,
-                                        backend=for_backend(backend_name).backend())
 
 
 class Pipeline:
@@ -48,16 +41,41 @@ class Pipeline:
         self.transitions = Transitions(self.store)
         self.local = LocalRunner(self.store, self.cfg, executor_for)
         self.remote = RemoteRunner(self.store, self.cfg, executor_for)
+        self._pass_managers: dict[tuple[str, int], PassManager] = {}
+
+    def pass_manager(self, backend_name: str, optimization_level: int) -> PassManager:
+        """Built once per worker process and backend: building it reads the whole target."""
+        key = (backend_name, optimization_level)
+        if key not in self._pass_managers:
+            target = self.executor_for(backend_name).backend()
+            self._pass_managers[key] = generate_preset_pass_manager(optimization_level=optimization_level,
+                                                                    backend=target)
+        return self._pass_managers[key]
 
     def runner(self, rec: JobSetRecord) -> JobRunner:
+        return self.local if self.is_local(rec) else self.remote
+
+    def is_local(self, rec: JobSetRecord) -> bool:
         try:
-            local = self.executor_for(rec.backend).local
+            return self.executor_for(rec.backend).local
         except Exception:  # noqa: BLE001 - the remote runner's guard records why it is unusable
-            local = False
-        return self.local if local else self.remote
+            return False
+
+    def submit_queue(self, rec: JobSetRecord) -> str:
+        """Local simulation is CPU work; a remote post is I/O."""
+        return tasks.CPU_QUEUE if self.is_local(rec) else tasks.IO_QUEUE
 
     # ------------------------------------------------------------------ steps
-    def transpile(self, sid: str, i: int) -> None:
+    # Each step records that it started and, when the job goes on, the step it waits for next
+    # (``store.steps``): the reconciler re-sends a step whose message was lost.
+    def transpile(self, sid: str, i: int, node: str = "") -> None:
+        self.store.steps.started(sid, i, Step.TRANSPILE, node)
+        self._transpile(sid, i)
+        rec = self.store.job_set(sid)
+        if not self.store.job(sid, i).status.final:
+            self.store.steps.plan(sid, i, Step.SUBMIT, self.submit_queue(rec), after=Step.TRANSPILE)
+
+    def _transpile(self, sid: str, i: int) -> None:
         job = self.store.job(sid, i)
         if job.status.final or job.status.rank >= JobStatus.TRANSPILED.rank:
             return
@@ -71,36 +89,53 @@ class Pipeline:
             circuits = codec.circuits_from_qpy(self.store.circuits_qpy(sid, i) or b"")
             opts = RunOptions.from_json(rec.options)
             # One job per task: parallelism comes from many workers, not from forking here.
-            isa = pass_manager(rec.backend, opts.optimization_level).run(circuits, num_processes=1)
+            isa = self.pass_manager(rec.backend, opts.optimization_level).run(circuits, num_processes=1)
             isa = isa if isinstance(isa, list) else [isa]
         except Exception as exc:  # noqa: BLE001 - any failure belongs to this job only
             t.fail(sid, i, "transpilation", exc)
             return
         t.advance(sid, i, JobStatus.TRANSPILED, isa=codec.circuits_to_qpy(isa))
 
-    def submit(self, sid: str, i: int) -> None:
+    def submit(self, sid: str, i: int, node: str = "") -> None:
         """Run (local) or post (remote) the job. Raises RetryLater when throttled."""
+        self.store.steps.started(sid, i, Step.SUBMIT, node)
         rec = self.store.job_set(sid)
-        self.runner(rec).submit(rec, i)
+        try:
+            self.runner(rec).submit(rec, i)
+        except RetryLater as later:
+            self.store.steps.plan(sid, i, Step.SUBMIT, self.submit_queue(rec), delay=later.delay, after=Step.SUBMIT)
+            raise
+        if not self.store.job(sid, i).status.final:
+            self.store.steps.plan(sid, i, Step.POLL, tasks.IO_QUEUE, after=Step.SUBMIT)
 
-    def poll(self, sid: str, i: int) -> float | None:
-        """Check the job once. Returns seconds until the next check, None when final."""
+    def poll(self, sid: str, i: int, node: str = "", epoch: int = 0) -> float | None:
+        """Check the job once. Returns seconds until the next check, None when final or when this
+        poll belongs to a loop that a re-send replaced (at most one live poll loop per job)."""
+        if not self.store.steps.started(sid, i, Step.POLL, node, epoch):
+            job = self.store.job(sid, i)
+            if job.poll_epoch != epoch or not job.status.final:
+                return None  # a stale loop, or a poll of a job that does not wait for one
         rec = self.store.job_set(sid)
-        return self.runner(rec).poll(rec, i)
+        try:
+            delay = self.runner(rec).poll(rec, i)
+        except RetryLater as later:
+            delay = later.delay
+        if delay is not None:
+            self.store.steps.plan(sid, i, Step.POLL, tasks.IO_QUEUE, delay=delay, after=Step.POLL)
+        return delay
 
     def assemble(self, sid: str) -> JobSetStatus:
-        """Combine every job's records in global order and record the set's final state."""
+        """Combine every job's records in global order and record the set's final state.
+
+        Only once every job is final: a job whose chain was cut short (a lost message) is still
+        alive in Redis, and the reconciler re-sends its step and then this assembly."""
         rec = self.store.job_set(sid)
         if rec.status.final and self.store.combined_result(sid) is not None:
             return rec.status
         jobs = self.store.jobs(sid, rec.n_jobs)
+        if not all(job.status.final for job in jobs):
+            return rec.status
         names = self.store.names(sid)
-        # A job still unfinished here was orphaned (its chain ended abnormally): say so.
-        orphans = [job for job in jobs if not job.status.final]
-        for job in orphans:
-            self.transitions.advance(sid, job.index, JobStatus.ERROR, error=f"job ended in state {job.status.value}")
-        if orphans:
-            jobs = self.store.jobs(sid, rec.n_jobs)
         results: list[dict[str, Any]] = []
         for job in jobs:
             records = self.store.job_result(sid, job.index) if job.status is JobStatus.DONE else None

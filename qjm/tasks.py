@@ -10,6 +10,7 @@ from typing import Any
 from kombu import Queue
 
 from .config import Settings
+from .lifecycle import Step
 
 CPU_QUEUE = "qjm.cpu"  # transpilation and local simulation
 IO_QUEUE = "qjm.io"  # remote submits, polling, assembly
@@ -20,6 +21,7 @@ POLL = "qjm.poll_job"
 ASSEMBLE = "qjm.assemble_job_set"
 CANCEL = "qjm.cancel_job_set"
 
+STEP_TASKS = {Step.TRANSPILE: TRANSPILE, Step.SUBMIT: SUBMIT, Step.POLL: POLL}
 ROUTES = {TRANSPILE: CPU_QUEUE, SUBMIT: IO_QUEUE, POLL: IO_QUEUE, ASSEMBLE: IO_QUEUE, CANCEL: IO_QUEUE}
 
 

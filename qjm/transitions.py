@@ -22,9 +22,10 @@ class Transitions:
         self.store = store
 
     def advance(self, sid: str, i: int, status: JobStatus, **kw: Any) -> JobStatus:
-        """Move job ``i`` (see ``Store.advance``); announce the move if it happened."""
-        after = self.store.advance(sid, i, status, **kw)
-        if after is status:
+        """Move job ``i`` (see ``Store.advance``); announce the move if this call made it.
+        Returns the job's status afterwards."""
+        after, moved = self.store.advance(sid, i, status, **kw)
+        if moved:
             fields = {k: v for k, v in kw.items() if k not in ("result", "isa")}
             hooks.emit("job_status", job_set_id=sid, job=i, status=status, fields=fields)
         return after

@@ -72,7 +72,7 @@ def test_unfinished_sets_and_remote_slots(stack):
     store = Store(cfg=Settings(redis_url=redis_proc.url))
     rec = JobSetRecord(id=new_job_set_id(), name="parked", backend="ibm_parked", tags=[], created=time.time(),
                        n_experiments=3, job_bounds=[(0, 2), (2, 3)], options={})
-    store.create_job_set(rec, [b"", b""], ["a", "b", "c"])
+    store.create_job_set(rec, [b"", b""], ["a", "b", "c"], queue="qjm.cpu")
     assert store.slots.acquire("ibm_parked", "job-1", limit=3, lease=600)
     assert store.slots.acquire("ibm_parked", "job-2", limit=3, lease=600)
     assert store.slots.acquire("ibm_parked", "lapsed", limit=3, lease=-1)  # an expired lease is not pending

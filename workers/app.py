@@ -19,3 +19,8 @@ app.conf.update(names.celery_settings(settings()))
 from qjm.executors.local import local_backend_names  # noqa: E402
 
 local_backend_names()
+
+# Every worker runs the reconciler (qjm.reconciler) on its consumer's timer.
+from .reconciler import ReconcilerStep  # noqa: E402
+
+app.steps["consumer"].add(ReconcilerStep)

@@ -27,23 +27,20 @@ def pipeline() -> Pipeline:
 
 @app.task(name=names.TRANSPILE, bind=True, **_TRANSIENT)
 def transpile_job(self: Task, job_set_id: str, job: int) -> None:
-    pipeline().transpile(job_set_id, job)
+    pipeline().transpile(job_set_id, job, node=self.request.hostname or "")
 
 
 @app.task(name=names.SUBMIT, bind=True, **_TRANSIENT)
 def submit_job(self: Task, job_set_id: str, job: int) -> None:
     try:
-        pipeline().submit(job_set_id, job)
+        pipeline().submit(job_set_id, job, node=self.request.hostname or "")
     except RetryLater as later:
         raise self.retry(countdown=later.delay, max_retries=None) from later
 
 
 @app.task(name=names.POLL, bind=True, **_TRANSIENT)
-def poll_job(self: Task, job_set_id: str, job: int) -> None:
-    try:
-        delay = pipeline().poll(job_set_id, job)
-    except RetryLater as later:
-        delay = later.delay
+def poll_job(self: Task, job_set_id: str, job: int, epoch: int = 0) -> None:
+    delay = pipeline().poll(job_set_id, job, node=self.request.hostname or "", epoch=epoch)
     if delay is not None:
         raise self.retry(countdown=delay, max_retries=None)
 

@@ -89,8 +89,8 @@ class RemoteRunner(JobRunner):
             store.slots.release(rec.backend, ref)
             raise
         except Exception as exc:  # noqa: BLE001 - a refused job fails this job only
-            store.slots.release(rec.backend, ref)
             self.transitions.fail(rec.id, i, "submission", exc)
+            self.release(rec, i)
         finally:
             try:
                 lock.release()
@@ -108,8 +108,8 @@ class RemoteRunner(JobRunner):
         remote_id = executor.find_submitted(ctx) if job.post_attempted else None
         if remote_id is None:
             work = self.load_work(rec, i)
-            if work is None:
-                self.store.slots.release(rec.backend, job_ref(rec.id, i))
+            if work is None:  # the job failed on the way
+                self.release(rec, i)
                 return
             self.store.set_job_fields(rec.id, i, post_attempted=repr(time.time()))
             remote_id = executor.submit(work, ctx).remote_id
@@ -203,20 +203,22 @@ class RemoteRunner(JobRunner):
     def hand_off(self, backend: str) -> None:
         """Post the longest-waiting job now, instead of when its own retry comes round.
 
-        Its task, when it comes back, finds the job posted and goes on to poll it. If the slot
-        was taken meanwhile, the job simply queues again."""
-        ref = self.store.slots.next_waiting(backend)
-        if ref is None:
-            return
-        sid, i = parse_job_ref(ref)
-        try:
-            self.submit(self.store.job_set(sid), i)
-        except RetryLater:
-            pass  # it queued itself again
-        except QJMError as exc:  # e.g. the set expired: nothing to post
-            log.info("hand-off of a free slot to %s skipped: %s", ref, exc)
-        except Exception:  # noqa: BLE001 - the waiter's own task will try again
-            log.exception("hand-off of a free slot to %s failed", ref)
+        Its task, when it comes back, finds the job posted and goes on to poll it. A waiter that
+        no longer needs the slot (its set was cancelled, it was posted meanwhile) passes it to
+        the next one; a waiter the service turns away ("later") queues again and ends the turn."""
+        while self.store.slots.in_use(backend) < self.cfg.max_pending_jobs:
+            ref = self.store.slots.next_waiting(backend)
+            if ref is None:
+                return
+            sid, i = parse_job_ref(ref)
+            try:
+                self.submit(self.store.job_set(sid), i)
+            except RetryLater:
+                return  # it queued itself again; the service wants a pause anyway
+            except QJMError as exc:  # e.g. the set expired: nothing to post
+                log.info("hand-off of a free slot to %s skipped: %s", ref, exc)
+            except Exception:  # noqa: BLE001 - the waiter's own task will try again
+                log.exception("hand-off of a free slot to %s failed", ref)
 
     # ------------------------------------------------------------------ batch and cancel
     def close_batch(self, rec: JobSetRecord) -> None:

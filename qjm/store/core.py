@@ -19,12 +19,13 @@ from .. import codec
 from ..config import Settings, mask_url
 from ..config import settings as load_settings
 from ..errors import JobSetNotFoundError, StoreUnavailableError
-from ..lifecycle import FINAL_RANK, JobSetStatus, JobStatus
+from ..lifecycle import FINAL_RANK, JobSetStatus, JobStatus, Step
 from . import keys, scripts
 from .durations import Durations
 from .histograms import Histograms
 from .records import JobRecord, JobSetRecord
 from .slots import SlotPool
+from .steps import Steps
 
 
 class Store:
@@ -41,6 +42,7 @@ class Store:
         self.slots = SlotPool(self.r)
         self.durations = Durations(self.r)
         self.histograms = Histograms(self.r, self.ttl)
+        self.steps = Steps(self.r)
 
     @property
     def ttl(self) -> int:
@@ -60,22 +62,53 @@ class Store:
                 f"Cannot reach Redis at {self.shown_url} ({exc}). Start Redis or set "
                 "QJM_REDIS_URL to a reachable server.") from None
 
+    def run_id(self) -> str:
+        """Redis's ``run_id``: it changes when Redis restarts (and may have lost its last second)."""
+        return str(self.r.info("server")["run_id"])
+
+    def restarted_at(self) -> float | None:
+        """When a restart of Redis was first noticed (by comparing ``run_id`` with the one seen
+        before, which survives the restart in the append-only file); None if never."""
+        now_id = self.run_id()
+        seen = self.r.getset(keys.REDIS_RUN_ID, now_id)
+        if seen is not None and seen.decode() != now_id:
+            self.r.set(keys.REDIS_RESTARTED, repr(time.time()))
+        raw = self.r.get(keys.REDIS_RESTARTED)
+        return float(raw) if raw else None
+
     # ----------------------------------------------------------------- creation
-    def create_job_set(self, rec: JobSetRecord, job_qpy: list[bytes], names: list[str]) -> None:
-        """Write a whole job set in one transaction: it exists completely or not at all."""
-        ttl, now = self.ttl, time.time()
+    def create_job_set(self, rec: JobSetRecord, job_qpy: list[bytes], names: list[str], queue: str) -> None:
+        """Write a whole job set in one transaction: it exists completely or not at all.
+
+        Each job waits for its transpile step in ``queue``, with tickets in job order."""
+        ttl, now, run_id = self.ttl, time.time(), self.run_id()
+        first = self.steps.tickets(queue, rec.n_jobs)
         p = self.r.pipeline(transaction=True)
         p.hset(keys.job_set(rec.id), mapping=rec.to_hash())
         p.expire(keys.job_set(rec.id), ttl)
         p.set(keys.names(rec.id), codec.dumps(names), ex=ttl)
         for i, ((start, stop), blob) in enumerate(zip(rec.job_bounds, job_qpy, strict=True)):
-            job = JobRecord(index=i, start=start, stop=stop, status=JobStatus.QUEUED, updated=now)
+            job = JobRecord(index=i, start=start, stop=stop, status=JobStatus.QUEUED, updated=now, run_id=run_id,
+                            step=Step.TRANSPILE, queue=queue, ticket=first + i, step_at=now)
             p.hset(keys.job(rec.id, i), mapping=job.to_hash())
             p.expire(keys.job(rec.id, i), ttl)
             p.set(keys.circuits(rec.id, i), blob, ex=ttl)
         p.execute()
-        # The index lives outside the set's hash slot (Redis Cluster): added once the set exists.
-        self.r.zadd(keys.INDEX, {rec.id: rec.created})
+        # The indexes live outside the set's hash slot (Redis Cluster): added once the set exists.
+        p = self.r.pipeline(transaction=False)
+        p.zadd(keys.INDEX, {rec.id: rec.created})
+        p.zadd(keys.RUNNING, {rec.id: rec.created})
+        p.execute()
+
+    def running_ids(self) -> list[str]:
+        """Ids of the sets not yet final, oldest first."""
+        return [raw.decode() for raw in self.r.zrange(keys.RUNNING, 0, -1)]
+
+    def forget_running(self, sid: str) -> None:
+        self.r.zrem(keys.RUNNING, sid)
+
+    def note_assemble_sent(self, sid: str) -> None:
+        self.r.hset(keys.job_set(sid), "assemble_sent_at", repr(time.time()))
 
     # ----------------------------------------------------------------- reading
     def job_set(self, sid: str) -> JobSetRecord:
@@ -154,12 +187,12 @@ class Store:
 
     # ----------------------------------------------------------------- job transitions
     def advance(self, sid: str, i: int, status: JobStatus, *, result: list[dict[str, Any]] | None = None,
-                isa: bytes | None = None, **fields: Any) -> JobStatus:
+                isa: bytes | None = None, **fields: Any) -> tuple[JobStatus, bool]:
         """Move job ``i`` forward to ``status``, with fields and the blob that comes with it (its
         result, or its transpiled circuits) in the same step.
 
-        Returns the status the job has afterwards: ``status`` if the move happened, the
-        existing status if the job was already final or further along.
+        Returns the status the job has afterwards and whether this call moved it: a job already
+        final, further along or in that status stays as it is (and its fields unchanged).
         """
         blob: bytes | str = ""
         blob_key = keys.result(sid, i)
@@ -173,7 +206,8 @@ class Store:
         out = self._advance(keys=[keys.job(sid, i), blob_key], args=argv)
         if out is None:
             raise JobSetNotFoundError(f"Job set {sid!r} has no job {i} (expired?).")
-        return JobStatus(out.decode() if isinstance(out, bytes) else out)
+        after, moved = out
+        return JobStatus(after.decode() if isinstance(after, bytes) else after), bool(moved)
 
     def set_job_fields(self, sid: str, i: int, **fields: Any) -> None:
         """Record facts about a job (e.g. its remote id) without changing its status."""
@@ -218,7 +252,7 @@ class Store:
         cancelled = []
         for job in self.jobs(sid, rec.n_jobs):
             if not job.status.final and self.advance(sid, job.index, JobStatus.CANCELLED,
-                                                     error="cancelled by user") is JobStatus.CANCELLED:
+                                                     error="cancelled by user")[1]:
                 cancelled.append(job)
         return cancelled
 
@@ -231,6 +265,7 @@ class Store:
             p.delete(keys.result(sid, i))
         p.publish(keys.final_channel(sid), status.value)
         p.execute()
+        self.forget_running(sid)
 
     @contextmanager
     def final_notice(self, sid: str) -> Iterator[Callable[[float], None]]:

@@ -15,6 +15,18 @@ SCHEMA = 2
 
 #: Sorted set: job-set id -> creation time (newest first listing).
 INDEX = f"{PREFIX}:sets"
+#: Sorted set: ids of the sets not yet final -> creation time (the reconciler's work list).
+RUNNING = f"{PREFIX}:running"
+#: Sorted set: queue name -> the highest ticket (``queue_seq``) whose task has started.
+QUEUES_STARTED = f"{PREFIX}:queues:started"
+#: String: held by the one reconciler that runs a tick.
+RECONCILER_LOCK = f"{PREFIX}:reconciler"
+#: String: when a reconciler last saw Redis restart (its ``run_id`` change).
+REDIS_RESTARTED = f"{PREFIX}:redis-restarted"
+#: String: the ``run_id`` the reconciler saw last.
+REDIS_RUN_ID = f"{PREFIX}:redis-run-id"
+#: Hash: step -> how many times the reconciler re-sent it (``qjm_reconciler_resent_total``).
+RESENT = f"{PREFIX}:metrics:resent"
 #: Job-set ids are what ``new_job_set_id`` makes; anything else is an unknown id, never a key.
 JOB_SET_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -106,6 +118,16 @@ def durations(backend: str) -> str:
 def histogram(metric: str, backend: str) -> str:
     """Hash: a latency histogram's bucket counts, ``count`` and ``sum`` (``qjm.metrics``)."""
     return f"{PREFIX}:metrics:{metric}:{{{backend}}}"
+
+
+def queue_seq(queue: str) -> str:
+    """Counter: tickets handed to the steps sent to a queue, in the order they were sent."""
+    return f"{PREFIX}:queue:{{{queue}}}:seq"
+
+
+def worker_alive(node: str) -> str:
+    """String with a short expiry: present while the worker node ``node`` is alive."""
+    return f"{PREFIX}:worker:{{{node}}}"
 
 
 def legacy_job_set(sid: str) -> str:

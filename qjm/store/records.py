@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import codec
-from ..lifecycle import JobSetStatus, JobStatus
+from ..lifecycle import JobSetStatus, JobStatus, Step
 
 
 def new_job_set_id() -> str:
@@ -46,6 +46,28 @@ class JobRecord:
     post_attempted: float | None = None
     #: The job's age when a poll last found it still pending (a lower bound of its duration).
     seen_pending_age: float | None = None
+    #: Redis's ``run_id`` when the job was created or its post began: a different one now means
+    #: Redis restarted since, and may have lost that the post began.
+    run_id: str | None = None
+    # Liveness (``qjm.reconciler``): the step the job waits for, in which queue, and by when.
+    step: Step | None = None
+    queue: str | None = None
+    #: The step's place in its queue (``Steps.plan``), 0 for a step due at a time (``due``).
+    ticket: int = 0
+    due: float | None = None
+    step_at: float | None = None
+    started_at: float | None = None
+    started_by: str | None = None
+    #: When the reconciler first saw that the step could have started (the grace runs from here).
+    startable_at: float | None = None
+    resends: int = 0
+    #: Only the poll loop carrying this epoch may poll the job (a re-send starts a new one).
+    poll_epoch: int = 0
+
+    @property
+    def step_started(self) -> bool:
+        """Whether a task has begun the step the job now waits for."""
+        return bool(self.started_at and self.step_at and self.started_at >= self.step_at)
 
     @classmethod
     def from_hash(cls, h: dict[bytes, bytes]) -> JobRecord:
@@ -63,13 +85,26 @@ class JobRecord:
             finished_at=_float(g("finished_at")),
             post_attempted=_float(g("post_attempted")),
             seen_pending_age=_float(g("seen_pending_age")),
+            run_id=g("run_id") or None,
+            step=Step(g("step")) if g("step") else None,
+            queue=g("queue") or None,
+            ticket=int(g("ticket") or 0),
+            due=_float(g("due")),
+            step_at=_float(g("step_at")),
+            started_at=_float(g("started_at")),
+            started_by=g("started_by") or None,
+            startable_at=_float(g("startable_at")),
+            resends=int(g("resends") or 0),
+            poll_epoch=int(g("poll_epoch") or 0),
         )
 
     def to_hash(self) -> dict[str, str]:
         """The fields a new job is created with."""
         return {"index": str(self.index), "start": str(self.start), "stop": str(self.stop),
                 "status": self.status.value, "rank": str(self.status.rank), "attempt": str(self.attempt),
-                "updated": repr(self.updated or 0.0)}
+                "updated": repr(self.updated or 0.0), "run_id": self.run_id or "",
+                "step": self.step.value if self.step else "", "queue": self.queue or "", "ticket": str(self.ticket),
+                "step_at": repr(self.step_at or 0.0)}
 
 
 @dataclass
@@ -88,6 +123,8 @@ class JobSetRecord:
     batch_id: str | None = None
     cancel_requested: bool = False
     finished: float | None = None
+    #: When the reconciler last sent this set's assembly (it re-sends it after a grace period).
+    assemble_sent_at: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -124,6 +161,7 @@ class JobSetRecord:
             batch_id=g("batch_id") or None,
             cancel_requested=g("cancel_requested") == "1",
             finished=_float(g("finished")),
+            assemble_sent_at=_float(g("assemble_sent_at")),
             extra=codec.loads(g("extra") or "{}"),
         )
 

@@ -1,0 +1,160 @@
+"""The reconciler: liveness from Redis, not from messages.
+
+Celery messages are the fast path. Every unfinished job records in Redis which step it waits for
+and since when (``store.steps``); every worker runs this reconciler on a timer, and one of them
+per tick (a Redis lock) re-sends the steps that could have started but did not within
+``QJM_RECONCILE_GRACE``, and the assembly of a set whose jobs are all final while it is not.
+
+A step *could have started* when it was due (a retry's countdown ran out), when its queue moved
+past its ticket or is empty (so a long backlog is never mistaken for a loss), or, for a step that
+started, when the worker running it stopped saying it is alive, or Redis restarted since (and may
+have lost what that task wrote). A re-sent step gets a new ticket, so it has at most one re-send
+outstanding; a re-sent poll starts a new poll loop (an epoch) that retires the old one. A step
+lost ``MAX_RESENDS`` times fails its job, so a set always ends.
+
+The work per tick is proportional to the sets still running, not to all sets kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from . import dispatch
+from .config import Settings
+from .errors import JobSetNotFoundError
+from .executors import for_backend
+from .lifecycle import JobStatus, Step
+from .runners.base import ExecutorFor
+from .store import JobRecord, JobSetRecord, Store
+from .store import keys as store_keys
+from .transitions import Transitions
+
+log = logging.getLogger(__name__)
+
+#: A step lost this many times fails its job instead of being sent again.
+MAX_RESENDS = 3
+
+Resend = Callable[[str, int, Step, bool, int], None]
+
+
+@dataclass
+class TickReport:
+    """What one tick did: re-sent steps by kind, sets sent to assembly, jobs failed."""
+
+    sets: int = 0
+    resent: Counter[Step] = field(default_factory=Counter)
+    assembled: list[str] = field(default_factory=list)
+    failed: list[tuple[str, int]] = field(default_factory=list)
+
+
+class Reconciler:
+    def __init__(self, store: Store, cfg: Settings, node: str, executor_for: ExecutorFor = for_backend,
+                 resend: Resend | None = None, assemble: Callable[[str], None] | None = None,
+                 queue_length: Callable[[str], int] | None = None) -> None:
+        self.store, self.cfg, self.node = store, cfg, node
+        self.executor_for = executor_for
+        self.resend = resend or (lambda sid, i, step, local, epoch:
+                                 dispatch.resend_step(cfg, sid, i, step, local, epoch))
+        self.assemble = assemble or (lambda sid: dispatch.send_assemble(cfg, sid))
+        self.queue_length = queue_length or (lambda queue: dispatch.queue_length(cfg, queue))
+        self.transitions = Transitions(store)
+
+    @property
+    def grace(self) -> float:
+        return self.cfg.reconcile_grace
+
+    def heartbeat(self) -> None:
+        """Say this worker is alive, so the steps it runs are not taken for lost."""
+        self.store.steps.heartbeat(self.node, ttl=3 * self.cfg.reconcile_interval + 1)
+
+    def tick(self) -> TickReport | None:
+        """Heartbeat, then reconcile if no other worker does this tick. None when another did."""
+        self.heartbeat()
+        lock_ms = int(self.cfg.reconcile_interval * 900)
+        if not self.store.r.set(store_keys.RECONCILER_LOCK, self.node, nx=True, px=lock_ms):
+            return None
+        return self.reconcile()
+
+    def reconcile(self, now: float | None = None) -> TickReport:
+        now = time.time() if now is None else now
+        report = TickReport()
+        marks = self.store.steps.watermarks()
+        lengths: dict[str, int] = {}
+        restarted = self.store.restarted_at()
+        for sid in self.store.running_ids():
+            try:
+                rec = self.store.job_set(sid)
+            except JobSetNotFoundError:  # expired or deleted
+                self.store.forget_running(sid)
+                continue
+            if rec.status.final:
+                self.store.forget_running(sid)
+                continue
+            report.sets += 1
+            jobs = self.store.jobs(sid, rec.n_jobs)
+            if all(job.status.final for job in jobs):
+                self._assembly(rec, jobs, now, report)
+                continue
+            started_by = sorted({j.started_by for j in jobs if j.step_started and j.started_by})
+            alive = self.store.steps.alive(started_by)
+            for job in jobs:
+                if job.status.final or job.step is None:
+                    continue
+                if not self._could_have_started(job, now, marks, lengths, alive, restarted):
+                    continue
+                since = job.startable_at or self.store.steps.mark_startable(sid, job.index, now)
+                if now - since >= self.grace:
+                    self._resend(rec, job, report)
+        return report
+
+    def _could_have_started(self, job: JobRecord, now: float, marks: dict[str, int], lengths: dict[str, int],
+                            alive: dict[str, bool], restarted: float | None) -> bool:
+        if job.step_started:
+            if restarted is not None and job.started_at is not None and job.started_at < restarted:
+                return True  # Redis may have lost what the task wrote before the restart
+            return not alive.get(job.started_by or "", False)
+        if job.due:
+            return now >= job.due
+        queue = job.queue or ""
+        if job.ticket and job.ticket <= marks.get(queue, 0):
+            return True
+        if queue not in lengths:
+            lengths[queue] = self.queue_length(queue)
+        return lengths[queue] == 0
+
+    def _resend(self, rec: JobSetRecord, job: JobRecord, report: TickReport) -> None:
+        assert job.step is not None
+        step = job.step
+        if job.resends >= MAX_RESENDS:
+            why = f"its {step.value} step was lost {job.resends + 1} times (worker or broker failures)"
+            log.error("job set %s job %d: %s; failing the job", rec.id, job.index, why)
+            self.transitions.advance(rec.id, job.index, JobStatus.ERROR, error=why)
+            report.failed.append((rec.id, job.index))
+            return
+        try:
+            local = self.executor_for(rec.backend).local
+        except Exception:  # noqa: BLE001 - the step itself will record why the backend is unusable
+            local = False
+        if not self.store.steps.plan(rec.id, job.index, step, job.queue or "", after=step):
+            return  # the job moved on meanwhile: nothing was lost
+        epoch = self.store.steps.resent(rec.id, job.index, step, bump_epoch=not local)
+        self.resend(rec.id, job.index, step, local, epoch)
+        report.resent[step] += 1
+        log.warning("job set %s job %d: its %s step did not run within %.0f s of when it could have; "
+                    "re-sent it (re-send %d)", rec.id, job.index, step.value, self.grace, job.resends + 1)
+
+    def _assembly(self, rec: JobSetRecord, jobs: list[JobRecord], now: float, report: TickReport) -> None:
+        """Every job is final but the set is not: its assembly message may have been lost."""
+        last = max((job.updated or 0.0) for job in jobs)
+        since = rec.assemble_sent_at or last
+        if now - since < self.grace:
+            return
+        self.store.note_assemble_sent(rec.id)
+        self.assemble(rec.id)
+        report.assembled.append(rec.id)
+        log.warning("job set %s: every job is final but the set was not assembled within %.0f s; "
+                    "sent its assembly", rec.id, self.grace)

@@ -1,0 +1,90 @@
+"""Which step each unfinished job waits for, and since when: the state the reconciler reads.
+
+Celery messages are the fast path; this is what makes a lost one cost a grace period instead of
+a set. Every step sent to a queue gets a *ticket*, its place in that queue's order; every task
+that starts records the highest ticket of its queue that has started. A step whose ticket is at
+or below that mark (or whose queue is empty) could have started; a step due at a time (a retry
+with a countdown) could have started at that time. A backlog is therefore never mistaken for a
+loss: a step behind a long queue is not startable until the queue has moved past it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import redis
+
+from ..lifecycle import Step
+from . import keys, scripts
+
+
+class Steps:
+    def __init__(self, r: redis.Redis) -> None:
+        self.r: Any = r  # sync and binary: answers are bytes (see ``Store``)
+        self._plan = scripts.load(r, "plan_step")
+        self._started = scripts.load(r, "step_started")
+
+    def tickets(self, queue: str, n: int) -> int:
+        """Reserve ``n`` consecutive tickets of ``queue``; returns the first."""
+        return int(self.r.incrby(keys.queue_seq(queue), n)) - n + 1
+
+    def plan(self, sid: str, i: int, step: Step, queue: str, delay: float | None = None,
+             after: Step | None = None) -> bool:
+        """Record that job ``i`` now waits for ``step`` in ``queue``: sent now (it gets a ticket) or
+        due in ``delay`` seconds (a countdown). Call before sending the step's message. With
+        ``after``, only if the job still waits for that step (the caller just performed it).
+        Returns whether the plan was recorded."""
+        now = time.time()
+        ticket = self.tickets(queue, 1) if delay is None else 0
+        due = repr(now + delay) if delay is not None else ""
+        args = [after.value if after else "", step.value, queue, ticket, repr(now), due]
+        return bool(self._plan(keys=[keys.job(sid, i)], args=args))
+
+    def started(self, sid: str, i: int, step: Step, node: str, epoch: int | None = None) -> bool:
+        """A task began job ``i``'s ``step`` on worker ``node`` (a poll with its loop's ``epoch``).
+
+        Returns False for a stale delivery: the job waits for another step, or another poll loop
+        owns it. Otherwise the step's queue has moved past its ticket."""
+        args = [step.value, "" if epoch is None else str(epoch), repr(time.time()), node]
+        out = self._started(keys=[keys.job(sid, i)], args=args)
+        if not out:
+            return False
+        ticket, queue = int(out[0] or 0), (out[1].decode() if isinstance(out[1], bytes) else out[1])
+        if ticket > 0 and queue:
+            self.r.zadd(keys.QUEUES_STARTED, {queue: ticket}, gt=True)
+        return True
+
+    def watermarks(self) -> dict[str, int]:
+        """Queue -> the highest ticket whose task has started."""
+        return {q.decode(): int(score) for q, score in self.r.zrange(keys.QUEUES_STARTED, 0, -1, withscores=True)}
+
+    def mark_startable(self, sid: str, i: int, now: float) -> float:
+        """When the reconciler first saw the job's step startable (recorded on the first call)."""
+        key = keys.job(sid, i)
+        p = self.r.pipeline(transaction=False)
+        p.hsetnx(key, "startable_at", repr(now))
+        p.hget(key, "startable_at")
+        _, raw = p.execute()
+        return float(raw or now)
+
+    def resent(self, sid: str, i: int, step: Step, bump_epoch: bool) -> int:
+        """Count a re-send of the job's step; a re-sent poll loop gets a new epoch. Returns the epoch."""
+        p = self.r.pipeline(transaction=False)
+        p.hincrby(keys.job(sid, i), "resends", 1)
+        p.hincrby(keys.job(sid, i), "poll_epoch", 1 if bump_epoch else 0)
+        p.hincrby(keys.RESENT, step.value, 1)
+        return int(p.execute()[1])
+
+    def resent_counts(self) -> dict[str, int]:
+        return {k.decode(): int(v) for k, v in self.r.hgetall(keys.RESENT).items()}
+
+    def heartbeat(self, node: str, ttl: float) -> None:
+        """Say worker ``node`` is alive for the next ``ttl`` seconds."""
+        self.r.set(keys.worker_alive(node), repr(time.time()), px=int(ttl * 1000))
+
+    def alive(self, nodes: list[str]) -> dict[str, bool]:
+        if not nodes:
+            return {}
+        found = self.r.mget([keys.worker_alive(n) for n in nodes])
+        return {n: v is not None for n, v in zip(nodes, found, strict=True)}
