@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test demo bench clean flower up
+.PHONY: install test check demo bench clean flower up
 
 $(STAMP): pyproject.toml
 	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
@@ -17,6 +17,13 @@ install: $(STAMP)
 
 test: install
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# The fast layer: steps and Redis state in-process (no Celery worker, no network), in seconds.
+FAST_TESTS := tests/test_pipeline_decisions.py tests/test_slots.py tests/test_polling.py \
+              tests/test_idempotent_steps.py tests/test_bad_input.py
+
+check: install
+	$(PY) -m pytest -q -p no:cacheprovider $(FAST_TESTS)
 
 demo: install
 	$(PY) -m qjm.demo
