@@ -24,14 +24,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import dispatch
-from .config import Settings
 from .errors import JobSetNotFoundError
-from .executors import for_backend
-from .lifecycle import JobStatus, Step
-from .runners.base import ExecutorFor
-from .store import JobRecord, JobSetRecord, Store
+from .lifecycle import Step
+from .pipeline import Pipeline
+from .store import JobRecord, JobSetRecord
 from .store import keys as store_keys
-from .transitions import Transitions
 
 log = logging.getLogger(__name__)
 
@@ -52,16 +49,18 @@ class TickReport:
 
 
 class Reconciler:
-    def __init__(self, store: Store, cfg: Settings, node: str, executor_for: ExecutorFor = for_backend,
-                 resend: Resend | None = None, assemble: Callable[[str], None] | None = None,
+    def __init__(self, pipeline: Pipeline, node: str, resend: Resend | None = None,
+                 assemble: Callable[[str], None] | None = None,
                  queue_length: Callable[[str], int] | None = None) -> None:
-        self.store, self.cfg, self.node = store, cfg, node
-        self.executor_for = executor_for
+        """``resend``, ``assemble`` and ``queue_length`` talk to the broker (``qjm.dispatch``);
+        in-process tests pass their own."""
+        self.pipeline, self.node = pipeline, node
+        self.store, self.cfg = pipeline.store, pipeline.cfg
+        cfg = self.cfg
         self.resend = resend or (lambda sid, i, step, local, epoch:
                                  dispatch.resend_step(cfg, sid, i, step, local, epoch))
         self.assemble = assemble or (lambda sid: dispatch.send_assemble(cfg, sid))
         self.queue_length = queue_length or (lambda queue: dispatch.queue_length(cfg, queue))
-        self.transitions = Transitions(store)
 
     @property
     def grace(self) -> float:
@@ -132,13 +131,10 @@ class Reconciler:
         if job.resends >= MAX_RESENDS:
             why = f"its {step.value} step was lost {job.resends + 1} times (worker or broker failures)"
             log.error("job set %s job %d: %s; failing the job", rec.id, job.index, why)
-            self.transitions.advance(rec.id, job.index, JobStatus.ERROR, error=why)
+            self.pipeline.runner(rec).abandon(rec, job, why)
             report.failed.append((rec.id, job.index))
             return
-        try:
-            local = self.executor_for(rec.backend).local
-        except Exception:  # noqa: BLE001 - the step itself will record why the backend is unusable
-            local = False
+        local = self.pipeline.is_local(rec)
         if not self.store.steps.plan(rec.id, job.index, step, job.queue or "", after=step):
             return  # the job moved on meanwhile: nothing was lost
         epoch = self.store.steps.resent(rec.id, job.index, step, bump_epoch=not local)
@@ -153,7 +149,7 @@ class Reconciler:
         since = rec.assemble_sent_at or last
         if now - since < self.grace:
             return
-        self.store.note_assemble_sent(rec.id)
+        self.store.note_assemble_sent(rec.id, now)
         self.assemble(rec.id)
         report.assembled.append(rec.id)
         log.warning("job set %s: every job is final but the set was not assembled within %.0f s; "

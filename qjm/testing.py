@@ -25,8 +25,9 @@ import itertools
 import threading
 import time
 from collections import Counter, defaultdict, deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 from qiskit import QuantumCircuit
 from qiskit.providers import BackendV2
@@ -43,6 +44,7 @@ from .executors.base import (
 )
 from .lifecycle import JobSetStatus, JobStatus
 from .store import JobSetRecord, Store, new_job_set_id
+from .tasks import CPU_QUEUE
 
 if TYPE_CHECKING:
     from .pipeline import Pipeline
@@ -142,7 +144,7 @@ class StubExecutor(Executor):
         self.peak_pending = 0
 
     # ----------------------------------------------------------------- scripting
-    def plan(self, job_set_id: str, job: int, *outcomes: Outcome) -> "StubExecutor":
+    def plan(self, job_set_id: str, job: int, *outcomes: Outcome) -> StubExecutor:
         """Outcomes for this job's next ``submit`` calls, in order; then ``default``."""
         with self._lock:
             self._plans[(job_set_id, job)].extend(outcomes)
@@ -288,11 +290,11 @@ def create_job_set(store: Store, circuits: Sequence[QuantumCircuit], backend: st
     rec = JobSetRecord(id=new_job_set_id(), name=name, backend=backend, tags=[], created=time.time(),
                        n_experiments=len(circuits), job_bounds=bounds, options=options.to_json())
     store.create_job_set(rec, [codec.circuits_to_qpy(circuits[a:b]) for a, b in bounds],
-                         [c.name for c in circuits])
+                         [c.name for c in circuits], queue=CPU_QUEUE)
     return rec.id
 
 
-def drive(pipeline: "Pipeline", *sids: str, max_rounds: int = 100) -> list[JobSetStatus]:
+def drive(pipeline: Pipeline, *sids: str, max_rounds: int = 100) -> list[JobSetStatus]:
     """Run every job's chain (transpile -> submit -> poll) and each set's assembly in this
     process, as workers would, but with no waiting: a ``RetryLater`` or a poll delay just means
     "next round". Sets that share a backend share its slots, so drive them together.

@@ -9,9 +9,8 @@ from typing import Any
 from celery import bootsteps
 from celery.worker.consumer import Consumer
 
-from qjm.config import settings
+from qjm.pipeline import Pipeline
 from qjm.reconciler import Reconciler
-from qjm.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +24,9 @@ class ReconcilerStep(bootsteps.StartStopStep):
         self.reconciler: Reconciler | None = None
 
     def start(self, parent: Consumer) -> None:
-        cfg = settings()
-        self.reconciler = Reconciler(Store(cfg=cfg), cfg, node=parent.hostname)
-        self.tref = parent.timer.call_repeatedly(cfg.reconcile_interval, self.tick, priority=10)
+        pipeline = Pipeline()
+        self.reconciler = Reconciler(pipeline, node=parent.hostname)
+        self.tref = parent.timer.call_repeatedly(pipeline.cfg.reconcile_interval, self.tick, priority=10)
 
     def stop(self, parent: Consumer) -> None:
         if self.tref is not None:

@@ -52,6 +52,10 @@ class JobRunner(ABC):
     def cancel_set(self, rec: JobSetRecord) -> None:
         """Stop what the backend still runs of a cancelled set."""
 
+    def abandon(self, rec: JobSetRecord, job: JobRecord, why: str) -> None:
+        """Give up on a job whose steps keep getting lost: it fails, so its set can end."""
+        self.transitions.advance(rec.id, job.index, JobStatus.ERROR, error=why)
+
     def load_work(self, rec: JobSetRecord, i: int) -> JobWork | None:
         """The job's transpiled pubs and the set's options; None (and the job failed) if unusable."""
         blob = self.store.isa_qpy(rec.id, i)

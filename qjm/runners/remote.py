@@ -220,6 +220,16 @@ class RemoteRunner(JobRunner):
             except Exception:  # noqa: BLE001 - the waiter's own task will try again
                 log.exception("hand-off of a free slot to %s failed", ref)
 
+    def abandon(self, rec: JobSetRecord, job: JobRecord, why: str) -> None:
+        """Fail the job, and stop its remote job and give its slot back: nobody polls it any more."""
+        super().abandon(rec, job, why)
+        if job.remote_id:
+            try:
+                self.executor_for(rec.backend).cancel(job.remote_id)
+            except Exception as exc:  # noqa: BLE001 - best effort; the job is failed either way
+                log.warning("cancelling abandoned job %s failed: %s", job.remote_id, exc)
+        self.release(rec, job.index)
+
     # ------------------------------------------------------------------ batch and cancel
     def close_batch(self, rec: JobSetRecord) -> None:
         """Close the set's batch (cancel it, if the set was cancelled), once."""

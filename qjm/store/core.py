@@ -107,8 +107,8 @@ class Store:
     def forget_running(self, sid: str) -> None:
         self.r.zrem(keys.RUNNING, sid)
 
-    def note_assemble_sent(self, sid: str) -> None:
-        self.r.hset(keys.job_set(sid), "assemble_sent_at", repr(time.time()))
+    def note_assemble_sent(self, sid: str, when: float) -> None:
+        self.r.hset(keys.job_set(sid), "assemble_sent_at", repr(when))
 
     # ----------------------------------------------------------------- reading
     def job_set(self, sid: str) -> JobSetRecord:

@@ -15,5 +15,6 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local cur = redis.call('HGET', KEYS[1], 'step') or ''
 if ARGV[1] ~= '' and cur ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'step', ARGV[2], 'queue', ARGV[3], 'ticket', ARGV[4], 'step_at', ARGV[5],
-           'due', ARGV[6], 'startable_at', '')
+           'due', ARGV[6])
+redis.call('HDEL', KEYS[1], 'startable_at')
 return 1
