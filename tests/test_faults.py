@@ -1,0 +1,157 @@
+"""A set always finishes: lost messages, a client killed mid-run, Redis killed and restarted from
+its append-only file, workers SIGKILLed mid-step. Real Redis, real worker processes.
+
+The visibility timeout stays at its default (an hour), so what brings the work back within the
+test is the reconciler (``QJM_RECONCILE_GRACE`` of a few seconds), not the broker's redelivery.
+Run them K times in a row with ``make soak``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from qiskit.circuit.random import random_circuit
+
+from qjm import JobManager, JobSetStatus, JobStatus, ManagedJobSet
+
+from .circuits import basis_state, expected
+from .procs import ROOT, RedisServer, Worker, wait_for, worker_env
+
+pytestmark = pytest.mark.fault
+
+GRACE = 3.0
+ENV = {"QJM_RECONCILE_GRACE": str(GRACE)}
+#: A set finishes within grace + a reconciler tick + its own remaining work after the fault;
+#: the tests give it this long (and assert the result, not the time: speed lives in the bench).
+FINISH = 120
+
+
+@pytest.fixture
+def redis() -> Iterator[RedisServer]:
+    server = RedisServer(appendonly=True).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def workers(redis: RedisServer) -> Iterator[Callable[..., Worker]]:
+    started: list[Worker] = []
+
+    def start(queues: str | None = None, concurrency: int = 2, wait: bool = True, **env: str) -> Worker:
+        w = Worker(redis.url, concurrency=concurrency, queues=queues, **{**ENV, **env})
+        started.append(w)
+        return w.wait_ready() if wait else w
+
+    yield start
+    for w in started:
+        w.kill()
+        w.stop()
+
+
+def known(n: int) -> list:
+    return [basis_state(k % 8, name=f"k{k}") for k in range(n)]
+
+
+def assert_right(js: ManagedJobSet, n: int) -> None:
+    """Every experiment at its global index, with the one outcome it can have."""
+    assert js.wait(timeout=FINISH) is JobSetStatus.DONE, js.report()
+    results = js.results()
+    for k in range(n):
+        counts = results.get_counts(k)
+        assert max(counts, key=counts.get) == expected(k % 8), (k, counts)
+
+
+def slow(n: int, seed: int = 0) -> list:
+    """Circuits that take a noticeable time to transpile at level 3, so a step can be caught."""
+    return [random_circuit(5, 12, measure=True, seed=seed + k) for k in range(n)]
+
+
+def resent(redis: RedisServer) -> dict[str, int]:
+    return {k.decode(): int(v) for k, v in redis.client().hgetall("qjm:metrics:resent").items()}
+
+
+def test_lost_queued_messages(redis, workers):
+    workers()
+    js = JobManager(redis.url).run(known(40), backend="fake_manila", max_experiments_per_job=2, shots=64)
+    client = redis.client()
+    wait_for(lambda: client.llen("qjm.cpu") > 0, 30, "queued messages")
+    client.delete("qjm.cpu", "qjm.io")  # a purge, or a lost Redis write
+    assert_right(js, 40)
+    assert sum(resent(redis).values()) > 0
+
+
+def test_lost_unacknowledged_messages(redis, workers):
+    victim = workers(concurrency=1)
+    js = JobManager(redis.url).run(slow(12), backend="fake_manila", max_experiments_per_job=2, shots=64,
+                                   optimization_level=3)
+    client = redis.client()
+    wait_for(lambda: client.hlen("unacked") > 0, 60, "a worker to hold messages")
+    victim.kill()  # it held them unacknowledged; then they are lost from the broker too
+    client.delete("unacked", "unacked_index", "unacked_mutex")
+    workers()
+    assert js.wait(timeout=FINISH) is JobSetStatus.DONE, js.report()
+    assert len(js.results().combine_results().results) == 12
+
+
+def test_client_killed_between_writing_and_enqueuing(redis, workers):
+    workers()
+    script = textwrap.dedent(f"""
+        import os, sys
+        sys.path.insert(0, {str(ROOT)!r})
+        import qjm.manager
+        from tests.circuits import basis_state
+        qjm.manager.enqueue_job_set = lambda *a, **k: os._exit(9)  # dies right after the write
+        qjm.manager.JobManager({redis.url!r}).run([basis_state(k % 8, name=f"k{{k}}") for k in range(6)],
+                                                  backend="aer_simulator", max_experiments_per_job=2, shots=32)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], env=worker_env(redis.url), cwd=ROOT, timeout=120)
+    assert done.returncode == 9
+    [js] = JobManager(redis.url).job_sets()
+    assert_right(js, 6)
+    assert resent(redis) == {"transpile": 3}
+
+
+@pytest.mark.parametrize("backend", ["aer_simulator", "fake_manila"])
+def test_redis_killed_and_restarted_from_its_aof(redis, workers, backend):
+    workers()
+    js = JobManager(redis.url).run(known(30), backend=backend, max_experiments_per_job=1, shots=64)
+    wait_for(lambda: JobStatus.DONE in js.statuses(), 60, "the first job to finish")
+    redis.kill()
+    time.sleep(1.0)
+    redis.start()  # same port, same directory: it replays its append-only file
+    assert_right(js, 30)
+
+
+@pytest.mark.parametrize("step", [JobStatus.TRANSPILING, JobStatus.RUNNING])
+def test_worker_killed_mid_step(redis, workers, step):
+    victim = workers(concurrency=2)
+    js = JobManager(redis.url).run(slow(16, seed=100), backend="fake_manila", max_experiments_per_job=2,
+                                   shots=2048, optimization_level=3)
+    wait_for(lambda: step in js.statuses(), 60, f"a job in {step.value}", interval=0.01)
+    victim.kill()
+    workers(concurrency=2)
+    assert js.wait(timeout=FINISH) is JobSetStatus.DONE, js.report()
+    assert len(js.results().combine_results().results) == 16
+    assert sum(resent(redis).values()) > 0
+
+
+def test_lost_assembly_message(redis, workers):
+    workers(queues="qjm.cpu")  # local jobs run to the end; nobody takes the assembly from qjm.io
+    js = JobManager(redis.url).run(known(6), backend="aer_simulator", max_experiments_per_job=2, shots=32)
+    wait_for(lambda: set(js.statuses()) == {JobStatus.DONE}, 60, "every job to finish")
+    wait_for(lambda: redis.client().llen("qjm.io") > 0, 30, "the assembly message")
+    redis.client().delete("qjm.io")
+    workers(queues="qjm.io")
+    assert_right(js, 6)
+
+
+def kill_group(proc: Any) -> None:
+    os.killpg(proc.pid, signal.SIGKILL)
