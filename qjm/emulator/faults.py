@@ -13,10 +13,9 @@ import random
 import threading
 from dataclasses import dataclass, fields
 
-#: IBM's job failure codes the emulator knows a message for (from IBM's error code registry).
-#: The transient ones say "retry the action"; the permanent ones say the job itself is at fault.
-TRANSIENT_CODES = (1006, 1008, 1010, 1011)
-PERMANENT_CODES = (1002, 1003)
+#: IBM's job failure codes the emulator knows a message for (from IBM's error code registry):
+#: for 1006/1008/1010/1011 the registry says "retry the action" (transient); 1002/1003 say the job
+#: itself is at fault (permanent). Any other positive code is accepted with a generic message.
 CODE_MESSAGES: dict[int, str] = {
     1002: "Error in the validation process of the job.",
     1003: "Error in transpilation process.",

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
-from .records import ServiceError
+from .records import PENDING, ServiceError
 from .state import ServiceState
 
 log = logging.getLogger("qjm.emulator")
@@ -127,7 +127,7 @@ def backend_defaults(state: ServiceState, request: Request) -> Reply:
 def backend_status(state: ServiceState, request: Request) -> Reply:
     name = _device(state, request)
     with state.lock:
-        queue = sum(1 for j in state.jobs.values() if j.backend == name and j.status in ("Queued", "Running"))
+        queue = sum(1 for j in state.jobs.values() if j.backend == name and j.status in PENDING)
     return Reply(200, {"state": True, "status": "active", "message": "available", "length_queue": queue,
                        "backend_version": "1.0.0"})
 

@@ -196,6 +196,7 @@ def test_expired_batch_fails_its_queued_jobs(make_state: Callable[..., ServiceSt
     """The batch lives 0.5 s from its first running job: that job (running) finishes, the one
     posted after it (still queued at the deadline) fails, and the batch takes no more posts."""
     state = make_state(job_seconds=2.0, batch_ttl=0.5)
+    state.catalog.simulator(BACKEND)  # built now, not inside the first job's 2 s
     batch_id = call(state, "POST", "/api/v1/sessions", {"mode": "batch", "backend": BACKEND}).body["id"]
     running_id = post(state, batch_id).body["id"]
     wait_status(state, running_id, ("Running",))
@@ -274,6 +275,7 @@ def test_batch_expiry_through_the_client(make_emulator: Callable[..., Emulator],
     from qiskit_ibm_runtime.executor_sampler import Sampler
 
     emu = make_emulator(job_seconds=3.0, batch_ttl=1.0)
+    emu.state.catalog.simulator(BACKEND)  # built now, not inside the first job's 3 s
     service = runtime_service(emu)
     backend = service.backend(BACKEND)
     isa = transpile(one_circuit(), backend, seed_transpiler=7)
@@ -281,8 +283,8 @@ def test_batch_expiry_through_the_client(make_emulator: Callable[..., Emulator],
     sampler = Sampler(mode=batch)
     first = sampler.run([isa], shots=50)
     deadline = time.monotonic() + 30
-    while first.status() != "RUNNING":  # the batch's clock starts with its first running job
-        assert time.monotonic() < deadline and first.status() == "QUEUED", first.status()
+    while (status := first.status()) != "RUNNING":  # the batch's clock starts with its first running job
+        assert status == "QUEUED" and time.monotonic() < deadline, status
         time.sleep(0.02)
     second = sampler.run([isa], shots=50)
     assert second.status() == "QUEUED"
