@@ -203,7 +203,6 @@ class ServiceState:
         with self.lock:
             if job.status != RUNNING:
                 return
-            job.params = {}  # results are kept; inputs are no longer needed
             if reason is None:
                 job.result = result
                 self._end(job, COMPLETED)
@@ -212,6 +211,7 @@ class ServiceState:
 
     def _end(self, job: Job, status: str, reason: str | None = None, reason_code: int | None = None) -> None:
         job.status = status
+        job.params = {}  # results are kept; inputs are no longer needed
         job.reason = reason
         job.reason_code = reason_code
         job.finished = now_iso()
