@@ -293,22 +293,16 @@ def demo() -> None:
     raise typer.Exit(run_demo())
 
 
-@app.command()
-def emulator(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Option(8765, "--port"),
-             job_seconds: float = typer.Option(5.0, "--job-seconds", help="seconds from a post to its result"),
-             pending_limit: Optional[int] = typer.Option(None, "--pending-limit",
-                                                         help="refuse submits beyond N pending jobs"),
-             fail_every: int = typer.Option(0, "--fail-every", help="make every K-th job fail"),
-             throttle: float = typer.Option(0.0, "--throttle", help="answer this fraction of requests with 429"),
-             server_errors: float = typer.Option(0.0, "--server-errors",
-                                                 help="answer this fraction of requests with 503")) -> None:
-    """Run the local emulator of the IBM Quantum Platform API (for trying remote backends)."""
+@app.command(context_settings=_PASS_THROUGH, add_help_option=False)
+def emulator(ctx: typer.Context) -> None:
+    """Run the local emulator of the IBM Quantum Platform API; options are `python -m qjm.emulator`'s
+    (`qjm emulator --help`: --port, --job-seconds, --pending-limit, --batch-ttl, --fail-every, ...)."""
     try:
-        from .emulator.server import serve
+        from .emulator.__main__ import main
     except ImportError:
         raise QJMError("The IBM Quantum emulator is not part of this installation.") from None
     try:
-        serve(host, port, job_seconds, pending_limit, fail_every, throttle, server_errors)
+        main(ctx.args, prog="qjm emulator")
     except KeyboardInterrupt:
         pass
 

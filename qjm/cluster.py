@@ -15,9 +15,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import redis
+
+if TYPE_CHECKING:
+    from .emulator.faults import Faults
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
@@ -189,15 +192,15 @@ class LocalCluster:
 class EmulatorProcess:
     """``python -m qjm.emulator`` as its own process, as a user would run it next to the workers."""
 
-    def __init__(self, job_seconds: float = 1.0, pending_limit: int | None = None, fail_every: int = 0,
-                 throttle: float = 0.0, server_errors: float = 0.0, seed: int | None = None) -> None:
+    def __init__(self, faults: Faults | None = None, **knobs: Any) -> None:
+        """The knobs as one ``Faults`` or as its keyword arguments (``job_seconds`` defaults to 1 s here)."""
+        from .emulator.faults import Faults
+
+        if faults is not None and knobs:
+            raise TypeError(f"give faults or its knobs ({', '.join(knobs)}), not both")
         self.port = free_port()
-        args = [sys.executable, "-m", "qjm.emulator", "--port", str(self.port), "--job-seconds", str(job_seconds),
-                "--fail-every", str(fail_every), "--throttle", str(throttle), "--server-errors", str(server_errors)]
-        if seed is not None:
-            args += ["--seed", str(seed)]
-        if pending_limit:
-            args += ["--pending-limit", str(pending_limit)]
+        self.faults = faults or Faults(**{"job_seconds": 1.0, **knobs})
+        args = [sys.executable, "-m", "qjm.emulator", "--port", str(self.port), *self.faults.to_argv()]
         self.log = tempfile.NamedTemporaryFile(prefix="qjm-emulator-", suffix=".log", delete=False).name
         self._fh = open(self.log, "wb")
         self.proc = subprocess.Popen(args, cwd=ROOT, env=process_env("redis://unused"), stdout=self._fh,

@@ -1,131 +1,34 @@
-"""The emulated service's memory: jobs, batches, counters, and the worker that runs queued jobs.
+"""The emulated service's memory: jobs, batches, counters, and how they change.
 
-Everything is guarded by one lock; request handlers only read and write records, while a single
-runner thread simulates queued jobs one at a time as they arrive, and timers move each job
-Queued -> Running -> Completed/Failed over its job_seconds,
-so no HTTP request ever waits for a simulation.
+Everything is guarded by one lock. Routes read and write records through these methods; the
+``Runner`` simulates queued jobs and moves each Queued -> Running -> Completed/Failed over its
+``job_seconds``, so no request ever waits for a simulation. Batch expiry is checked whenever the
+state is touched (and by the runner), so an expired batch is seen the moment its time is up.
 """
 
 from __future__ import annotations
 
-import datetime
-import secrets
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any
 
 from .devices import DeviceCatalog
-from .programs import ProgramError, run_program
-
-PENDING = ("Queued", "Running")
-FINAL = ("Completed", "Failed", "Cancelled")
-
-
-def _now_iso() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-def new_id() -> str:
-    """An id shaped like IBM's (20 lowercase alphanumerics, starting with a letter)."""
-    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
-    return "d" + "".join(secrets.choice(alphabet) for _ in range(19))
-
-
-class ServiceError(Exception):
-    """A refusal answered as the real service does: HTTP status plus ``{"errors": [...]}``."""
-
-    def __init__(self, status: int, message: str, code: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.code = code if code is not None else status
-
-
-@dataclass
-class Job:
-    id: str
-    seq: int
-    instance: str
-    backend: str
-    program_id: str
-    params: dict[str, Any]
-    session_id: str | None
-    tags: list[str]
-    created: str
-    ready_at: float
-    fail: bool
-    status: str = "Queued"
-    simulated: bool = False
-    reason: str | None = None
-    reason_code: int | None = None
-    result: str | None = None
-    running: str | None = None
-    finished: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"status": self.status}
-        if self.reason:
-            state["reason"] = self.reason
-        if self.reason_code is not None:
-            state["reason_code"] = self.reason_code
-        return {
-            "id": self.id,
-            "backend": self.backend,
-            "state": state,
-            "status": self.status,
-            "program": {"id": self.program_id},
-            "created": self.created,
-            "session_id": self.session_id,
-            "tags": list(self.tags),
-            "runtime": "",
-            "private": False,
-            "user_id": "emulator",
-        }
-
-
-@dataclass
-class Batch:
-    id: str
-    instance: str
-    backend: str
-    mode: str
-    max_ttl: int
-    created: str
-    accepting_jobs: bool = True
-    state: str = "open"
-    jobs: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "backend_name": self.backend,
-            "mode": self.mode,
-            "state": self.state,
-            "accepting_jobs": self.accepting_jobs,
-            "max_time": self.max_ttl,
-            "interactive_timeout": 0,
-            "started_at": self.created,
-            "created_at": self.created,
-            "instance": self.instance,
-        }
+from .faults import Dice, Faults
+from .records import (
+    ACTIVE, CANCELLED, CLOSED, COMPLETED, FAILED, FINAL, OPEN, PENDING, QUEUED, RUNNING,
+    Batch, Job, ServiceError, new_id, now_iso,
+)
+from .runner import Runner
 
 
 class ServiceState:
-    """All emulated state plus the runner thread; see ``Emulator`` for the knobs."""
+    """All emulated state; ``faults`` says how the service misbehaves (see ``Faults``)."""
 
-    def __init__(
-        self,
-        job_seconds: float = 5.0,
-        pending_limit: int | None = None,
-        fail_every: int = 0,
-        catalog: DeviceCatalog | None = None,
-    ) -> None:
-        self.job_seconds = max(0.0, float(job_seconds))
-        self.pending_limit = pending_limit if pending_limit and pending_limit > 0 else None
-        self.fail_every = max(0, int(fail_every or 0))
+    def __init__(self, faults: Faults | None = None, catalog: DeviceCatalog | None = None) -> None:
+        self.faults = faults or Faults()
         self.catalog = catalog or DeviceCatalog()
+        self.dice = Dice(self.faults.seed)
         self.lock = threading.RLock()
         self.wakeup = threading.Condition(self.lock)
         self.jobs: dict[str, Job] = {}
@@ -133,60 +36,56 @@ class ServiceState:
         self.counters: Counter[str] = Counter()
         self.posts_by_tag: Counter[str] = Counter()
         self.status_requests_by_job: Counter[str] = Counter()
+        self.failed_by_code: Counter[str] = Counter()
         self.max_pending = 0
-        self._stopping = False
-        self._runner = threading.Thread(target=self._run_loop, name="qjm-emulator-runner", daemon=True)
-        self._runner.start()
+        self.runner = Runner(self)
+
+    def count(self, name: str) -> None:
+        with self.lock:
+            self.counters[name] += 1
 
     # ----- jobs -----
     def pending_count(self, instance: str | None = None) -> int:
         with self.lock:
-            return sum(
-                1 for j in self.jobs.values() if j.status in PENDING and (instance is None or j.instance == instance)
-            )
+            return sum(1 for j in self.jobs.values() if j.status in PENDING and (instance is None or j.instance == instance))
 
     def submit(self, instance: str, body: dict[str, Any]) -> Job:
         """Validate and queue a job, or raise ``ServiceError`` the way the service refuses it."""
         program_id = body.get("program_id")
         backend = body.get("backend")
         session_id = body.get("session_id")
-        tags = body.get("tags") or []
         if not program_id or "params" not in body:
             raise ServiceError(400, "Request validation of body failed: program_id and params are required", 1208)
+        faults = self.faults
         with self.lock:
+            self.expire_due()
             batch = self.batches.get(session_id) if session_id else None
             if session_id and batch is None:
                 raise ServiceError(404, f"Session {session_id} not found", 1217)
             if batch is not None:
-                if not batch.accepting_jobs or batch.state == "closed":
+                if not batch.accepting_jobs or batch.state == CLOSED:
                     raise ServiceError(400, f"Session {session_id} is closed and no longer accepting jobs", 1225)
                 backend = backend or batch.backend
             if not backend:
                 raise ServiceError(400, "A backend must be specified", 1208)
             if self.catalog.get(backend) is None:
                 raise ServiceError(404, f"Backend {backend} not found", 1216)
-            if self.pending_limit is not None and self.pending_count(instance) >= self.pending_limit:
+            limit = faults.pending_limit
+            if limit is not None and self.pending_count(instance) >= limit:
                 self.counters["refused_pending_limit"] += 1
                 raise ServiceError(
                     400,
-                    f"You have reached the limit of {self.pending_limit} pending jobs. Please wait for a job "
+                    f"You have reached the limit of {limit} pending jobs. Please wait for a job "
                     "to complete or cancel one before submitting anything new.",
                     3458,
                 )
             self.counters["jobs_posted"] += 1
             seq = self.counters["jobs_posted"]
             job = Job(
-                id=new_id(),
-                seq=seq,
-                instance=instance,
-                backend=backend,
-                program_id=program_id,
-                params=body["params"],
-                session_id=session_id,
-                tags=list(tags),
-                created=_now_iso(),
-                ready_at=time.monotonic() + self.job_seconds,
-                fail=bool(self.fail_every and seq % self.fail_every == 0),
+                id=new_id(), seq=seq, instance=instance, backend=backend, program_id=program_id,
+                params=body["params"], session_id=session_id, tags=list(body.get("tags") or []),
+                created=now_iso(), ready_at=time.monotonic() + faults.job_seconds,
+                fail=faults.failure(seq) if faults.fails(seq) else None,
             )
             self.jobs[job.id] = job
             if batch is not None:
@@ -199,10 +98,18 @@ class ServiceState:
 
     def job(self, job_id: str) -> Job:
         with self.lock:
+            self.expire_due()
             job = self.jobs.get(job_id)
         if job is None:
             raise ServiceError(404, f"Job {job_id} not found", 1291)
         return job
+
+    def job_status(self, job_id: str) -> dict[str, Any]:
+        """``GET /jobs/{id}``: the job's JSON, counted per job so tests can see how often it is polled."""
+        job = self.job(job_id)
+        with self.lock:
+            self.status_requests_by_job[job_id] += 1
+            return job.to_json()
 
     def list_jobs(self, query: dict[str, list[str]], instance: str | None) -> dict[str, Any]:
         """``GET /jobs``: newest first, filtered like the service (tags: all must match)."""
@@ -214,22 +121,17 @@ class ServiceState:
         tags = query.get("tags", [])
         pending = first("pending")
         with self.lock:
+            self.expire_due()
             jobs = list(self.jobs.values())
         selected = []
         for j in jobs:
-            if instance and j.instance != instance:
-                continue
-            if tags and not all(t in j.tags for t in tags):
+            if (instance and j.instance != instance) or (tags and not all(t in j.tags for t in tags)):
                 continue
             if first("session_id") and j.session_id != first("session_id"):
                 continue
-            if first("backend") and j.backend != first("backend"):
+            if (first("backend") and j.backend != first("backend")) or (first("program") and j.program_id != first("program")):
                 continue
-            if first("program") and j.program_id != first("program"):
-                continue
-            if pending == "true" and j.status not in PENDING:
-                continue
-            if pending == "false" and j.status in PENDING:
+            if (pending == "true" and j.status not in PENDING) or (pending == "false" and j.status in PENDING):
                 continue
             selected.append(j)
         selected.sort(key=lambda j: j.seq, reverse=first("sort") != "ASC")
@@ -243,23 +145,23 @@ class ServiceState:
         with self.lock:
             if job.status in FINAL:
                 raise ServiceError(409, f"Job {job_id} is in a final state ({job.status}) and cannot be cancelled", 1212)
-            self._cancel_locked(job, "Cancelled by user")
+            self._end(job, CANCELLED, "Cancelled by user")
 
-    def _cancel_locked(self, job: Job, reason: str) -> None:
-        job.status = "Cancelled"
-        job.reason = reason
-        job.finished = _now_iso()
-        self.counters["cancelled"] += 1
-        self.wakeup.notify_all()
+    def delete(self, job_id: str) -> None:
+        job = self.job(job_id)
+        with self.lock:
+            if job.status in PENDING:
+                raise ServiceError(409, f"Job {job_id} is not in a final state", 1212)
+            del self.jobs[job_id]
 
     def results(self, job_id: str) -> str:
         job = self.job(job_id)
         with self.lock:
-            if job.status == "Completed" and job.result is not None:
+            if job.status == COMPLETED and job.result is not None:
                 return job.result
-            if job.status == "Failed":
+            if job.status == FAILED:
                 return job.reason or "Job failed"
-            if job.status == "Cancelled":
+            if job.status == CANCELLED:
                 return "Job was cancelled"
         raise ServiceError(404, f"Results for job {job_id} are not available yet (status {job.status})", 1290)
 
@@ -278,19 +180,56 @@ class ServiceState:
         with self.lock:
             job.tags = list(tags)
 
+    # ----- job transitions (called by the runner's timers) -----
+    def start(self, job: Job) -> None:
+        """Queued -> Running, unless its batch expired first; the first running job activates its batch."""
+        with self.lock:
+            self.expire_due()
+            if job.status != QUEUED:
+                return
+            job.status = RUNNING
+            job.running = now_iso()
+            batch = self.batches.get(job.session_id) if job.session_id else None
+            if batch is not None and batch.state == OPEN:
+                batch.state = ACTIVE
+                batch.activated = now_iso()
+                if batch.ttl is not None:
+                    batch.deadline = time.monotonic() + batch.ttl
+                    self.wakeup.notify_all()
+
+    def finish(self, job: Job, reason: str | None, reason_code: int | None, result: str | None) -> None:
+        """Running -> Completed/Failed; a job cancelled or failed meanwhile keeps its end."""
+        self.start(job)
+        with self.lock:
+            if job.status != RUNNING:
+                return
+            if reason is None:
+                job.result = result
+                self._end(job, COMPLETED)
+            else:
+                self._end(job, FAILED, reason, reason_code)
+
+    def _end(self, job: Job, status: str, reason: str | None = None, reason_code: int | None = None) -> None:
+        job.status = status
+        job.params = {}  # results are kept; inputs are no longer needed
+        job.reason = reason
+        job.reason_code = reason_code
+        job.finished = now_iso()
+        self.counters[status.lower()] += 1
+        if status == FAILED:
+            self.failed_by_code[str(reason_code) if reason_code is not None else "none"] += 1
+        self._close_if_drained(job.session_id)
+        self.wakeup.notify_all()
+
     # ----- batches -----
     def create_batch(self, instance: str, body: dict[str, Any]) -> Batch:
+        """A batch lives ``max_ttl`` (what the client asked for), at most ``Faults.batch_ttl``."""
         backend = body.get("backend")
         if not backend or self.catalog.get(backend) is None:
             raise ServiceError(404, f"Backend {backend} not found", 1216)
-        batch = Batch(
-            id=new_id(),
-            instance=instance,
-            backend=backend,
-            mode=body.get("mode") or "batch",
-            max_ttl=int(body.get("max_ttl") or 28800),
-            created=_now_iso(),
-        )
+        limits = [float(t) for t in (body.get("max_ttl"), self.faults.batch_ttl) if t]
+        batch = Batch(id=new_id(), instance=instance, backend=backend, mode=body.get("mode") or "batch",
+                      ttl=min(limits) if limits else None, created=now_iso())
         with self.lock:
             self.batches[batch.id] = batch
             self.counters["sessions_created"] += 1
@@ -298,6 +237,7 @@ class ServiceState:
 
     def batch(self, batch_id: str) -> Batch:
         with self.lock:
+            self.expire_due()
             batch = self.batches.get(batch_id)
         if batch is None:
             raise ServiceError(404, f"Session {batch_id} not found", 1217)
@@ -309,116 +249,70 @@ class ServiceState:
         with self.lock:
             batch.accepting_jobs = False
             if cancel:
-                batch.state = "closed"
                 self.counters["sessions_cancelled"] += 1
+                self._close(batch)
                 for job_id in batch.jobs:
                     job = self.jobs[job_id]
                     if job.status in PENDING:
-                        self._cancel_locked(job, "Cancelled: the batch was cancelled")
+                        self._end(job, CANCELLED, "Cancelled: the batch was cancelled")
             else:
                 self.counters["sessions_closed"] += 1
-                if not any(self.jobs[j].status in PENDING for j in batch.jobs):
-                    batch.state = "closed"
+                self._close_if_drained(batch_id)
 
-    # ----- runner -----
-    def _next_ready(self) -> tuple[Job | None, float | None]:
-        """The oldest queued job. Its simulation runs now, inside its ``job_seconds``, so that
-        the emulator's own compute time does not add to what a client measures."""
-        for job in self.jobs.values():
-            if job.status == "Queued" and not job.simulated:
-                return job, None
-        return None, None
+    def _close(self, batch: Batch) -> None:
+        if batch.state != CLOSED:
+            batch.state = CLOSED
+            batch.closed = now_iso()
+        batch.accepting_jobs = False
+        batch.deadline = None
 
-    def _run_loop(self) -> None:
-        while True:
-            with self.lock:
-                while True:
-                    if self._stopping:
-                        return
-                    job, wait = self._next_ready()
-                    if job is not None:
-                        break
-                    self.wakeup.wait(timeout=wait if wait is not None else 1.0)
-                job.simulated = True
-            self._execute(job)
-
-    def _execute(self, job: Job) -> None:
-        reason: str | None = None
-        result: str | None = None
-        if job.fail:
-            time.sleep(min(0.05, self.job_seconds))
-            reason = (
-                f"Emulated failure: job #{job.seq} is a multiple of fail_every={self.fail_every} "
-                "(qjm emulator fault injection)"
-            )
-        else:
-            try:
-                sim = self.catalog.simulator(job.backend)
-                result = run_program(sim, job.program_id, job.params)
-            except ProgramError as exc:
-                reason = str(exc)
-            except Exception as exc:  # a bad circuit must fail its job, not the emulator
-                reason = f"{type(exc).__name__}: {exc}"
-        # Seen from outside, a job is Queued for the first half of its time and Running for the
-        # second; its result is published when the time is up, however early it was computed.
-        now = time.monotonic()
-        for at, step in ((job.ready_at - self.job_seconds / 2, self._start), (job.ready_at, self._finalize)):
-            args = (job,) if step == self._start else (job, reason, result)
-            if at > now:
-                timer = threading.Timer(at - now, step, args)
-                timer.daemon = True
-                timer.start()
-            else:
-                step(*args)
-
-    def _start(self, job: Job) -> None:
-        with self.lock:
-            if job.status == "Queued":
-                job.status = "Running"
-                job.running = _now_iso()
-
-    def _finalize(self, job: Job, reason: str | None, result: str | None) -> None:
-        self._start(job)
-        with self.lock:
-            if job.status != "Running":  # cancelled meanwhile: drop the result
-                return
-            job.finished = _now_iso()
-            job.params = {}  # results are kept; inputs are no longer needed
-            if reason is None:
-                job.status = "Completed"
-                job.result = result
-                self.counters["completed"] += 1
-            else:
-                job.status = "Failed"
-                job.reason = reason
-                self.counters["failed"] += 1
-            self._maybe_close_batch(job.session_id)
-
-    def _maybe_close_batch(self, session_id: str | None) -> None:
+    def _close_if_drained(self, session_id: str | None) -> None:
         batch = self.batches.get(session_id) if session_id else None
-        if batch is not None and not batch.accepting_jobs:
-            if not any(self.jobs[j].status in PENDING for j in batch.jobs):
-                batch.state = "closed"
+        if batch is not None and not batch.accepting_jobs and not any(self.jobs[j].status in PENDING for j in batch.jobs):
+            self._close(batch)
 
-    def stop(self) -> None:
+    def expire_due(self) -> float | None:
+        """Close every batch whose lifetime is up: queued jobs fail, running ones go on.
+
+        Returns the seconds until the next deadline (None: none), so the runner knows when to look.
+        """
+        now = time.monotonic()
+        nearest: float | None = None
         with self.lock:
-            self._stopping = True
-            self.wakeup.notify_all()
-        self._runner.join(timeout=5)
+            for batch in self.batches.values():
+                if batch.deadline is None:
+                    continue
+                if batch.deadline > now:
+                    left = batch.deadline - now
+                    nearest = left if nearest is None else min(nearest, left)
+                    continue
+                ttl = batch.ttl
+                self._close(batch)
+                batch.expired = True
+                self.counters["sessions_expired"] += 1
+                for job_id in batch.jobs:
+                    job = self.jobs[job_id]
+                    if job.status == QUEUED:
+                        self._end(job, FAILED, f"The batch {batch.id} expired: its maximum time to live of {ttl:g} s "
+                                               "was reached before this job started")
+        return nearest
 
     # ----- stats -----
     def stats(self) -> dict[str, Any]:
+        faults = self.faults
         with self.lock:
+            self.expire_due()
             by_status = Counter(j.status for j in self.jobs.values())
             return {
                 "jobs_posted": self.counters["jobs_posted"],
                 "max_pending": self.max_pending,
-                "pending": by_status["Queued"] + by_status["Running"],
+                "pending": by_status[QUEUED] + by_status[RUNNING],
                 "posts_by_tag": dict(self.posts_by_tag),
                 "status_requests": sum(self.status_requests_by_job.values()),
                 "status_requests_by_job": dict(self.status_requests_by_job),
                 "cancelled": self.counters["cancelled"],
                 "failed": self.counters["failed"],
+                "failed_by_code": dict(self.failed_by_code),
                 "completed": self.counters["completed"],
                 "jobs_by_status": dict(by_status),
                 "refused_pending_limit": self.counters["refused_pending_limit"],
@@ -428,7 +322,15 @@ class ServiceState:
                 "sessions_created": self.counters["sessions_created"],
                 "sessions_closed": self.counters["sessions_closed"],
                 "sessions_cancelled": self.counters["sessions_cancelled"],
-                "job_seconds": self.job_seconds,
-                "pending_limit": self.pending_limit,
-                "fail_every": self.fail_every,
+                "sessions_expired": self.counters["sessions_expired"],
+                "job_seconds": faults.job_seconds,
+                "pending_limit": faults.pending_limit,
+                "batch_ttl": faults.batch_ttl,
+                "fail_every": faults.fail_every,
+                "fail_codes": list(faults.fail_codes),
+                "throttle": faults.throttle,
+                "server_errors_rate": faults.server_errors,
             }
+
+    def stop(self) -> None:
+        self.runner.stop()

@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from qjm.emulator import Emulator
+from qjm.emulator import Emulator, Faults
 from qjm.emulator.devices import DeviceCatalog
 
 
@@ -22,19 +22,19 @@ def device_catalog() -> DeviceCatalog:
 @pytest.fixture(scope="module")
 def emulator(device_catalog: DeviceCatalog) -> Iterator[Emulator]:
     """A plain emulator shared by a test module: fast queue, no faults."""
-    emu = Emulator("127.0.0.1", 0, job_seconds=0.3, catalog=device_catalog).start()
+    emu = Emulator("127.0.0.1", 0, Faults(job_seconds=0.3), device_catalog).start()
     yield emu
     emu.stop()
 
 
 @pytest.fixture
 def make_emulator(device_catalog: DeviceCatalog) -> Iterator[Callable[..., Emulator]]:
-    """Start a dedicated emulator with fault-injection knobs; stopped after the test."""
+    """Start a dedicated emulator with ``Faults`` knobs as keyword arguments; stopped after the test."""
     started: list[Emulator] = []
 
     def make(**kwargs: Any) -> Emulator:
         kwargs.setdefault("job_seconds", 0.3)
-        emu = Emulator("127.0.0.1", 0, catalog=device_catalog, **kwargs).start()
+        emu = Emulator("127.0.0.1", 0, Faults(**kwargs), device_catalog).start()
         started.append(emu)
         return emu
 

@@ -1,0 +1,120 @@
+"""The service's records, jobs and batches, in IBM's own wire strings and JSON shapes.
+
+The emulator stands for the service, not for qjm: statuses are ``Queued``/``Running``/
+``Completed``/``Failed``/``Cancelled`` and batch states ``open``/``active``/``closed``, exactly
+what the real client parses.
+"""
+
+from __future__ import annotations
+
+import datetime
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED = "Queued", "Running", "Completed", "Failed", "Cancelled"
+PENDING = (QUEUED, RUNNING)
+FINAL = (COMPLETED, FAILED, CANCELLED)
+
+#: Batch states: created, its first job has started, no longer running anything new.
+OPEN, ACTIVE, CLOSED = "open", "active", "closed"
+
+
+def now_iso() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def new_id() -> str:
+    """An id shaped like IBM's (20 lowercase alphanumerics, starting with a letter)."""
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    return "d" + "".join(secrets.choice(alphabet) for _ in range(19))
+
+
+class ServiceError(Exception):
+    """A refusal answered as the real service does: HTTP status plus ``{"errors": [...]}``."""
+
+    def __init__(self, status: int, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code if code is not None else status
+
+
+@dataclass
+class Job:
+    """One posted job. ``fail`` holds the injected failure (reason, code) decided at post time."""
+
+    id: str
+    seq: int
+    instance: str
+    backend: str
+    program_id: str
+    params: dict[str, Any]
+    session_id: str | None
+    tags: list[str]
+    created: str
+    ready_at: float
+    fail: tuple[str, int | None] | None = None
+    status: str = QUEUED
+    simulated: bool = False
+    reason: str | None = None
+    reason_code: int | None = None
+    result: str | None = None
+    running: str | None = None
+    finished: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"status": self.status}
+        if self.reason:
+            state["reason"] = self.reason
+        if self.reason_code is not None:
+            state["reasonCode"] = self.reason_code
+        return {
+            "id": self.id,
+            "backend": self.backend,
+            "state": state,
+            "status": self.status,
+            "program": {"id": self.program_id},
+            "created": self.created,
+            "session_id": self.session_id,
+            "tags": list(self.tags),
+            "runtime": "",
+            "private": False,
+            "user_id": "emulator",
+        }
+
+
+@dataclass
+class Batch:
+    """A batch (session). ``ttl`` is its lifetime in seconds from activation (None: no expiry);
+    ``deadline`` is set, on the monotonic clock, once its first job runs."""
+
+    id: str
+    instance: str
+    backend: str
+    mode: str
+    ttl: float | None
+    created: str
+    accepting_jobs: bool = True
+    state: str = OPEN
+    expired: bool = False
+    activated: str | None = None
+    closed: str | None = None
+    deadline: float | None = None
+    jobs: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "backend_name": self.backend,
+            "mode": self.mode,
+            "state": self.state,
+            "accepting_jobs": self.accepting_jobs,
+            "max_ttl": self.ttl,
+            "interactive_ttl": 0,
+            "started_at": self.created,
+            "created_at": self.created,
+            "activated_at": self.activated,
+            "closed_at": self.closed,
+            "instance": self.instance,
+        }

@@ -1,0 +1,278 @@
+"""The service's endpoints as plain functions of (state, request) -> reply.
+
+No sockets here: the HTTP transport parses a ``Request``, calls ``dispatch`` and writes the
+``Reply``, so every route (and the fault injection in front of them) can be called directly in
+tests. Errors answer ``{"errors": [{code, message}]}`` as the service does.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
+
+from .records import PENDING, ServiceError
+from .state import ServiceState
+
+log = logging.getLogger("qjm.emulator")
+
+API = "/api/v1"
+#: The instance CRN clients get when they do not bring one (any CRN-shaped string is accepted).
+DEFAULT_INSTANCE = "crn:v1:bluemix:public:quantum-computing:us-east:a/qjm-emulator:qjm-emulator::"
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a route sees of an HTTP request. ``headers`` have lower-case names; ``params`` are
+    the named groups of the route's path pattern."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]] = field(default_factory=dict)
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+
+    def json(self) -> dict[str, Any]:
+        """The body as a JSON object ({} when empty); bad JSON is the client's 400."""
+        if not self.body:
+            return {}
+        try:
+            data = json.loads(self.body)
+        except json.JSONDecodeError as exc:
+            raise ServiceError(400, f"Request body is not JSON: {exc}", 1208) from None
+        return data if isinstance(data, dict) else {}
+
+    @property
+    def instance(self) -> str:
+        return self.headers.get("service-crn") or DEFAULT_INSTANCE
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What a route returns: status, a JSON-able ``body`` or a ``text``, and extra headers."""
+
+    status: int = 200
+    body: Any = None
+    text: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def error(status: int, message: str, code: int | None = None, headers: dict[str, str] | None = None) -> Reply:
+    body = {
+        "errors": [{"code": code if code is not None else status, "message": message, "more_info": "qjm emulator"}],
+        "trace": "qjm-emulator",
+        "status_code": status,
+    }
+    return Reply(status, body, headers=headers or {})
+
+
+# ----- token -----
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def fake_jwt(lifetime: int = 3600) -> str:
+    """An unsigned-looking JWT with ``iat``/``exp``: the client decodes it without verifying."""
+    now = int(time.time())
+    header = _b64(json.dumps({"alg": "RS256", "typ": "JWT"}).encode())
+    payload = _b64(json.dumps({"iat": now, "exp": now + lifetime, "sub": "qjm-emulator", "iam_id": "emulator"}).encode())
+    return f"{header}.{payload}.{_b64(b'qjm-emulator-signature')}"
+
+
+def token(state: ServiceState, request: Request) -> Reply:
+    """``POST /identity/token``: the IAM token exchange, answered for any API key."""
+    expires = 3600
+    return Reply(200, {"access_token": fake_jwt(expires), "refresh_token": "not-used", "token_type": "Bearer",
+                       "expires_in": expires, "expiration": int(time.time()) + expires, "scope": "ibm openid"})
+
+
+def emulator_stats(state: ServiceState, request: Request) -> Reply:
+    """``GET /emulator/stats``: what clients did, for tests and benchmarks (not an IBM endpoint)."""
+    return Reply(200, state.stats())
+
+
+# ----- backends and instances -----
+def _device(state: ServiceState, request: Request) -> str:
+    name = request.params["name"]
+    if state.catalog.get(name) is None:
+        raise ServiceError(404, f"Backend {name} not found", 1216)
+    return name
+
+
+def list_backends(state: ServiceState, request: Request) -> Reply:
+    devices = [{"name": name, "status": {"name": "online", "reason": ""}, "class": "device", "is_simulator": False}
+               for name in state.catalog.names()]
+    return Reply(200, {"devices": devices})
+
+
+def backend_configuration(state: ServiceState, request: Request) -> Reply:
+    return Reply(200, state.catalog.configuration(_device(state, request)))
+
+
+def backend_properties(state: ServiceState, request: Request) -> Reply:
+    props = state.catalog.properties(_device(state, request))
+    return Reply(200, props if props is not None else {})
+
+
+def backend_defaults(state: ServiceState, request: Request) -> Reply:
+    name = _device(state, request)
+    return error(404, f"No pulse defaults for {name}", 1216)
+
+
+def backend_status(state: ServiceState, request: Request) -> Reply:
+    name = _device(state, request)
+    with state.lock:
+        queue = sum(1 for j in state.jobs.values() if j.backend == name and j.status in PENDING)
+    return Reply(200, {"state": True, "status": "active", "message": "available", "length_queue": queue,
+                       "backend_version": "1.0.0"})
+
+
+def usage(state: ServiceState, request: Request) -> Reply:
+    return Reply(200, {"instance_id": request.instance, "plan_id": "emulator", "usage_consumed_seconds": 0,
+                       "usage_limit_seconds": None, "usage_allocation_seconds": None, "usage_limit_reached": False,
+                       "usage_remaining_seconds": None})
+
+
+def instances(state: ServiceState, request: Request) -> Reply:
+    return Reply(200, {"instances": [{"crn": request.instance, "name": "qjm-emulator", "plan": "open"}]})
+
+
+# ----- sessions (batches) -----
+def create_session(state: ServiceState, request: Request) -> Reply:
+    return Reply(200, state.create_batch(request.instance, request.json()).to_json())
+
+
+def get_session(state: ServiceState, request: Request) -> Reply:
+    batch = state.batch(request.params["id"])
+    with state.lock:
+        return Reply(200, batch.to_json())
+
+
+def patch_session(state: ServiceState, request: Request) -> Reply:
+    if request.json().get("accepting_jobs") is False:
+        state.close_batch(request.params["id"], cancel=False)
+    else:
+        state.batch(request.params["id"])
+    return Reply(204)
+
+
+def cancel_session(state: ServiceState, request: Request) -> Reply:
+    state.close_batch(request.params["id"], cancel=True)
+    return Reply(204)
+
+
+# ----- jobs -----
+def post_job(state: ServiceState, request: Request) -> Reply:
+    job = state.submit(request.instance, request.json())
+    return Reply(200, {"id": job.id, "backend": job.backend, "session_id": job.session_id})
+
+
+def list_jobs(state: ServiceState, request: Request) -> Reply:
+    return Reply(200, state.list_jobs(request.query, request.instance))
+
+
+def get_job(state: ServiceState, request: Request) -> Reply:
+    return Reply(200, state.job_status(request.params["id"]))
+
+
+def delete_job(state: ServiceState, request: Request) -> Reply:
+    state.delete(request.params["id"])
+    return Reply(204)
+
+
+def job_results(state: ServiceState, request: Request) -> Reply:
+    return Reply(200, text=state.results(request.params["id"]))
+
+
+def cancel_job(state: ServiceState, request: Request) -> Reply:
+    state.cancel(request.params["id"])
+    return Reply(204)
+
+
+def job_metrics(state: ServiceState, request: Request) -> Reply:
+    return Reply(200, state.metrics(request.params["id"]))
+
+
+def job_logs(state: ServiceState, request: Request) -> Reply:
+    return Reply(200, text=state.job(request.params["id"]).reason or "")
+
+
+def job_tags(state: ServiceState, request: Request) -> Reply:
+    tags = request.json().get("tags") or []
+    state.set_tags(request.params["id"], [str(t) for t in tags])
+    return Reply(204)
+
+
+RouteFn = Callable[[ServiceState, Request], Reply]
+_ID = r"(?P<id>[^/]+)"
+_NAME = r"(?P<name>[^/]+)"
+
+#: (method, path below ``/api/v1``, route); the first match wins.
+ROUTES: list[tuple[str, "re.Pattern[str]", RouteFn]] = [
+    (method, re.compile(f"^{pattern}$"), fn)
+    for method, pattern, fn in [
+        ("GET", "/backends", list_backends),
+        ("GET", f"/backends/{_NAME}/configuration", backend_configuration),
+        ("GET", f"/backends/{_NAME}/properties", backend_properties),
+        ("GET", f"/backends/{_NAME}/status", backend_status),
+        ("GET", f"/backends/{_NAME}/defaults", backend_defaults),
+        ("GET", "/instances/usage", usage),
+        ("GET", "/instances", instances),
+        ("POST", "/sessions", create_session),
+        ("GET", f"/sessions/{_ID}", get_session),
+        ("PATCH", f"/sessions/{_ID}", patch_session),
+        ("DELETE", f"/sessions/{_ID}/close", cancel_session),
+        ("POST", "/jobs", post_job),
+        ("GET", "/jobs", list_jobs),
+        ("GET", f"/jobs/{_ID}", get_job),
+        ("DELETE", f"/jobs/{_ID}", delete_job),
+        ("GET", f"/jobs/{_ID}/results", job_results),
+        ("POST", f"/jobs/{_ID}/cancel", cancel_job),
+        ("GET", f"/jobs/{_ID}/metrics", job_metrics),
+        ("GET", f"/jobs/{_ID}/logs", job_logs),
+        ("PUT", f"/jobs/{_ID}/tags", job_tags),
+    ]
+]
+
+
+def _api(state: ServiceState, request: Request) -> Reply:
+    """An ``/api/v1`` request: counted, then maybe refused by the injected faults (before it is
+    acted on, so nothing is half done), else routed."""
+    faults = state.faults
+    state.count("requests")
+    if state.dice.roll(faults.throttle):
+        state.count("throttled")
+        # The service sends Retry-After on throttled GETs; the client retries only those.
+        headers = {"Retry-After": str(faults.retry_after)} if request.method in ("GET", "HEAD") else {}
+        return error(429, "Too many requests: the rate limit was exceeded, retry later", 429, headers)
+    if state.dice.roll(faults.server_errors):
+        state.count("server_errors")
+        return error(503, "Service temporarily unavailable (qjm emulator fault injection)", 503)
+    sub = request.path[len(API):] or "/"
+    for method, pattern, fn in ROUTES:
+        match = pattern.match(sub)
+        if match and method == request.method:
+            return fn(state, replace(request, params=match.groupdict()))
+    return error(404, f"Not found: {request.method} {request.path}", 404)
+
+
+def dispatch(state: ServiceState, request: Request) -> Reply:
+    """The whole service: token exchange, emulator stats, the API; never raises."""
+    try:
+        if request.method == "POST" and request.path == "/identity/token":
+            return token(state, request)
+        if request.method == "GET" and request.path == "/emulator/stats":
+            return emulator_stats(state, request)
+        if request.path == API or request.path.startswith(API + "/"):
+            return _api(state, request)
+        return error(404, f"Not found: {request.path}", 404)
+    except ServiceError as exc:
+        return error(exc.status, exc.message, exc.code)
+    except Exception as exc:  # never let one request kill the emulator
+        log.exception("emulator error on %s %s", request.method, request.path)
+        return error(500, f"Emulator internal error: {type(exc).__name__}: {exc}", 500)
