@@ -12,7 +12,8 @@ import inspect
 import re
 import socket
 import warnings
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import qiskit_ibm_runtime

@@ -42,7 +42,7 @@ def is_emulator(url: str) -> bool:
     """A qjm emulator answers ``GET /emulator/stats``; a loopback address is assumed to be one too."""
     url = url.rstrip("/")
     try:
-        with urllib.request.urlopen(f"{url}/emulator/stats", timeout=PROBE_TIMEOUT) as resp:  # noqa: S310 - configured URL
+        with urllib.request.urlopen(f"{url}/emulator/stats", timeout=PROBE_TIMEOUT) as resp:
             return "jobs_posted" in json.loads(resp.read() or b"{}")
     except Exception:
         host = urlsplit(url).hostname or ""
@@ -69,7 +69,7 @@ class Account:
     url: str | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "Account":
+    def from_settings(cls, settings: Settings) -> Account:
         """No I/O here: executors are built eagerly, the emulator probe waits for first use."""
         url = settings.ibm_url.rstrip("/") if settings.ibm_url else None
         return cls(settings.ibm_channel, settings.ibm_token, settings.ibm_instance, url)

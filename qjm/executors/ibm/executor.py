@@ -18,7 +18,8 @@ from cachetools import LRUCache
 from qiskit.providers import BackendV2
 
 from ...codec import records_from_primitive_result
-from ...config import Settings, settings as current_settings
+from ...config import Settings
+from ...config import settings as current_settings
 from ...errors import ExecutorError, RetryLater
 from ...lifecycle import JobStatus, remote_status
 from ..base import Executor, JobWork, Poll, Primitive, Submission, SubmitContext
