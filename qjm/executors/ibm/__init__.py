@@ -1,0 +1,15 @@
+"""IBM Quantum through the real qiskit-ibm-runtime client (or a qjm emulator of the service).
+
+- ``account``: which service to talk to (from ``Settings``), emulator detection, the
+  per-process service and backend objects.
+- ``batches``: a job set's batch, opened once and re-attached by id.
+- ``errors``: client errors classified into ``RetryLater`` / ``ExecutorError``.
+- ``client_patches``: the only code touching the client's private members or ``os.environ``.
+- ``executor``: ``IBMQuantumExecutor``, the executor protocol on top of them.
+"""
+
+from .account import Account, is_emulator
+from .errors import RetryDelays, classify, service_message
+from .executor import IBMQuantumExecutor
+
+__all__ = ["Account", "IBMQuantumExecutor", "RetryDelays", "classify", "is_emulator", "service_message"]

@@ -1,0 +1,79 @@
+"""Everything qjm does to qiskit-ibm-runtime beyond its public API, in one place.
+
+The pinned client (0.51) gives no public way to do four things qjm needs, so this module, and
+no other, reaches into it; ``tests/ibm/test_client_patches.py`` fails loudly, naming the member,
+when a client upgrade moves any of them:
+
+- ``QiskitRuntimeService._check_instance_usage`` and ``IBMBackend.status``: called by
+  ``QiskitRuntimeService._run`` before *every* job it posts, only to print a warning. That is two
+  extra requests between a freed slot and the next post, so qjm lets each run at most once per
+  ``ADVISORY_CHECK_SECONDS`` per object (a per-instance attribute shadows the method).
+- ``Batch._backend``: the backend object a re-attached batch posts its jobs with, which needs the
+  same throttle.
+- ``QiskitRuntimeService._active_api_client.list_backends()``: the raw backend listing, to tell an
+  unknown backend from a listing the client failed and swallowed.
+- ``IAM_URL`` and ``QISKIT_FUNCTIONS_EXPERIMENTAL``: the client reads them only from the process
+  environment, so pointing it at an emulator means writing ``os.environ`` (nothing else in qjm
+  does at run time).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+from cachetools import TTLCache, cached
+
+#: Seconds an advisory check's answer is reused, per patched object.
+ADVISORY_CHECK_SECONDS = 60.0
+
+#: The service's advisory method (instance usage) and the backend's (its status).
+SERVICE_ADVISORY_CHECK = "_check_instance_usage"
+BACKEND_ADVISORY_CHECK = "status"
+#: Private attributes read here.
+BATCH_BACKEND = "_backend"
+SERVICE_API_CLIENT = "_active_api_client"
+#: The environment variables the client reads for the token exchange and the instance look-up.
+ENV_IAM_URL = "IAM_URL"
+ENV_SKIP_INSTANCE_LOOKUP = "QISKIT_FUNCTIONS_EXPERIMENTAL"
+
+
+def _throttle(obj: Any, method: str) -> Any:
+    """Make ``obj.method`` answer from a one-entry TTL cache; idempotent per object."""
+    if obj is None or method in vars(obj):  # already shadowed on this instance
+        return obj
+    bound = getattr(obj, method)
+    throttled = cached(TTLCache(maxsize=1, ttl=ADVISORY_CHECK_SECONDS), key=lambda: (), lock=threading.Lock())(bound)
+    setattr(obj, method, throttled)
+    return obj
+
+
+def throttle_service_checks(service: Any) -> Any:
+    """The service's per-post instance-usage check, at most once a minute."""
+    return _throttle(service, SERVICE_ADVISORY_CHECK)
+
+
+def throttle_backend_checks(backend: Any) -> Any:
+    """The backend's per-post status check, at most once a minute."""
+    return _throttle(backend, BACKEND_ADVISORY_CHECK)
+
+
+def throttle_batch_checks(batch: Any) -> Any:
+    """The status check of the backend a batch posts with (``Batch._backend``)."""
+    throttle_backend_checks(getattr(batch, BATCH_BACKEND, None))
+    return batch
+
+
+def listed_backend_names(service: Any) -> set[str]:
+    """The backend names the service lists right now, bypassing the client's error swallowing."""
+    return {device.get("name") for device in getattr(service, SERVICE_API_CLIENT).list_backends()}
+
+
+def point_client_at_emulator(url: str) -> None:
+    """Send the client's token exchange to ``url`` and skip its IBM Cloud instance look-up.
+
+    Must run before a ``QiskitRuntimeService`` is built: the client reads both variables then.
+    """
+    os.environ[ENV_IAM_URL] = url
+    os.environ[ENV_SKIP_INSTANCE_LOOKUP] = "1"

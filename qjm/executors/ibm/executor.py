@@ -1,0 +1,197 @@
+"""IBM Quantum executor: jobs posted with the real qiskit-ibm-runtime client, polled later.
+
+A Celery worker must never block on a remote job, so ``submit`` only posts, ``poll`` only asks
+for the status, and ``fetch`` reads the results of a job already DONE. Transient refusals become
+``RetryLater`` (see ``errors``) so the pipeline backs off instead of failing the job. Jobs are
+tagged, which makes submits exactly-once across crashes: ``find_submitted`` looks the tag up.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import warnings
+from typing import Any
+
+from cachetools import LRUCache
+from qiskit.providers import BackendV2
+
+from ...codec import records_from_primitive_result
+from ...config import Settings
+from ...config import settings as current_settings
+from ...errors import ExecutorError, RetryLater
+from ...lifecycle import JobStatus, remote_status
+from ..base import Executor, JobWork, Poll, Primitive, Submission, SubmitContext
+from . import batches
+from .account import Account, backend_for, service_for
+from .errors import DELAYS, RetryDelays, backend_not_found, call, classify
+
+log = logging.getLogger(__name__)
+
+#: Jobs a status look-up is reused for, per executor (``service.job`` costs a request).
+JOB_CACHE_SIZE = 256
+#: Tries of a cancel refused with 429 before giving up on it.
+CANCEL_ATTEMPTS = 3
+#: How many of a tag's jobs ``find_submitted`` looks at (newest first).
+FIND_LIMIT = 20
+
+
+def _silence_client_deprecations() -> None:
+    """The client's deprecation chatter is not actionable inside a worker: ignore it for warnings
+    attributed to the client or to this package (a process-wide filter, set once, is
+    thread-safe, unlike ``catch_warnings`` around each call)."""
+    for category in (DeprecationWarning, PendingDeprecationWarning):
+        warnings.filterwarnings("ignore", category=category, module=r"qiskit_ibm_runtime(\.|$)")
+        warnings.filterwarnings("ignore", category=category, module=r"qjm\.executors\.ibm(\.|$)")
+
+
+_silence_client_deprecations()
+
+
+def job_status(raw: Any, what: str = "a job") -> JobStatus:
+    """The client's status word in qjm's words; a word qjm does not know is an error, not a guess."""
+    status = remote_status(raw)
+    if status is None:
+        raise ExecutorError(f"unknown job status {raw!r} from IBM Quantum for {what}")
+    return status
+
+
+def status_of(job: Any, what: str, delays: RetryDelays = DELAYS) -> JobStatus:
+    """Ask the service for a job's status (one request)."""
+    return job_status(call(job.status, what, delays), what)
+
+
+class IBMQuantumExecutor(Executor):
+    """One IBM Quantum backend (or an emulated one), driven through the executor ``Sampler``."""
+
+    local = False
+    delays: RetryDelays = DELAYS
+    batch_max_ttl: int = batches.BATCH_MAX_TTL
+
+    def __init__(self, name: str, settings: Settings | None = None) -> None:
+        super().__init__(name)
+        self.account = Account.from_settings(settings or current_settings())
+        self._jobs: LRUCache[str, Any] = LRUCache(maxsize=JOB_CACHE_SIZE)
+        self._jobs_lock = threading.Lock()
+
+    # ----- shared client objects -----
+    @property
+    def service(self) -> Any:
+        return service_for(self.account)
+
+    def backend(self) -> BackendV2:
+        return backend_for(self.account, self.name)
+
+    def _job(self, remote_id: str) -> Any:
+        with self._jobs_lock:
+            job = self._jobs.get(remote_id)
+        if job is not None:
+            return job
+        from qiskit_ibm_runtime.exceptions import RuntimeJobNotFound
+
+        try:
+            job = self.service.job(remote_id)
+        except RuntimeJobNotFound as exc:
+            raise ExecutorError(f"IBM Quantum job {remote_id} not found") from exc
+        except Exception as exc:
+            raise classify(exc, f"look-up of job {remote_id}", self.delays) from exc
+        self._remember(job)
+        return job
+
+    def _remember(self, job: Any) -> None:
+        with self._jobs_lock:
+            self._jobs[job.job_id()] = job
+
+    def _forget(self, remote_id: str) -> None:
+        with self._jobs_lock:
+            self._jobs.pop(remote_id, None)
+
+    # ----- batches -----
+    def open_batch(self, job_set_id: str) -> str | None:
+        return batches.open_batch(self.account, self.backend(), job_set_id, self.batch_max_ttl)
+
+    def close_batch(self, batch_id: str, cancel: bool = False) -> None:
+        batches.close(self.account, batch_id, cancel)
+
+    # ----- jobs -----
+    def submit(self, work: JobWork, ctx: SubmitContext) -> Submission:
+        """Post the pubs as one executor-Sampler job, in the set's batch, with the context's tags."""
+        from qiskit.providers.exceptions import QiskitBackendNotFoundError
+        from qiskit_ibm_runtime.executor_sampler import Sampler
+
+        if work.primitive is not Primitive.SAMPLER:
+            raise ExecutorError(f"{work.primitive.value} jobs on IBM Quantum are not supported yet")
+        mode = batches.attach(self.account, ctx.batch_id) if ctx.batch_id else self.backend()
+        sampler = Sampler(mode=mode)
+        sampler.options.default_shots = work.options.shots
+        sampler.options.environment.job_tags = list(ctx.tags)
+        what = f"job submission ({ctx.job_set_id} job {ctx.job} attempt {ctx.attempt})"
+        try:
+            job = call(lambda: sampler.run(list(work.pubs)), what, self.delays)
+        except ExecutorError as exc:
+            if isinstance(exc.__cause__, QiskitBackendNotFoundError):
+                raise backend_not_found(self.service, self.name, exc.__cause__, what, self.delays) from exc
+            raise
+        self._remember(job)
+        return Submission(remote_id=job.job_id())
+
+    def find_submitted(self, ctx: SubmitContext) -> str | None:
+        """The newest live-or-done job carrying the context's last tag (the job-and-attempt tag);
+        failed or cancelled ones do not count, so their job may be posted again."""
+        if not ctx.tags:
+            return None
+        tag = ctx.tags[-1]
+        jobs = call(lambda: self.service.jobs(job_tags=[tag], limit=FIND_LIMIT), f"job look-up by tag {tag}", self.delays)
+        for job in jobs:  # newest first
+            if status_of(job, f"status of job {job.job_id()}", self.delays) in (JobStatus.ERROR, JobStatus.CANCELLED):
+                continue
+            self._remember(job)
+            return job.job_id()
+        return None
+
+    def poll(self, remote_id: str) -> Poll:
+        job = self._job(remote_id)
+        status = status_of(job, f"status of job {remote_id}", self.delays)
+        error = None
+        if status is JobStatus.ERROR:
+            error = call(job.error_message, f"error message of job {remote_id}", self.delays) or "job failed"
+        return Poll(status, error)
+
+    def fetch(self, remote_id: str, work: JobWork) -> list[dict[str, Any]]:
+        job = self._job(remote_id)
+        status = status_of(job, f"status of job {remote_id}", self.delays)
+        if status is not JobStatus.DONE:
+            if not status.final:
+                raise RetryLater(f"job {remote_id} is {status.value}, not DONE yet", self.delays.throttled)
+            raise ExecutorError(f"job {remote_id} ended {status.value}; there are no results to fetch")
+        result = call(job.result, f"results of job {remote_id}", self.delays)
+        if len(result) != len(work.pubs):
+            raise ExecutorError(f"job {remote_id} returned {len(result)} results for {len(work.pubs)} pubs")
+        records = records_from_primitive_result(work.circuits, result, work.options.memory)
+        self._forget(remote_id)
+        return records
+
+    def cancel(self, remote_id: str) -> None:
+        """Best effort; a job already final (409) or unknown is fine. Retries 429s briefly."""
+        from qiskit_ibm_runtime.exceptions import RuntimeInvalidStateError
+
+        for attempt in range(1, CANCEL_ATTEMPTS + 1):
+            try:
+                self._job(remote_id).cancel()
+                return
+            except RuntimeInvalidStateError:  # already DONE/ERROR/CANCELLED
+                return
+            except ExecutorError as exc:  # unknown job: nothing to stop
+                log.info("not cancelling %s: %s", remote_id, exc)
+                return
+            except RetryLater as exc:
+                err: Exception = exc
+            except Exception as exc:
+                err = classify(exc, f"cancelling job {remote_id}", self.delays)
+                if not isinstance(err, RetryLater):
+                    log.warning("cancelling %s failed: %s", remote_id, err)
+                    return
+            if attempt == CANCEL_ATTEMPTS:
+                raise err
+            time.sleep(min(getattr(err, "delay", 1.0), self.delays.throttled))

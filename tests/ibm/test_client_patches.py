@@ -1,0 +1,208 @@
+"""The pinned qiskit-ibm-runtime still has what ``qjm.executors.ibm.client_patches`` relies on.
+
+That module reaches into the client's private members and sets two environment variables the
+client reads only from the process environment. Nothing in the client's public API promises any
+of it, so these tests fail loudly, naming the member or variable that changed, when the client
+is upgraded. Real client, real emulator, no mocks.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import socket
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import qiskit_ibm_runtime
+from qiskit_ibm_runtime import Batch, QiskitRuntimeService
+from qiskit_ibm_runtime.ibm_backend import IBMBackend
+
+from qjm.config import settings
+from qjm.emulator import Emulator
+from qjm.executors.ibm import client_patches
+from qjm.executors.ibm.account import Account, backend_for, service_for
+
+BACKEND = "ibm_manila"
+CLIENT = f"qiskit-ibm-runtime {qiskit_ibm_runtime.__version__}"
+FIX = "update qjm/executors/ibm/client_patches.py (and this test) to the new client"
+
+
+def changed(what: str) -> str:
+    return f"{CLIENT}: {what}; {FIX}"
+
+
+def parameters(fn: Any) -> list[str]:
+    return list(inspect.signature(fn).parameters)
+
+
+def reads_env(fn: Any, name: str) -> bool:
+    """Whether ``fn``'s source reads ``os.environ``/``os.getenv`` for ``name``."""
+    pattern = rf"""(environ\.get\(|environ\[|getenv\()\s*["']{re.escape(name)}["']"""
+    return re.search(pattern, inspect.getsource(fn)) is not None
+
+
+@pytest.fixture
+def account(emulator: Emulator, use_emulator: Callable[[Emulator], None]) -> Account:
+    use_emulator(emulator)
+    return Account.from_settings(settings())
+
+
+@pytest.fixture
+def no_egress(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Requests to anything but loopback go to a closed local port: refused at once, so a client
+    that tries IBM Cloud fails fast and nothing leaves the machine."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
+        monkeypatch.setenv(name, f"http://127.0.0.1:{port}")
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(name, "127.0.0.1,localhost")
+    yield
+
+
+# ----- the advisory checks qjm throttles -----
+def test_advisory_checks_still_run_before_every_post() -> None:
+    source = inspect.getsource(QiskitRuntimeService._run)
+    assert f"self.{client_patches.SERVICE_ADVISORY_CHECK}()" in source, changed(
+        f"QiskitRuntimeService._run no longer calls self.{client_patches.SERVICE_ADVISORY_CHECK}() before posting a job"
+    )
+    assert f"backend.{client_patches.BACKEND_ADVISORY_CHECK}()" in source, changed(
+        f"QiskitRuntimeService._run no longer calls backend.{client_patches.BACKEND_ADVISORY_CHECK}() before posting a job"
+    )
+
+
+def test_advisory_check_methods_keep_their_shape() -> None:
+    usage = getattr(QiskitRuntimeService, client_patches.SERVICE_ADVISORY_CHECK, None)
+    assert inspect.isfunction(usage), changed(f"QiskitRuntimeService.{client_patches.SERVICE_ADVISORY_CHECK} is gone or no longer a method")
+    assert parameters(usage) == ["self"], changed(
+        f"QiskitRuntimeService.{client_patches.SERVICE_ADVISORY_CHECK} now takes {parameters(usage)}, not just self"
+    )
+    status = getattr(IBMBackend, client_patches.BACKEND_ADVISORY_CHECK, None)
+    assert inspect.isfunction(status), changed(f"IBMBackend.{client_patches.BACKEND_ADVISORY_CHECK} is gone or no longer a method")
+    assert parameters(status) == ["self"], changed(
+        f"IBMBackend.{client_patches.BACKEND_ADVISORY_CHECK} now takes {parameters(status)}, not just self"
+    )
+
+
+def test_throttled_checks_cost_one_request(emulator: Emulator, account: Account) -> None:
+    """Each unpatched check is one request; patched (per instance), repeated calls cost at most one."""
+    service = service_for(account)
+    backend = backend_for(account, BACKEND)
+    for obj, method, owner in (
+        (service, client_patches.SERVICE_ADVISORY_CHECK, "QiskitRuntimeService"),
+        (backend, client_patches.BACKEND_ADVISORY_CHECK, "IBMBackend"),
+    ):
+        assert method in vars(obj), changed(f"{owner}.{method} cannot be shadowed on an instance (slots?)")
+        before = emulator.stats()["requests"]
+        getattr(type(obj), method)(obj)
+        assert emulator.stats()["requests"] - before == 1, changed(f"{owner}.{method} no longer makes one request")
+        before = emulator.stats()["requests"]
+        answers = [getattr(obj, method)() for _ in range(3)]
+        assert emulator.stats()["requests"] - before <= 1, f"qjm's throttle on {owner}.{method} does not hold"
+        assert all(answer is answers[0] for answer in answers)
+
+
+# ----- Batch._backend -----
+def test_batch_keeps_its_backend_in_a_private_attribute(account: Account) -> None:
+    service = service_for(account)
+    backend = backend_for(account, BACKEND)
+    batch = Batch(backend=backend, max_time=60)
+    try:
+        name = client_patches.BATCH_BACKEND
+        assert getattr(batch, name, None) is backend, changed(f"Batch no longer keeps the backend it was given in Batch.{name}")
+        attached = Batch.from_id(batch.session_id, service)
+        kept = getattr(attached, name, None)
+        assert isinstance(kept, IBMBackend) and kept.name == BACKEND, changed(
+            f"Batch.from_id no longer sets Batch.{name} to the batch's IBMBackend (found {kept!r})"
+        )
+        client_patches.throttle_batch_checks(attached)
+        assert client_patches.BACKEND_ADVISORY_CHECK in vars(kept)
+    finally:
+        batch.close()
+
+
+# ----- the raw backend listing -----
+def test_active_api_client_lists_backends(account: Account) -> None:
+    from qiskit_ibm_runtime.api.client import RuntimeClient
+
+    service = service_for(account)
+    name = client_patches.SERVICE_API_CLIENT
+    api_client = getattr(service, name, None)
+    assert isinstance(api_client, RuntimeClient), changed(f"QiskitRuntimeService.{name} is no longer a RuntimeClient ({api_client!r})")
+    assert "include_mocks" in parameters(RuntimeClient.list_backends), changed(
+        f"RuntimeClient.list_backends now takes {parameters(RuntimeClient.list_backends)}"
+    )
+    devices = api_client.list_backends()
+    assert isinstance(devices, list) and all(isinstance(d, dict) and "name" in d for d in devices), changed(
+        f"{name}.list_backends() no longer returns a list of dicts with a 'name'"
+    )
+    assert BACKEND in client_patches.listed_backend_names(service)
+
+
+# ----- the two environment variables -----
+def test_client_reads_the_two_variables_only_from_the_environment() -> None:
+    from qiskit_ibm_runtime.accounts.account import Account as ClientAccount
+    from qiskit_ibm_runtime.api.auth import CloudAuth
+
+    iam = client_patches.ENV_IAM_URL
+    flag = client_patches.ENV_SKIP_INSTANCE_LOOKUP
+    assert reads_env(CloudAuth.__init__, iam), changed(f"CloudAuth (the API token exchange) no longer reads {iam} from the environment")
+    assert reads_env(ClientAccount.get_iam_authentificator, iam), changed(
+        f"Account.get_iam_authentificator no longer reads {iam} from the environment"
+    )
+    assert reads_env(ClientAccount.list_instances, flag), changed(
+        f"Account.list_instances no longer skips the IBM Cloud look-up when {flag} is set"
+    )
+    offered = [p for p in parameters(QiskitRuntimeService.__init__) if "iam" in p.lower() or "experimental" in p.lower()]
+    assert not offered, changed(f"QiskitRuntimeService now takes {offered}: pass them instead of setting the environment")
+
+
+def test_without_the_flag_the_client_looks_the_instance_up_at_ibm_cloud(
+    account: Account, no_egress: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pointed at the emulator with IAM_URL but not QISKIT_FUNCTIONS_EXPERIMENTAL, the client
+    asks IBM Cloud Global Search for the instance and gives up."""
+    from qiskit_ibm_runtime.accounts.exceptions import InvalidAccountError
+
+    kwargs = account.service_kwargs()
+    client_patches.point_client_at_emulator(kwargs["url"])
+    monkeypatch.delenv(client_patches.ENV_SKIP_INSTANCE_LOOKUP)
+    with pytest.raises(InvalidAccountError, match="retrieve instances"):
+        QiskitRuntimeService(**kwargs)
+        pytest.fail(changed(f"the client reached the emulator without {client_patches.ENV_SKIP_INSTANCE_LOOKUP}"))
+
+
+def test_without_iam_url_the_token_exchange_goes_to_ibm_cloud(
+    account: Account, no_egress: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without IAM_URL, the client asks IBM Cloud IAM for its access token, not the emulator
+    (0.51 warns and falls back to the API key; an error naming IAM would say the same)."""
+    kwargs = account.service_kwargs()
+    client_patches.point_client_at_emulator(kwargs["url"])
+    monkeypatch.delenv(client_patches.ENV_IAM_URL)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            QiskitRuntimeService(**kwargs)
+            raised = ""
+        except Exception as exc:
+            raised = str(exc)
+    messages = [str(w.message) for w in caught] + [raised]
+    assert any("iam.cloud.ibm.com" in m for m in messages), changed(
+        f"without {client_patches.ENV_IAM_URL} the token exchange no longer goes to iam.cloud.ibm.com (said: {messages})"
+    )
+
+
+def test_with_both_variables_the_emulator_is_reached(account: Account) -> None:
+    """The positive control of the two tests above: both set, the service is built and answers."""
+    kwargs = account.service_kwargs()
+    client_patches.point_client_at_emulator(kwargs["url"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        service = QiskitRuntimeService(**kwargs)
+    assert not [w for w in caught if "access token" in str(w.message)]
+    assert BACKEND in client_patches.listed_backend_names(service)
