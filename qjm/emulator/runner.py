@@ -10,13 +10,26 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Protocol
 
+from .devices import DeviceCatalog
+from .faults import Faults
 from .programs import ProgramError, run_program
 from .records import QUEUED, Job
 
-if TYPE_CHECKING:
-    from .state import ServiceState
+
+class RunnerHost(Protocol):
+    """What the runner needs of the service state (``state.ServiceState``), which owns it."""
+
+    jobs: dict[str, Job]
+    lock: Any  # the state's RLock
+    wakeup: threading.Condition
+    faults: Faults
+    catalog: DeviceCatalog
+
+    def expire_due(self) -> float | None: ...
+    def start(self, job: Job) -> None: ...
+    def finish(self, job: Job, reason: str | None, code: int | None, result: str | None) -> None: ...
 
 #: Longest sleep of the runner when nothing is due (it is woken on every post anyway).
 IDLE_WAIT = 1.0
@@ -25,7 +38,7 @@ IDLE_WAIT = 1.0
 class Runner:
     """Simulates the state's queued jobs one at a time; also ends expired batches on time."""
 
-    def __init__(self, state: "ServiceState") -> None:
+    def __init__(self, state: RunnerHost) -> None:
         self.state = state
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="qjm-emulator-runner", daemon=True)
