@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator
 import redis
 
 from . import codec
-from .config import DAY, Settings, settings as load_settings
+from .config import DAY, Settings, mask_url, settings as load_settings
 from .errors import JobSetNotFoundError, StoreUnavailableError
 from .polling import Estimate
 from .status import FINAL, JobSetStatus, JobStatus
@@ -251,7 +251,7 @@ class Store:
             self.r.ping()
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             raise StoreUnavailableError(
-                f"Cannot reach Redis at {self.url} ({exc}). Start Redis or set QJM_REDIS_URL to a reachable server."
+                f"Cannot reach Redis at {mask_url(self.url)} ({exc}). Start Redis or set QJM_REDIS_URL to a reachable server."
             ) from exc
 
     # ----------------------------------------------------------------- creation
