@@ -380,13 +380,15 @@ def _user_error(exc: BaseException, cfg: Settings | None) -> str | None:
     """The one line to print for a mistake the user can fix, or None for a bug (keep the traceback)."""
     import redis
 
+    where = mask_url(cfg.redis_url) if cfg else "QJM_REDIS_URL"
+    # The store reports a refused password as unreachable Redis; say what to set instead.
+    refused = exc.__cause__ if isinstance(exc, QJMError) else exc
+    if isinstance(refused, redis.AuthenticationError) or (
+            isinstance(refused, redis.ResponseError) and str(refused).startswith(("NOAUTH", "WRONGPASS"))):
+        return (f"Redis at {where} refused the password ({refused}): set QJM_REDIS_PASSWORD or "
+                "QJM_REDIS_PASSWORD_FILE to Redis's requirepass")
     if isinstance(exc, QJMError):
         return str(exc)
-    where = mask_url(cfg.redis_url) if cfg else "QJM_REDIS_URL"
-    if isinstance(exc, redis.AuthenticationError) or (
-            isinstance(exc, redis.ResponseError) and str(exc).startswith(("NOAUTH", "WRONGPASS"))):
-        return (f"Redis at {where} refused the password ({exc}): set QJM_REDIS_PASSWORD or "
-                "QJM_REDIS_PASSWORD_FILE to Redis's requirepass")
     if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
         return f"Cannot reach Redis at {where}: {exc}"
     if isinstance(exc, redis.RedisError):
