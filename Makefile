@@ -31,8 +31,9 @@ demo: install
 bench: install
 	$(PY) bench/run.py
 
+# Loopback only; with QJM_FLOWER_USER/QJM_FLOWER_PASSWORD set it asks for them.
 flower: install
-	$(VENV)/bin/qjm flower
+	$(VENV)/bin/qjm flower --no-auth --address=127.0.0.1
 
 up: install
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho -f deploy/Procfile -d . start

@@ -4,6 +4,10 @@ The job-set commands are thin calls into ``JobManager``/``ManagedJobSet``; the p
 (``worker``, ``flower``, ``metrics``, ``emulator``, ``demo``) start the right program with qjm's
 app and settings, so deployment files only ever say ``qjm <command>``. Mistakes a user can make
 (unknown id, unreadable file, Redis down) print one line and exit 1, never a traceback.
+
+Settings are made once per invocation (``--redis-url`` overrides ``QJM_REDIS_URL``) and travel in
+typer's context object; a program qjm execs gets them through its own environment, never by
+changing ours. Every line printed passes through ``Settings.redact``, so no password is shown.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import json
 import os
 import re
 import sys
+import traceback
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
@@ -21,7 +27,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .config import settings
+from .config import Settings, child_env, mask_url
 from .errors import QJMError
 
 if TYPE_CHECKING:
@@ -35,6 +41,8 @@ APP = "workers.app"
 WORKER_INCLUDES = "qjm.metrics"
 FLOWER_USER_ENV = "QJM_FLOWER_USER"
 FLOWER_PASSWORD_ENV = "QJM_FLOWER_PASSWORD"
+#: Flower reads its options from FLOWER_<OPTION> too: credentials go there, not into a command line `ps` shows.
+FLOWER_AUTH_CHILD_ENV = "FLOWER_BASIC_AUTH"
 EXIT_INTERRUPTED = 130
 
 app = typer.Typer(name="qjm", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -50,19 +58,41 @@ class CircuitFileError(QJMError):
 
 
 # ----------------------------------------------------------------------------- helpers
+@dataclass
+class Invocation:
+    """What one ``qjm`` command runs with (typer's context object), kept by ``main`` for its errors."""
+
+    settings: Settings | None = None
+    #: ``--redis-url`` as given, for the environment of a program qjm execs.
+    redis_url_option: str | None = None
+
+    def child_env(self) -> dict[str, str]:
+        """The environment of ``qjm worker``/``qjm flower``'s program: ours, with --redis-url in it."""
+        return child_env(**({"QJM_REDIS_URL": self.redis_url_option} if self.redis_url_option else {}))
+
+
 @app.callback()
-def _options(redis_url: Optional[str] = typer.Option(
-        None, "--redis-url", envvar="QJM_REDIS_URL", show_envvar=True,
-        help="Redis holding job-set state (and the broker unless QJM_BROKER_URL is set).")) -> None:
-    """qjm's settings come from the environment; --redis-url is a shortcut for QJM_REDIS_URL."""
-    if redis_url:
-        os.environ["QJM_REDIS_URL"] = redis_url
+def _options(ctx: typer.Context, redis_url: Optional[str] = typer.Option(
+        None, "--redis-url", metavar="URL",
+        help="Redis holding job-set state (and the broker unless QJM_BROKER_URL is set); default "
+             "QJM_REDIS_URL. Put the password in QJM_REDIS_PASSWORD(_FILE), not here: `ps` shows arguments.")) -> None:
+    """qjm's settings come from the environment; --redis-url overrides QJM_REDIS_URL."""
+    inv = ctx.ensure_object(Invocation)
+    inv.redis_url_option = redis_url or None
+    inv.settings = Settings(redis_url=redis_url) if redis_url else Settings()
 
 
-def _manager() -> "JobManager":
+def _cfg(ctx: typer.Context) -> Settings:
+    inv = ctx.ensure_object(Invocation)
+    if inv.settings is None:
+        inv.settings = Settings()
+    return inv.settings
+
+
+def _manager(ctx: typer.Context) -> "JobManager":
     from .manager import JobManager
 
-    return JobManager()
+    return JobManager(redis_url=_cfg(ctx).redis_url)
 
 
 _AUTO_NAME = re.compile(r"^circuit-\d+$")
@@ -114,7 +144,7 @@ def _when(ts: float | None) -> str:
 
 # ----------------------------------------------------------------------------- job sets
 @app.command()
-def run(files: list[Path] = typer.Argument(..., help="QPY or OpenQASM 2/3 files; their circuits in order."),
+def run(ctx: typer.Context, files: list[Path] = typer.Argument(..., help="QPY or OpenQASM 2/3 files; their circuits in order."),
         backend: str = typer.Option(..., "--backend", "-b", help="e.g. fake_manila, aer_simulator, ibm_torino"),
         name: Optional[str] = typer.Option(None, "--name", help="job-set name, for `qjm list --name`"),
         max_per_job: Optional[int] = typer.Option(None, "--max-per-job", help="experiments per job"),
@@ -125,7 +155,7 @@ def run(files: list[Path] = typer.Argument(..., help="QPY or OpenQASM 2/3 files;
         memory: bool = typer.Option(False, "--memory", help="keep per-shot outcomes")) -> None:
     """Submit circuits as one job set; prints its id at once (progress: `qjm watch ID`)."""
     circuits = [qc for f in files for qc in load_circuits(f)]
-    js = _manager().run(circuits, backend=backend, name=name, max_experiments_per_job=max_per_job,
+    js = _manager(ctx).run(circuits, backend=backend, name=name, max_experiments_per_job=max_per_job,
                         job_tags=tag or None, shots=shots, optimization_level=optimization_level,
                         seed_simulator=seed, memory=memory)
     print(js.job_set_id(), flush=True)
@@ -133,23 +163,24 @@ def run(files: list[Path] = typer.Argument(..., help="QPY or OpenQASM 2/3 files;
 
 
 @app.command()
-def status(job_set_id: str = typer.Argument(..., metavar="ID"),
+def status(ctx: typer.Context, job_set_id: str = typer.Argument(..., metavar="ID"),
            brief: bool = typer.Option(False, "--brief", help="totals only, no block per job")) -> None:
     """Print the job set's report: totals by status, then one block per job."""
-    print(_manager().retrieve_job_set(job_set_id).report(detailed=not brief))
+    print(_cfg(ctx).redact(_manager(ctx).retrieve_job_set(job_set_id).report(detailed=not brief)))
 
 
 @app.command()
-def watch(job_set_id: str = typer.Argument(..., metavar="ID"),
+def watch(ctx: typer.Context, job_set_id: str = typer.Argument(..., metavar="ID"),
           timeout: Optional[float] = typer.Option(None, "--timeout", help="give up after this many seconds")) -> None:
     """Live progress of the set and its jobs until it is final (exit 0 only if DONE).
 
     Ctrl-C stops watching; the job set keeps running.
     """
     from .lifecycle import JobSetStatus
-    from .progress import REFRESH_SECONDS, watch as show
+    from .progress import REFRESH_SECONDS
+    from .progress import watch as show
 
-    js = _manager().retrieve_job_set(job_set_id)
+    js = _manager(ctx).retrieve_job_set(job_set_id)
     err.print(f"watching job set {job_set_id} (Ctrl-C stops watching; the set keeps running)", highlight=False)
     try:
         final = show(js.snapshots(timeout, every=REFRESH_SECONDS, jobs=True), console=out)
@@ -163,14 +194,14 @@ def watch(job_set_id: str = typer.Argument(..., metavar="ID"),
 
 
 @app.command()
-def results(job_set_id: str = typer.Argument(..., metavar="ID"),
+def results(ctx: typer.Context, job_set_id: str = typer.Argument(..., metavar="ID"),
             out_file: Optional[Path] = typer.Option(None, "--out", "-o", help="write the JSON here, not stdout"),
             partial: bool = typer.Option(False, "--partial", help="a set with failed jobs: give the rest"),
             timeout: Optional[float] = typer.Option(None, "--timeout", help="seconds to wait for the set")) -> None:
     """Counts of every experiment as JSON (waits for the set to be final)."""
     from .lifecycle import JobStatus
 
-    jm = _manager()
+    jm = _manager(ctx)
     js = jm.retrieve_job_set(job_set_id)
     res = js.results(timeout=timeout, partial=partial)
     names = jm.store.names(job_set_id)
@@ -198,21 +229,21 @@ def results(job_set_id: str = typer.Argument(..., metavar="ID"),
 
 
 @app.command()
-def cancel(job_set_id: str = typer.Argument(..., metavar="ID")) -> None:
+def cancel(ctx: typer.Context, job_set_id: str = typer.Argument(..., metavar="ID")) -> None:
     """Cancel every job of the set that is not final yet; finished jobs keep their results."""
-    statuses = _manager().retrieve_job_set(job_set_id).cancel()
+    statuses = _manager(ctx).retrieve_job_set(job_set_id).cancel()
     summary = ", ".join(f"{s.value} {statuses.count(s)}" for s in dict.fromkeys(statuses))
     print(f"cancel requested for {job_set_id}: {summary}")
 
 
 @app.command("list")
-def list_(name: Optional[str] = typer.Option(None, "--name"),
+def list_(ctx: typer.Context, name: Optional[str] = typer.Option(None, "--name"),
           tag: list[str] = typer.Option([], "--tag", help="only sets with all these tags (repeatable)"),
           limit: int = typer.Option(50, "--limit", help="newest N sets")) -> None:
     """Job sets, newest first."""
     from .lifecycle import JobStatus
 
-    jm = _manager()
+    jm = _manager(ctx)
     sets = jm.job_sets(name=name, tags=tag or None)[:max(limit, 0)]
     table = Table("ID", "name", "backend", "status", "jobs done", "experiments", "created (UTC)", "tags")
     for js in sets:
@@ -229,11 +260,11 @@ def list_(name: Optional[str] = typer.Option(None, "--name"),
 
 
 # ----------------------------------------------------------------------------- processes
-def _exec(args: list[str]) -> None:
+def _exec(args: list[str], env: dict[str, str]) -> None:
     """Become the program (signals from honcho, Docker or Kubernetes then reach it directly)."""
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(args[0], args)
+    os.execve(args[0], args, env)
 
 
 def worker_argv(extra: list[str]) -> list[str]:
@@ -252,35 +283,67 @@ def worker_argv(extra: list[str]) -> list[str]:
 
 
 def flower_argv(extra: list[str]) -> list[str]:
-    """``celery -A workers.app flower`` with basic auth when QJM_FLOWER_USER/PASSWORD are set."""
-    user, password = os.environ.get(FLOWER_USER_ENV), os.environ.get(FLOWER_PASSWORD_ENV)
+    """``celery -A workers.app flower``; credentials go in its environment (``flower_env``)."""
+    return [sys.executable, "-m", "celery", "-A", APP, "flower", *extra]
+
+
+def _auth_in_args(extra: list[str]) -> bool:
+    """Flower's own auth options given on the command line (basic or OAuth)."""
+    return any(a.startswith(("--basic-auth", "--basic_auth", "--auth")) for a in extra)
+
+
+def flower_env(cfg: Settings, base: dict[str, str], no_auth: bool = False, extra: list[str] | None = None) -> dict[str, str]:
+    """Flower's environment with its basic auth from ``cfg``; refuses to go without auth unless ``no_auth``.
+
+    Flower shows every task and can revoke them, so an open Flower is a choice made on purpose.
+    """
+    user, password = cfg.flower_user, cfg.flower_password
     if bool(user) != bool(password):
         raise QJMError(f"Set both {FLOWER_USER_ENV} and {FLOWER_PASSWORD_ENV} for Flower's basic auth, or neither.")
-    auth = [f"--basic-auth={user}:{password}"] if user else []
-    return [sys.executable, "-m", "celery", "-A", APP, "flower", *auth, *extra]
+    env = dict(base)
+    if user and password:
+        if "," in user + password or ":" in user:
+            raise QJMError(f"{FLOWER_USER_ENV} may not contain ':' or ',' and {FLOWER_PASSWORD_ENV} may not "
+                           "contain ',' (Flower splits its credentials on them).")
+        env[FLOWER_AUTH_CHILD_ENV] = f"{user}:{password}"
+    elif not (no_auth or env.get(FLOWER_AUTH_CHILD_ENV) or _auth_in_args(extra or [])):
+        raise QJMError(f"Flower needs credentials: set {FLOWER_USER_ENV} and {FLOWER_PASSWORD_ENV}, "
+                       "or pass --no-auth to run it open (on a loopback address only).")
+    return env
 
 
 @app.command(context_settings=_PASS_THROUGH, add_help_option=False)
 def worker(ctx: typer.Context) -> None:
     """Start a Celery worker of qjm's app; every option is celery worker's (`qjm worker --help`)."""
-    _exec(worker_argv(ctx.args))
+    _cfg(ctx)  # a bad setting (rediss:// without ssl_cert_reqs, unreadable password file) stops here, in one line
+    _exec(worker_argv(ctx.args), ctx.ensure_object(Invocation).child_env())
 
 
 @app.command(context_settings=_PASS_THROUGH, add_help_option=False)
-def flower(ctx: typer.Context) -> None:
-    """Start Flower on qjm's broker; QJM_FLOWER_USER and QJM_FLOWER_PASSWORD turn on basic auth."""
-    _exec(flower_argv(ctx.args))
+def flower(ctx: typer.Context, no_auth: bool = typer.Option(
+        False, "--no-auth", help="start without basic auth when QJM_FLOWER_USER/PASSWORD are unset")) -> None:
+    """Start Flower on qjm's broker with basic auth from QJM_FLOWER_USER and QJM_FLOWER_PASSWORD.
+
+    Without them it refuses to start unless --no-auth says an open Flower is intended.
+    """
+    cfg = _cfg(ctx)
+    env = flower_env(cfg, ctx.ensure_object(Invocation).child_env(), no_auth=no_auth, extra=ctx.args)
+    if not (env.get(FLOWER_AUTH_CHILD_ENV) or _auth_in_args(ctx.args)):
+        err.print("warning: Flower starts without authentication (--no-auth): whoever reaches its port can "
+                  "see and revoke tasks", highlight=False)
+    _exec(flower_argv(ctx.args), env)
 
 
 @app.command()
-def metrics(port: int = typer.Option(9808, "--port", help="serve /metrics on this port"),
+def metrics(ctx: typer.Context, port: int = typer.Option(9808, "--port", help="serve /metrics on this port"),
             host: str = typer.Option("0.0.0.0", "--host")) -> None:
     """Serve Prometheus metrics of job sets, jobs, remote slots and latency (read from Redis)."""
     from .metrics import serve
 
-    err.print(f"qjm metrics on http://{host}:{port}/metrics (Redis {settings().redis_url})", highlight=False)
+    cfg = _cfg(ctx)
+    err.print(f"qjm metrics on http://{host}:{port}/metrics (Redis {mask_url(cfg.redis_url)})", highlight=False)
     try:
-        serve(port=port, host=host)
+        serve(port=port, host=host, cfg=cfg)
     except KeyboardInterrupt:
         pass
 
@@ -308,36 +371,49 @@ def emulator(ctx: typer.Context) -> None:
 
 
 # ----------------------------------------------------------------------------- entry point
-def _user_error(exc: BaseException) -> str | None:
+def _user_error(exc: BaseException, cfg: Settings | None) -> str | None:
     """The one line to print for a mistake the user can fix, or None for a bug (keep the traceback)."""
     import redis
 
+    where = mask_url(cfg.redis_url) if cfg else "QJM_REDIS_URL"
+    # The store reports a refused password as unreachable Redis; say what to set instead.
+    refused = exc.__cause__ if isinstance(exc, QJMError) else exc
+    if isinstance(refused, redis.AuthenticationError) or (
+            isinstance(refused, redis.ResponseError) and str(refused).startswith(("NOAUTH", "WRONGPASS"))):
+        return (f"Redis at {where} refused the password ({refused}): set QJM_REDIS_PASSWORD or "
+                "QJM_REDIS_PASSWORD_FILE to Redis's requirepass")
     if isinstance(exc, QJMError):
         return str(exc)
     if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
-        return f"Cannot reach Redis at {settings().redis_url}: {exc}"
+        return f"Cannot reach Redis at {where}: {exc}"
     if isinstance(exc, redis.RedisError):
-        return f"Redis at {settings().redis_url} refused: {exc}"
+        return f"Redis at {where} refused: {exc}"
     if isinstance(exc, (ValueError, OSError)) and "redis" in str(exc).lower():
-        return f"Bad Redis URL {settings().redis_url!r}: {exc}"
+        return f"Bad Redis URL {where!r}: {exc}"
     if isinstance(exc, OSError) and type(exc).__module__.startswith(("kombu", "amqp")):
-        return f"Cannot reach the broker: {exc}"
+        return f"Cannot reach the broker at {mask_url(cfg.broker) if cfg else 'QJM_BROKER_URL'}: {exc}"
     return None
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point: typer for parsing, one line on stderr (exit 1) for user mistakes."""
+    """Console entry point: typer for parsing, one line on stderr (exit 1) for user mistakes.
+
+    Whatever is printed here (the line, or a bug's traceback) has every secret of the settings redacted.
+    """
+    inv = Invocation()
     try:
-        app(args=argv, prog_name="qjm", standalone_mode=True)
+        app(args=argv, prog_name="qjm", standalone_mode=True, obj=inv)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - sorted into user mistakes and bugs below
-        line = _user_error(exc)
-        if line is None:
-            raise
-        err.print(f"error: {line}", highlight=False, markup=False, soft_wrap=True)
+        line = _user_error(exc, inv.settings)
+        redact = inv.settings.redact if inv.settings else (lambda text: text)
+        if line is None:  # a bug: the traceback, with secrets redacted
+            sys.stderr.write(redact(traceback.format_exc()))
+            return 1
+        err.print(f"error: {redact(line)}", highlight=False, markup=False, soft_wrap=True)
         return 1
     return 0
 

@@ -2,15 +2,62 @@
 
 Settings come from the environment once, when a ``Settings`` is made; nothing in qjm reads
 ``os.environ`` elsewhere or writes it at run time (the one exception is ``qjm.executors.ibm.client_patches``,
-which hands the IBM client the two variables it reads only from the environment).
+which hands the IBM client the two variables it reads only from the environment). A child process
+gets its environment from ``child_env``, never by changing ours.
+
+Secrets stay out of sight: the Redis password may come from ``QJM_REDIS_PASSWORD`` or a file named by
+``QJM_REDIS_PASSWORD_FILE`` (so it is in no command line), ``Settings.redis_url`` and ``broker`` then carry
+it, and whatever shows a URL shows ``mask_url(url)``; ``repr(Settings)`` masks too.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, fields
+from urllib.parse import parse_qs, quote, urlsplit
+
+from .errors import SettingsError
 
 DAY = 24 * 3600
+MASK = "**"
+REDIS_PASSWORD_ENV = "QJM_REDIS_PASSWORD"
+REDIS_PASSWORD_FILE_ENV = "QJM_REDIS_PASSWORD_FILE"
+#: What ``ssl_cert_reqs`` may say in a ``rediss://`` URL (redis-py, kombu and Celery all accept these).
+CERT_REQS = ("required", "optional", "none", "CERT_REQUIRED", "CERT_OPTIONAL", "CERT_NONE")
+_SECRET_QUERY = re.compile(r"([?&](?:password|ssl_password)=)[^&#]*", re.IGNORECASE)
+
+
+def mask_url(url: str | None) -> str:
+    """``url`` with its password (and any ``password=`` query value) replaced by ``**``.
+
+    Call it wherever a URL is shown (errors, log lines, reports, banners): a Redis or broker URL
+    may carry the password. Anything that does not parse as a URL is hidden whole.
+    """
+    if not url:
+        return ""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a malformed netloc
+    except ValueError:
+        return "<URL hidden: it does not parse>"
+    head = f"{parts.scheme}://"
+    if not url.startswith(head) or not parts.netloc:
+        return _SECRET_QUERY.sub(rf"\g<1>{MASK}", url)
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    netloc = parts.netloc
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.split(':', 1)[0]}:{MASK}@{hostport}"
+    rest = url[len(head) + len(parts.netloc):]
+    return head + netloc + _SECRET_QUERY.sub(rf"\g<1>{MASK}", rest)
+
+
+def child_env(**overrides: str) -> dict[str, str]:
+    """The environment for a program qjm execs (worker, Flower): ours, plus ``overrides``.
+
+    Built as a new dict, so passing a setting to a child never changes this process's environment.
+    """
+    return {**os.environ, **overrides}
 
 
 def _env(name: str) -> str | None:
@@ -26,6 +73,78 @@ def _int(name: str, default: int) -> int:
 def _float(name: str, default: float) -> float:
     raw = _env(name)
     return float(raw) if raw is not None else default
+
+
+def _redis_password() -> str | None:
+    """``QJM_REDIS_PASSWORD``, else the first line of the file ``QJM_REDIS_PASSWORD_FILE`` names
+    (a Docker or Kubernetes secret mounted as a file, say)."""
+    password, path = _env(REDIS_PASSWORD_ENV), _env(REDIS_PASSWORD_FILE_ENV)
+    if password and path:
+        raise SettingsError(f"Set {REDIS_PASSWORD_ENV} or {REDIS_PASSWORD_FILE_ENV}, not both.")
+    if path is None:
+        return password
+    try:
+        with open(path, encoding="utf-8") as fh:
+            first = fh.readline().rstrip("\r\n")
+    except OSError as exc:
+        raise SettingsError(f"Cannot read {REDIS_PASSWORD_FILE_ENV}={path}: {exc.strerror or exc}.") from None
+    if not first:
+        raise SettingsError(f"{REDIS_PASSWORD_FILE_ENV}={path} is empty; its first line must be the Redis password.")
+    return first
+
+
+def is_redis_url(url: str | None) -> bool:
+    return bool(url) and urlsplit(url).scheme in ("redis", "rediss")
+
+
+def check_redis_url(url: str, variable: str) -> None:
+    """Refuse a ``rediss://`` URL that Celery would refuse later with a bare ValueError.
+
+    Celery's Redis result backend needs ``ssl_cert_reqs`` in the query of every ``rediss://`` URL;
+    say so, with what to add, before any client or worker starts.
+    """
+    if urlsplit(url).scheme != "rediss":
+        return
+    query = parse_qs(urlsplit(url).query)
+    reqs = query.get("ssl_cert_reqs", [None])[-1]
+    if reqs is None:
+        raise SettingsError(
+            f"{variable}={mask_url(url)} is a rediss:// (TLS) URL without ssl_cert_reqs: add "
+            "?ssl_cert_reqs=required&ssl_ca_certs=/path/to/ca.pem to verify the server "
+            "(ssl_cert_reqs=none turns verification off).")
+    if reqs not in CERT_REQS:
+        raise SettingsError(f"{variable}={mask_url(url)} has ssl_cert_reqs={reqs}; use one of {', '.join(CERT_REQS[:3])}.")
+
+
+def redis_ssl_options(url: str) -> dict[str, object] | None:
+    """The TLS options a ``rediss://`` URL's query gives, as Celery's ``broker_use_ssl`` wants them
+    (Flower reads the broker's TLS from there, not from the URL); None for any other URL."""
+    import ssl
+
+    parts = urlsplit(url)
+    if parts.scheme != "rediss":
+        return None
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    reqs = query.get("ssl_cert_reqs", "required").upper()
+    options: dict[str, object] = {"ssl_cert_reqs": getattr(ssl, reqs if reqs.startswith("CERT_") else f"CERT_{reqs}")}
+    options.update({k: query[k] for k in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile") if k in query})
+    return options
+
+
+def with_password(url: str, password: str) -> str:
+    """``url`` with ``password`` in its user part, unless it has a password of its own."""
+    parts = urlsplit(url)
+    if parts.password is not None or not parts.hostname:
+        return url
+    head = f"{parts.scheme}://"
+    user = parts.netloc.rpartition("@")[0] if "@" in parts.netloc else ""
+    hostport = parts.netloc.rpartition("@")[2]
+    return f"{head}{user}:{quote(password, safe='')}@{hostport}{url[len(head) + len(parts.netloc):]}"
+
+
+def _same_server(a: str, b: str) -> bool:
+    pa, pb = urlsplit(a), urlsplit(b)
+    return (pa.hostname, pa.port or 6379) == (pb.hostname, pb.port or 6379)
 
 
 @dataclass(frozen=True)
@@ -59,6 +178,49 @@ class Settings:
     ibm_instance: str | None = field(default_factory=lambda: _env("QISKIT_IBM_INSTANCE"))
     ibm_channel: str | None = field(default_factory=lambda: _env("QISKIT_IBM_CHANNEL"))
     ibm_url: str | None = field(default_factory=lambda: _env("QISKIT_IBM_URL"))
+    #: Redis's password when it is not in the URL (``QJM_REDIS_PASSWORD`` or ``QJM_REDIS_PASSWORD_FILE``).
+    redis_password: str | None = field(default_factory=_redis_password, repr=False)
+
+    def __post_init__(self) -> None:
+        """Put the password into the URLs (so every user of ``redis_url``/``broker`` just works)
+        and refuse a TLS URL that Celery would refuse later."""
+        if self.redis_password:
+            object.__setattr__(self, "redis_url", with_password(self.redis_url, self.redis_password))
+            # A broker on the same Redis server shares its password; another server never gets it.
+            if self.broker_url and is_redis_url(self.broker_url) and _same_server(self.broker_url, self.redis_url):
+                object.__setattr__(self, "broker_url", with_password(self.broker_url, self.redis_password))
+        check_redis_url(self.redis_url, "QJM_REDIS_URL")
+        if self.broker_url and is_redis_url(self.broker_url):
+            check_redis_url(self.broker_url, "QJM_BROKER_URL")
+
+    def __repr__(self) -> str:
+        """Every shown field, URLs masked; secrets (``repr=False`` fields) left out."""
+        shown = []
+        for f in fields(self):
+            if not f.repr:
+                continue
+            value = getattr(self, f.name)
+            shown.append(f"{f.name}={mask_url(value)!r}" if f.name.endswith("_url") and value else f"{f.name}={value!r}")
+        return f"Settings({', '.join(shown)})"
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret these settings hold (passwords, the IBM token), for ``redact``."""
+        found = {self.redis_password, self.flower_password, self.ibm_token}
+        for url in (self.redis_url, self.broker_url):
+            try:
+                found.add(urlsplit(url).password if url else None)
+            except ValueError:
+                pass
+        return tuple(s for s in found if s)
+
+    def redact(self, text: str) -> str:
+        """``text`` with every secret of these settings (plain or URL-quoted) replaced by ``**``:
+        the last guard before a message or traceback is printed."""
+        for secret in sorted(self.secrets, key=len, reverse=True):
+            for form in {secret, quote(secret, safe="")}:
+                text = text.replace(form, MASK)
+        return text
 
     @property
     def poll_cap(self) -> float:
@@ -79,10 +241,3 @@ class Settings:
 def settings() -> Settings:
     """Fresh settings from the current environment (cheap; read per call so tests can change it)."""
     return Settings()
-
-
-def mask_url(url: str) -> str:
-    """The URL as it may be shown: any password replaced by ``**``."""
-    from kombu.utils.url import maybe_sanitize_url
-
-    return maybe_sanitize_url(url)

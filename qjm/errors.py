@@ -15,6 +15,10 @@ class UnknownBackendError(InvalidInputError):
     """The backend name is neither a local simulator nor reachable on IBM Quantum."""
 
 
+class SettingsError(QJMError, ValueError):
+    """A setting cannot be used as given; the message names the variable and what to change."""
+
+
 class StoreUnavailableError(QJMError, ConnectionError):
     """Redis (``QJM_REDIS_URL``) does not answer."""
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from kombu import Queue
 
-from .config import Settings
+from .config import Settings, redis_ssl_options
 from .lifecycle import Step
 
 CPU_QUEUE = "qjm.cpu"  # transpilation and local simulation
@@ -55,4 +55,6 @@ def celery_settings(cfg: Settings) -> dict[str, Any]:
         "worker_send_task_events": True,
         "task_send_sent_event": True,
         "task_track_started": True,
+        # A rediss:// broker: its TLS options from the URL (Flower reads them only from here).
+        **({"broker_use_ssl": ssl} if (ssl := redis_ssl_options(cfg.broker)) else {}),
     }

@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from qjm.cluster import ROOT, process_env, wait_for
+from qjm.cluster import ROOT, free_port, process_env, redis_answers, wait_for
 
 BIN = Path(sys.executable).parent
 QJM = str(BIN / "qjm")
@@ -130,3 +130,61 @@ def chromium(browser: str, url: str, *, dump_dom: bool = True, screenshot: Path 
         return done.stdout
     finally:
         shutil.rmtree(profile, ignore_errors=True)
+
+
+class SecureRedis:
+    """``redis-server --requirepass`` on a free loopback port; with ``tls=True`` it speaks only TLS,
+    with a certificate of a CA made here by ``openssl`` (``ca`` is that CA's certificate)."""
+
+    def __init__(self, password: str, tls: bool = False) -> None:
+        self.password = password
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="qjm-secure-redis-"))
+        self.tls = tls
+        self.ca = self.dir / "ca.crt"
+        self.proc: subprocess.Popen | None = None
+
+    def url(self, password: str | None = "", query: str | None = None) -> str:
+        """The server's URL: with its password by default, ``None`` for none, or another password."""
+        auth = "" if password is None else f":{password or self.password}@"
+        scheme = "rediss" if self.tls else "redis"
+        if query is None and self.tls:
+            query = f"ssl_cert_reqs=required&ssl_ca_certs={self.ca}"
+        return f"{scheme}://{auth}127.0.0.1:{self.port}/0" + (f"?{query}" if query else "")
+
+    def _make_certificates(self) -> list[str]:
+        def openssl(*args: str) -> None:
+            subprocess.run(["openssl", *args], cwd=self.dir, check=True, capture_output=True)
+
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=qjm test CA",
+                "-keyout", "ca.key", "-out", "ca.crt")
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key",
+                "-out", "server.csr")
+        (self.dir / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+        openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+                "-days", "2", "-extfile", "san.ext", "-out", "server.crt")
+        return ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(self.dir / "server.crt"),
+                "--tls-key-file", str(self.dir / "server.key"), "--tls-ca-cert-file", str(self.ca),
+                "--tls-auth-clients", "no"]
+
+    def start(self) -> "SecureRedis":
+        listen = self._make_certificates() if self.tls else ["--port", str(self.port)]
+        args = ["redis-server", *listen, "--bind", "127.0.0.1", "--dir", str(self.dir), "--save", "",
+                "--appendonly", "no", "--requirepass", self.password]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: redis_answers(self.url()), 10, "redis-server to answer")
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def redis_supports_tls() -> bool:
+    """A redis-server built without TLS rejects ``tls-port`` as a bad directive; one with it exits
+    because nothing is left to listen on."""
+    done = subprocess.run(["redis-server", "--port", "0", "--tls-port", "0", "--save", ""],
+                          capture_output=True, text=True, timeout=30)
+    return "not listen anywhere" in done.stdout + done.stderr

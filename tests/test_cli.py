@@ -13,7 +13,8 @@ from qiskit import QuantumCircuit, qpy
 from rich.console import Console
 
 from qjm import JobManager, JobSetStatus, JobStatus, QJMError
-from qjm.cli import APP, WORKER_INCLUDES, flower_argv, worker_argv
+from qjm.cli import APP, FLOWER_AUTH_CHILD_ENV, WORKER_INCLUDES, flower_argv, flower_env, worker_argv
+from qjm.config import Settings
 from qjm.progress import MAX_JOB_BARS, watch
 
 from .circuits import basis_state, expected
@@ -112,6 +113,7 @@ def test_user_mistakes_print_one_line(env, circuit_files):
         "bad qasm": (["run", str(circuit_files["broken"]), "-b", "aer_simulator"], env, ["not valid OpenQASM 2"]),
         "unknown backend": (["run", str(circuit_files["bell"]), "-b", "no_such_backend"], env, []),
         "redis down": (["list"], dead, ["Cannot reach Redis", dead["QJM_REDIS_URL"]]),
+        "redis down, --redis-url": (["--redis-url", dead["QJM_REDIS_URL"], "list"], env, ["Cannot reach Redis"]),
         "redis down, watch": (["watch", "a" * 32], dead, ["Cannot reach Redis"]),
     }
     procs = {k: subprocess.Popen([QJM, *args], env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -162,20 +164,20 @@ def test_wait_with_progress_in_python(jm, capsys):
     assert f"{MAX_JOB_BARS + 1}/{MAX_JOB_BARS + 1}" in text
 
 
-def test_process_commands_start_the_right_program(monkeypatch):
+def test_process_commands_start_the_right_program():
     argv = worker_argv(["-Q", "qjm.cpu"])
     assert argv[1:6] == ["-m", "celery", "-A", APP, "worker"] and APP == "workers.app"
     assert argv[6:] == ["-I", WORKER_INCLUDES, "-Q", "qjm.cpu"]
     assert worker_argv(["-I", "mine"])[6:] == ["-I", f"mine,{WORKER_INCLUDES}"]
 
-    monkeypatch.delenv("QJM_FLOWER_USER", raising=False)
-    monkeypatch.delenv("QJM_FLOWER_PASSWORD", raising=False)
     assert flower_argv(["--port=1"])[3:] == ["-A", APP, "flower", "--port=1"]
-    monkeypatch.setenv("QJM_FLOWER_USER", "ops")
+    # Credentials go to Flower through its environment, never its command line.
+    with pytest.raises(QJMError, match="QJM_FLOWER_USER and QJM_FLOWER_PASSWORD, or pass --no-auth"):
+        flower_env(Settings(flower_user=None, flower_password=None), {})
+    assert FLOWER_AUTH_CHILD_ENV not in flower_env(Settings(flower_user=None, flower_password=None), {}, no_auth=True)
     with pytest.raises(QJMError, match="QJM_FLOWER_PASSWORD"):
-        flower_argv([])
-    monkeypatch.setenv("QJM_FLOWER_PASSWORD", "pw")
-    assert "--basic-auth=ops:pw" in flower_argv([])
+        flower_env(Settings(flower_user="ops", flower_password=None), {}, no_auth=True)
+    assert flower_env(Settings(flower_user="ops", flower_password="pw"), {})[FLOWER_AUTH_CHILD_ENV] == "ops:pw"
 
     # `qjm worker --help` is celery worker's own help: the options pass straight through.
     helped = qjm("worker", "--help", env=env_for("redis://127.0.0.1:1/0"), timeout=120)
