@@ -16,9 +16,9 @@ from .errors import (
     UnknownBackendError,
 )
 from .job_set import ManagedJob, ManagedJobSet
+from .lifecycle import JobSetStatus, JobStatus
 from .manager import JobManager
 from .results import ManagedResults
-from .lifecycle import JobSetStatus, JobStatus
 
 __all__ = [
     "JobManager", "ManagedJobSet", "ManagedJob", "ManagedResults", "JobStatus", "JobSetStatus",

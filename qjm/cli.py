@@ -12,26 +12,23 @@ changing ours. Every line printed passes through ``Settings.redact``, so no pass
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import re
 import sys
 import traceback
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from .config import Settings, child_env, mask_url
-from .errors import QJMError
+from .errors import CircuitFileError, QJMError
 
 if TYPE_CHECKING:
-    from qiskit import QuantumCircuit
 
     from .manager import JobManager
 
@@ -53,10 +50,6 @@ err = Console(stderr=True, soft_wrap=True)
 _PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
 
 
-class CircuitFileError(QJMError):
-    """A file given to ``qjm run`` is missing, unreadable, or not QPY/OpenQASM."""
-
-
 # ----------------------------------------------------------------------------- helpers
 @dataclass
 class Invocation:
@@ -72,7 +65,7 @@ class Invocation:
 
 
 @app.callback()
-def _options(ctx: typer.Context, redis_url: Optional[str] = typer.Option(
+def _options(ctx: typer.Context, redis_url: str | None = typer.Option(
         None, "--redis-url", metavar="URL",
         help="Redis holding job-set state (and the broker unless QJM_BROKER_URL is set); default "
              "QJM_REDIS_URL. Put the password in QJM_REDIS_PASSWORD(_FILE), not here: `ps` shows arguments.")) -> None:
@@ -89,53 +82,10 @@ def _cfg(ctx: typer.Context) -> Settings:
     return inv.settings
 
 
-def _manager(ctx: typer.Context) -> "JobManager":
+def _manager(ctx: typer.Context) -> JobManager:
     from .manager import JobManager
 
     return JobManager(redis_url=_cfg(ctx).redis_url)
-
-
-_AUTO_NAME = re.compile(r"^circuit-\d+$")
-
-
-def load_circuits(path: Path) -> list["QuantumCircuit"]:
-    """Circuits from a QPY file (by its magic bytes) or OpenQASM 2/3 text (by its version line).
-
-    Circuits without a name of their own are named after the file, so results can be looked up by it.
-    """
-    from qiskit import qasm2, qasm3, qpy
-
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise CircuitFileError(f"Cannot read {path}: {exc.strerror or exc}.") from None
-    stem = path.stem
-    if data.startswith(b"QISKIT"):
-        try:
-            circuits = list(qpy.load(io.BytesIO(data)))
-        except Exception as exc:  # noqa: BLE001 - any decoding failure is a bad file
-            raise CircuitFileError(f"{path} is not a readable QPY file: {exc}") from None
-        for k, qc in enumerate(circuits):
-            if not qc.name or _AUTO_NAME.match(qc.name):
-                qc.name = stem if len(circuits) == 1 else f"{stem}-{k}"
-        return circuits
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise CircuitFileError(f"{path} is neither QPY nor OpenQASM text.") from None
-    version = re.search(r"^\s*OPENQASM\s+(\d+)", re.sub(r"//[^\n]*", "", text), re.MULTILINE)
-    if version is None:
-        raise CircuitFileError(f"{path} is neither QPY nor OpenQASM (no 'OPENQASM 2.0;' or 'OPENQASM 3.0;' line).")
-    try:
-        if version.group(1) == "2":
-            qc = qasm2.loads(text, custom_instructions=qasm2.LEGACY_CUSTOM_INSTRUCTIONS)
-        else:
-            qc = qasm3.loads(text)
-    except Exception as exc:  # noqa: BLE001 - parsers raise various types; all mean a bad file
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CircuitFileError(f"{path} is not valid OpenQASM {version.group(1)}: {first}") from None
-    qc.name = stem
-    return [qc]
 
 
 def _when(ts: float | None) -> str:
@@ -146,14 +96,16 @@ def _when(ts: float | None) -> str:
 @app.command()
 def run(ctx: typer.Context, files: list[Path] = typer.Argument(..., help="QPY or OpenQASM 2/3 files; their circuits in order."),
         backend: str = typer.Option(..., "--backend", "-b", help="e.g. fake_manila, aer_simulator, ibm_torino"),
-        name: Optional[str] = typer.Option(None, "--name", help="job-set name, for `qjm list --name`"),
-        max_per_job: Optional[int] = typer.Option(None, "--max-per-job", help="experiments per job"),
+        name: str | None = typer.Option(None, "--name", help="job-set name, for `qjm list --name`"),
+        max_per_job: int | None = typer.Option(None, "--max-per-job", help="experiments per job"),
         shots: int = typer.Option(1024, "--shots"),
         tag: list[str] = typer.Option([], "--tag", help="job tag (repeatable)"),
         optimization_level: int = typer.Option(2, "--optimization-level", "-O"),
-        seed: Optional[int] = typer.Option(None, "--seed", help="seed_simulator for local simulators"),
+        seed: int | None = typer.Option(None, "--seed", help="seed_simulator for local simulators"),
         memory: bool = typer.Option(False, "--memory", help="keep per-shot outcomes")) -> None:
     """Submit circuits as one job set; prints its id at once (progress: `qjm watch ID`)."""
+    from .circuit_files import load_circuits
+
     circuits = [qc for f in files for qc in load_circuits(f)]
     js = _manager(ctx).run(circuits, backend=backend, name=name, max_experiments_per_job=max_per_job,
                         job_tags=tag or None, shots=shots, optimization_level=optimization_level,
@@ -171,7 +123,7 @@ def status(ctx: typer.Context, job_set_id: str = typer.Argument(..., metavar="ID
 
 @app.command()
 def watch(ctx: typer.Context, job_set_id: str = typer.Argument(..., metavar="ID"),
-          timeout: Optional[float] = typer.Option(None, "--timeout", help="give up after this many seconds")) -> None:
+          timeout: float | None = typer.Option(None, "--timeout", help="give up after this many seconds")) -> None:
     """Live progress of the set and its jobs until it is final (exit 0 only if DONE).
 
     Ctrl-C stops watching; the job set keeps running.
@@ -195,9 +147,9 @@ def watch(ctx: typer.Context, job_set_id: str = typer.Argument(..., metavar="ID"
 
 @app.command()
 def results(ctx: typer.Context, job_set_id: str = typer.Argument(..., metavar="ID"),
-            out_file: Optional[Path] = typer.Option(None, "--out", "-o", help="write the JSON here, not stdout"),
+            out_file: Path | None = typer.Option(None, "--out", "-o", help="write the JSON here, not stdout"),
             partial: bool = typer.Option(False, "--partial", help="a set with failed jobs: give the rest"),
-            timeout: Optional[float] = typer.Option(None, "--timeout", help="seconds to wait for the set")) -> None:
+            timeout: float | None = typer.Option(None, "--timeout", help="seconds to wait for the set")) -> None:
     """Counts of every experiment as JSON (waits for the set to be final)."""
     from .lifecycle import JobStatus
 
@@ -237,7 +189,7 @@ def cancel(ctx: typer.Context, job_set_id: str = typer.Argument(..., metavar="ID
 
 
 @app.command("list")
-def list_(ctx: typer.Context, name: Optional[str] = typer.Option(None, "--name"),
+def list_(ctx: typer.Context, name: str | None = typer.Option(None, "--name"),
           tag: list[str] = typer.Option([], "--tag", help="only sets with all these tags (repeatable)"),
           limit: int = typer.Option(50, "--limit", help="newest N sets")) -> None:
     """Job sets, newest first."""

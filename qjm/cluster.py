@@ -14,8 +14,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
 
@@ -62,7 +63,7 @@ class RedisProcess:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> "RedisProcess":
+    def start(self) -> RedisProcess:
         if shutil.which("redis-server") is None:
             raise RuntimeError("redis-server is not installed (Debian: apt-get install redis-server)")
         args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
@@ -113,7 +114,7 @@ class WorkerProcess:
         self.proc = subprocess.Popen(args, cwd=ROOT, env=process_env(redis_url, **env), stdout=self._fh,
                                      stderr=subprocess.STDOUT, start_new_session=True)
 
-    def wait_ready(self, timeout: float = 120) -> "WorkerProcess":
+    def wait_ready(self, timeout: float = 120) -> WorkerProcess:
         def ready() -> bool:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"worker exited:\n{self.output()}")
@@ -166,7 +167,7 @@ class LocalCluster:
         self.redis: RedisProcess | None = None
         self.workers: list[WorkerProcess] = []
 
-    def __enter__(self) -> "LocalCluster":
+    def __enter__(self) -> LocalCluster:
         if not redis_answers(self.redis_url):
             self.redis = RedisProcess().start()
             self.redis_url = self.redis.url
@@ -217,7 +218,7 @@ class EmulatorProcess:
         with urllib.request.urlopen(f"{self.url}/emulator/stats", timeout=5) as resp:
             return json.load(resp)
 
-    def wait_ready(self, timeout: float = 60) -> "EmulatorProcess":
+    def wait_ready(self, timeout: float = 60) -> EmulatorProcess:
         def ready() -> bool:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"emulator exited:\n{Path(self.log).read_text(errors='replace')}")

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from qiskit import QuantumCircuit, qpy
 
@@ -57,7 +58,7 @@ def failed_record(name: str, message: str) -> dict[str, Any]:
 def records_from_qiskit_result(circuits: list[QuantumCircuit], result: Any, memory: bool) -> list[dict[str, Any]]:
     """Records from a ``qiskit.result.Result`` (what qiskit-aer returns)."""
     out = []
-    for circuit, exp in zip(circuits, result.results):
+    for circuit, exp in zip(circuits, result.results, strict=False):
         counts = exp.data.counts
         mem = list(exp.data.memory) if memory and hasattr(exp.data, "memory") else None
         out.append(record(circuit, int(exp.shots), counts, mem))
@@ -71,7 +72,7 @@ def records_from_primitive_result(circuits: list[QuantumCircuit], result: Any, m
     the same order as a legacy memory slot, so a joined bitstring is the hex key as an int.
     """
     out = []
-    for circuit, pub in zip(circuits, result):
+    for circuit, pub in zip(circuits, result, strict=False):
         joined = pub.join_data()
         shots = int(joined.num_shots)
         bits = joined.get_bitstrings() if memory else None

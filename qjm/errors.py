@@ -19,6 +19,10 @@ class SettingsError(QJMError, ValueError):
     """A setting cannot be used as given; the message names the variable and what to change."""
 
 
+class CircuitFileError(InvalidInputError):
+    """A file given to ``qjm run`` is missing, unreadable, or not QPY/OpenQASM."""
+
+
 class StoreUnavailableError(QJMError, ConnectionError):
     """Redis (``QJM_REDIS_URL``) does not answer."""
 

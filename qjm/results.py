@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any, TypeAlias
 
 from qiskit import QuantumCircuit
 from qiskit.result import Result
 
 from .errors import ExperimentNotFoundError, JobSetFailedError
 
-Experiment = Union[int, str, QuantumCircuit]
+Experiment: TypeAlias = int | str | QuantumCircuit
 
 
 class ManagedResults:

@@ -275,7 +275,7 @@ class StubExecutor(Executor):
         counts = outcome.counts or [{"0x0": shots}] * len(work.circuits)
         if len(counts) != len(work.circuits):
             raise ExecutorError(f"script gives counts for {len(counts)} circuits, the job has {len(work.circuits)}")
-        return [codec.record(c, shots, k) for c, k in zip(work.circuits, counts)]
+        return [codec.record(c, shots, k) for c, k in zip(work.circuits, counts, strict=False)]
 
 
 # --------------------------------------------------------------------- driving the pipeline

@@ -167,7 +167,7 @@ class SecureRedis:
                 "--tls-key-file", str(self.dir / "server.key"), "--tls-ca-cert-file", str(self.ca),
                 "--tls-auth-clients", "no"]
 
-    def start(self) -> "SecureRedis":
+    def start(self) -> SecureRedis:
         listen = self._make_certificates() if self.tls else ["--port", str(self.port)]
         args = ["redis-server", *listen, "--bind", "127.0.0.1", "--dir", str(self.dir), "--save", "",
                 "--appendonly", "no", "--requirepass", self.password]

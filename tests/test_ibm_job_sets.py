@@ -6,7 +6,6 @@ emulated (nothing here can reach IBM Quantum).
 
 from __future__ import annotations
 
-
 import pytest
 
 from qjm import JobManager, JobSetFailedError, JobSetStatus, JobStatus

@@ -9,7 +9,7 @@ import sys
 import pytest
 from qiskit.circuit.random import random_circuit
 
-from qjm import (ExperimentNotFoundError, JobSetFailedError, JobSetStatus, JobStatus)
+from qjm import ExperimentNotFoundError, JobSetFailedError, JobSetStatus, JobStatus
 
 from .circuits import basis_state, expected, two_registers, untranslatable
 from .procs import ROOT, worker_env

@@ -33,8 +33,8 @@ def store():
 def test_without_a_track_record_polls_follow_a_tenth_of_the_age():
     ages = poll_ages(30.0, None)
     assert ages[0] == pytest.approx(0.1)
-    gaps = [b - a for a, b in zip(ages, ages[1:])]
-    assert all(gap == pytest.approx(max(0.1, 0.1 * a)) for a, gap in zip(ages, gaps))
+    gaps = [b - a for a, b in zip(ages, ages[1:], strict=False)]
+    assert all(gap == pytest.approx(max(0.1, 0.1 * a)) for a, gap in zip(ages, gaps, strict=False))
     assert ages[-1] - 30.0 <= 0.1 * 30.0 + 1e-9  # noticed within 10 % of the job's time
 
 
@@ -49,7 +49,7 @@ def test_with_a_track_record_the_end_is_noticed_finely_with_few_requests():
 def test_a_job_running_late_falls_back_to_the_age_based_schedule():
     est = Estimate(mean=1.0, dev=0.01)
     ages = poll_ages(20.0, est)
-    late = [(a, b - a) for a, b in zip(ages, ages[1:]) if a > est.window[1]]
+    late = [(a, b - a) for a, b in zip(ages, ages[1:], strict=False) if a > est.window[1]]
     assert late and all(gap == pytest.approx(max(0.1, 0.1 * a)) for a, gap in late)
     assert ages[-1] - 20.0 <= 2.0 + 1e-9
 

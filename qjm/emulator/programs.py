@@ -42,7 +42,7 @@ def sample_circuits(sim: Any, work: list[Sweep], shots: int) -> list[dict[str, n
             values = np.asarray(values, dtype=float)
             shapes.append(values.shape[:-1])
             flat = values.reshape(-1, values.shape[-1])
-            bound.extend(circuit.assign_parameters(dict(zip(circuit.parameters, row))) for row in flat)
+            bound.extend(circuit.assign_parameters(dict(zip(circuit.parameters, row, strict=False))) for row in flat)
         else:
             shapes.append(())
             bound.append(circuit)
@@ -51,7 +51,7 @@ def sample_circuits(sim: Any, work: list[Sweep], shots: int) -> list[dict[str, n
         raise ProgramError(f"simulation failed: {result.status}")
     out: list[dict[str, np.ndarray]] = []
     offset = 0
-    for (circuit, _), shape in zip(work, shapes):
+    for (circuit, _), shape in zip(work, shapes, strict=False):
         n = int(np.prod(shape)) if shape else 1
         # Each shot's memory is a hex string over all clbits; clbit k is bit k of that integer.
         ints = np.array([[int(word, 16) for word in result.data(offset + i)["memory"]] for i in range(n)],
@@ -89,7 +89,7 @@ def run_executor(sim: Any, params: dict[str, Any]) -> str:
     circuits: list[QuantumCircuit] = program.circuits.to_python()
     start = datetime.datetime.now(datetime.timezone.utc)
     work: list[Sweep] = []
-    for circuit, item in zip(circuits, program.items):
+    for circuit, item in zip(circuits, program.items, strict=False):
         if item.item_type != "circuit":
             raise ProgramError("samplex items (twirling) are not emulated; disable twirling")
         work.append((circuit, item.circuit_arguments.to_numpy() if circuit.num_parameters else None))
@@ -128,7 +128,7 @@ def run_sampler(sim: Any, params: dict[str, Any], default_shots: int = 1024) -> 
     data: dict[int, dict[str, np.ndarray]] = {}
     for shots in sorted({p[2] for p in pubs}):  # one Aer call per distinct shot count
         indices = [k for k, p in enumerate(pubs) if p[2] == shots]
-        for k, sampled in zip(indices, sample_circuits(sim, [pubs[k][:2] for k in indices], shots)):
+        for k, sampled in zip(indices, sample_circuits(sim, [pubs[k][:2] for k in indices], shots), strict=False):
             data[k] = sampled
     pub_results = []
     for k, (circuit, values, shots) in enumerate(pubs):

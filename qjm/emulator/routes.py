@@ -12,8 +12,9 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any
 
 from .records import PENDING, ServiceError
 from .state import ServiceState
@@ -213,7 +214,7 @@ _ID = r"(?P<id>[^/]+)"
 _NAME = r"(?P<name>[^/]+)"
 
 #: (method, path below ``/api/v1``, route); the first match wins.
-ROUTES: list[tuple[str, "re.Pattern[str]", RouteFn]] = [
+ROUTES: list[tuple[str, re.Pattern[str], RouteFn]] = [
     (method, re.compile(f"^{pattern}$"), fn)
     for method, pattern, fn in [
         ("GET", "/backends", list_backends),

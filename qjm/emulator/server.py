@@ -71,7 +71,7 @@ class Emulator:
             host = f"[{host}]"
         return f"http://{host}:{self.port}"
 
-    def start(self) -> "Emulator":
+    def start(self) -> Emulator:
         self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="qjm-emulator-http", daemon=True)
         self._thread.start()
@@ -90,7 +90,7 @@ class Emulator:
     def stats(self) -> dict[str, Any]:
         return self.state.stats()
 
-    def __enter__(self) -> "Emulator":
+    def __enter__(self) -> Emulator:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -16,8 +16,21 @@ from typing import Any
 from .devices import DeviceCatalog
 from .faults import Dice, Faults
 from .records import (
-    ACTIVE, CANCELLED, CLOSED, COMPLETED, FAILED, FINAL, OPEN, PENDING, QUEUED, RUNNING,
-    Batch, Job, ServiceError, new_id, now_iso,
+    ACTIVE,
+    CANCELLED,
+    CLOSED,
+    COMPLETED,
+    FAILED,
+    FINAL,
+    OPEN,
+    PENDING,
+    QUEUED,
+    RUNNING,
+    Batch,
+    Job,
+    ServiceError,
+    new_id,
+    now_iso,
 )
 from .runner import Runner
 

@@ -17,7 +17,7 @@ log = logging.getLogger("qjm.emulator")
 class EmulatorHandler(BaseHTTPRequestHandler):
     """One connection's requests, each answered by ``dispatch`` on the server's state."""
 
-    server: "EmulatorHTTPServer"
+    server: EmulatorHTTPServer
     protocol_version = "HTTP/1.1"
     # Headers and body go out in two writes; without TCP_NODELAY the body waits for the client's
     # delayed ACK (~40 ms a request), which would make the emulator, not qjm, the bottleneck.

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
-from .base import Executor, JobWork, Poll, Primitive, RunOptions, SubmitContext, Submission
+from .base import Executor, JobWork, Poll, Primitive, RunOptions, Submission, SubmitContext
 from .local import LocalExecutor, is_local, local_backend_names
 
 __all__ = [
@@ -13,7 +13,7 @@ __all__ = [
 ]
 
 
-@lru_cache(maxsize=None)
+@cache
 def for_backend(name: str) -> Executor:
     """One executor per backend name and process, so targets and clients are built once."""
     if is_local(name):

@@ -5,7 +5,8 @@ The real qiskit-ibm-runtime client talks HTTP to these emulators; nothing is moc
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 

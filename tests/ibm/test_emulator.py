@@ -10,7 +10,8 @@ from __future__ import annotations
 import base64
 import json
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from qiskit import QuantumCircuit, transpile
