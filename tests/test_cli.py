@@ -157,7 +157,8 @@ def test_wait_with_progress_in_python(jm, capsys):
     many = jm.run([basis_state(k % 8) for k in range(MAX_JOB_BARS + 1)], backend="aer_simulator",
                   max_experiments_per_job=1, shots=8)
     buf = io.StringIO()
-    final = watch(many, timeout=120, console=Console(file=buf, force_terminal=True, width=120))
+    final = watch(many.snapshots(timeout=120, every=0.25, jobs=True),
+                  console=Console(file=buf, force_terminal=True, width=120))
     assert final is JobSetStatus.DONE
     text = buf.getvalue()
     assert f"{MAX_JOB_BARS + 1} jobs" in text and "job 0 (" not in text

@@ -57,6 +57,16 @@ class Store:
         """Raise a qjm error that names the (masked) URL when Redis does not answer."""
         try:
             self.r.ping()
+        except (redis.AuthenticationError, redis.AuthenticationWrongNumberOfArgsError) as exc:
+            raise StoreUnavailableError(
+                f"Redis at {self.shown_url} refused the password ({exc}): set QJM_REDIS_PASSWORD or "
+                "QJM_REDIS_PASSWORD_FILE to Redis's requirepass.") from None
+        except redis.ResponseError as exc:
+            if not str(exc).startswith(("NOAUTH", "WRONGPASS")):
+                raise
+            raise StoreUnavailableError(
+                f"Redis at {self.shown_url} asks for a password ({exc}): set QJM_REDIS_PASSWORD or "
+                "QJM_REDIS_PASSWORD_FILE to Redis's requirepass.") from None
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             raise StoreUnavailableError(
                 f"Cannot reach Redis at {self.shown_url} ({exc}). Start Redis or set "
