@@ -69,8 +69,14 @@ class Pipeline:
     # Each step records that it started and, when the job goes on, the step it waits for next
     # (``store.steps``): the reconciler re-sends a step whose message was lost.
     def transpile(self, sid: str, i: int, node: str = "") -> None:
+        """Transpile the job for its backend. Raises RetryLater when the backend's target cannot
+        be had just now."""
         self.store.steps.started(sid, i, Step.TRANSPILE, node)
-        self._transpile(sid, i)
+        try:
+            self._transpile(sid, i)
+        except RetryLater as later:
+            self.store.steps.plan(sid, i, Step.TRANSPILE, tasks.CPU_QUEUE, delay=later.delay, after=Step.TRANSPILE)
+            raise
         rec = self.store.job_set(sid)
         if not self.store.job(sid, i).status.final:
             self.store.steps.plan(sid, i, Step.SUBMIT, self.submit_queue(rec), after=Step.TRANSPILE)
@@ -91,6 +97,8 @@ class Pipeline:
             # One job per task: parallelism comes from many workers, not from forking here.
             isa = self.pass_manager(rec.backend, opts.optimization_level).run(circuits, num_processes=1)
             isa = isa if isinstance(isa, list) else [isa]
+        except RetryLater:
+            raise  # the backend's target could not be had just now (e.g. a 429): try again later
         except Exception as exc:  # noqa: BLE001 - any failure belongs to this job only
             t.fail(sid, i, "transpilation", exc)
             return
@@ -149,7 +157,8 @@ class Pipeline:
                     "success": final is JobSetStatus.DONE, "results": results}
         # Before the set reads as final, so nothing is left open behind it.
         self.runner(rec).close_batch(rec)
-        self.store.finish(sid, final, combined, rec.n_jobs)
+        if not self.store.finish(sid, final, combined, rec.n_jobs):
+            return self.store.job_set(sid).status  # another assembly finished it first
         hooks.emit("job_set_final", job_set_id=sid, status=final, record=rec)
         return final
 

@@ -480,3 +480,30 @@ def test_transpilation_targets_the_executors_backend(make):
     [isa] = codec.circuits_from_qpy(pipe.store.isa_qpy(sid, 0))
     ops = {inst.operation.name for inst in isa.data} - {"barrier"}
     assert ops <= set(FakeManilaV2().target.operation_names), f"{ops} is not native to the stub's device"
+
+
+def test_racing_assemblies_never_overwrite_a_finished_set(make):
+    """A re-sent chain's assembly may read results while another assembly finishes the set (and
+    drops the per-job results): the first to finish wins, the late one changes nothing."""
+    stub = remote_stub()
+    pipe = make(stub)
+    sid = new_set(pipe, 3)
+    for i in range(3):
+        pipe.submit(sid, i)
+        while pipe.poll(sid, i) is not None:
+            pass
+    late = make(stub)  # another worker process
+    reads = 0
+    original = late.store.job_result
+
+    def job_result(s: str, i: int) -> Any:
+        nonlocal reads
+        reads += 1
+        if reads == 2:  # mid-read, the other assembly finishes the set
+            assert pipe.assemble(sid) is JobSetStatus.DONE
+        return original(s, i)
+
+    late.store.job_result = job_result  # type: ignore[method-assign]
+    assert late.assemble(sid) is JobSetStatus.DONE
+    results = job_set(pipe, sid).results(timeout=1)
+    assert [results.get_counts(k) for k in range(3)] == [{"000": 64}] * 3

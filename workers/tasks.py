@@ -27,7 +27,10 @@ def pipeline() -> Pipeline:
 
 @app.task(name=names.TRANSPILE, bind=True, **_TRANSIENT)
 def transpile_job(self: Task, job_set_id: str, job: int) -> None:
-    pipeline().transpile(job_set_id, job, node=self.request.hostname or "")
+    try:
+        pipeline().transpile(job_set_id, job, node=self.request.hostname or "")
+    except RetryLater as later:
+        raise self.retry(countdown=later.delay, max_retries=None) from later
 
 
 @app.task(name=names.SUBMIT, bind=True, **_TRANSIENT)

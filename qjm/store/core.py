@@ -39,6 +39,7 @@ class Store:
         self.r: Any = redis.Redis.from_url(self.url, socket_connect_timeout=5, socket_timeout=30,
                                            health_check_interval=30)
         self._advance = scripts.load(self.r, "advance")
+        self._finish = scripts.load(self.r, "finish")
         self.slots = SlotPool(self.r)
         self.durations = Durations(self.r)
         self.histograms = Histograms(self.r, self.ttl)
@@ -266,16 +267,15 @@ class Store:
                 cancelled.append(job)
         return cancelled
 
-    def finish(self, sid: str, status: JobSetStatus, combined: dict[str, Any], n_jobs: int) -> None:
-        """Record the set's final state and combined result; per-job results are then redundant."""
-        p = self.r.pipeline(transaction=True)
-        p.set(keys.combined(sid), codec.dumps(combined), ex=self.ttl)
-        p.hset(keys.job_set(sid), mapping={"status": status.value, "finished": repr(time.time())})
-        for i in range(n_jobs):
-            p.delete(keys.result(sid, i))
-        p.publish(keys.final_channel(sid), status.value)
-        p.execute()
+    def finish(self, sid: str, status: JobSetStatus, combined: dict[str, Any], n_jobs: int) -> bool:
+        """Record the set's final state and combined result, unless it is final already (then
+        nothing changes: the first assembly wins). Per-job results are then redundant.
+        Returns whether this call finished the set."""
+        job_results = [keys.result(sid, i) for i in range(n_jobs)]
+        args = [status.value, codec.dumps(combined), self.ttl, repr(time.time()), keys.final_channel(sid)]
+        won = bool(self._finish(keys=[keys.job_set(sid), keys.combined(sid), *job_results], args=args))
         self.forget_running(sid)
+        return won
 
     @contextmanager
     def final_notice(self, sid: str) -> Iterator[Callable[[float], None]]:
