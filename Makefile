@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test check demo bench clean flower up
+.PHONY: install test check lint soak demo bench clean flower up
 
 $(STAMP): pyproject.toml
 	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
@@ -15,15 +15,27 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-test: install
-	$(PY) -m pytest -q -p no:cacheprovider
+# Everything: lint and types, then every test (real Redis, real workers, the emulator, faults).
+# Test files run side by side in 3 processes: most of their time is waiting on workers.
+test: install lint
+	$(PY) -m pytest -q -p no:cacheprovider -n 3 --dist loadfile
 
-# The fast layer: steps and Redis state in-process (no Celery worker, no network), in seconds.
-FAST_TESTS := tests/test_pipeline_decisions.py tests/test_slots.py tests/test_polling.py \
-              tests/test_idempotent_steps.py tests/test_bad_input.py
+# ruff and mypy, configured in pyproject.toml.
+lint: install
+	$(VENV)/bin/ruff check qjm workers tests bench
+	$(VENV)/bin/mypy
+
+# The fast layer: steps, the reconciler and Redis state in-process (no Celery worker, no network).
+FAST_TESTS := tests/test_pipeline_decisions.py tests/test_reconciler.py tests/test_slots.py \
+              tests/test_polling.py tests/test_idempotent_steps.py tests/test_bad_input.py tests/test_structure.py
 
 check: install
 	$(PY) -m pytest -q -p no:cacheprovider $(FAST_TESTS)
+
+# The fault tests, SOAK times in a row (default 10), with passes per test.
+SOAK ?= 10
+soak: install
+	$(PY) tests/soak.py $(SOAK)
 
 demo: install
 	$(PY) -m qjm.demo

@@ -166,6 +166,24 @@ def test_a_post_whose_worker_died_is_found_by_its_tag_or_made_once(make, crash):
     assert drive(pipe, sid) == [JobSetStatus.DONE] and len(stub.posts) == 1
 
 
+def test_after_a_redis_restart_that_lost_the_post_record_the_service_is_asked_first(make):
+    """appendfsync everysec: a kill -9 may drop the last second, here the record that a post
+    began. Redis's run_id changed since the job was written, so the tag is looked up first."""
+    stub = remote_stub()
+    pipe = make(stub)
+    sid = new_set(pipe)
+    stub.plan(sid, 0, Outcome(crash="after_post"))
+    with pytest.raises(WorkerCrash):
+        pipe.submit(sid, 0)
+    # What an AOF replay that lost the last second leaves: no post_attempted, and the job last
+    # written under the Redis that died.
+    pipe.store.r.hdel(keys.job(sid, 0), "post_attempted")
+    pipe.store.r.hset(keys.job(sid, 0), "run_id", "the-redis-that-died")
+    pipe.submit(sid, 0)
+    [post] = stub.posts_for(sid, 0)
+    assert pipe.store.job(sid, 0).remote_id == post.remote_id and stub.count("find_submitted") == 1
+
+
 def test_a_first_post_asks_the_service_nothing_before_posting(make):
     stub = remote_stub()
     pipe = make(stub)

@@ -104,14 +104,18 @@ class RemoteRunner(JobRunner):
         ctx = SubmitContext(rec.id, i, attempt=job.attempt, batch_id=self._batch(rec, executor),
                             tags=job_tags(rec.id, i, job.attempt))
         # An earlier delivery that got as far as posting may have died before recording the id:
-        # then the attempt's tag on the service tells. Only then is the service asked.
-        remote_id = executor.find_submitted(ctx) if job.post_attempted else None
+        # then the attempt's tag on the service tells. So does Redis having restarted since the
+        # job was last written (its run_id changed): with appendfsync everysec it may have lost
+        # the record that a post began. Otherwise the service is not asked.
+        run_id = self.store.run_id()
+        ask = job.post_attempted is not None or job.run_id != run_id
+        remote_id = executor.find_submitted(ctx) if ask else None
         if remote_id is None:
             work = self.load_work(rec, i)
             if work is None:  # the job failed on the way
                 self.release(rec, i)
                 return
-            self.store.set_job_fields(rec.id, i, post_attempted=repr(time.time()))
+            self.store.set_job_fields(rec.id, i, post_attempted=repr(time.time()), run_id=run_id)
             remote_id = executor.submit(work, ctx).remote_id
         after = self.transitions.advance(rec.id, i, JobStatus.SUBMITTED, remote_id=remote_id,
                                          submitted_at=repr(time.time()))
