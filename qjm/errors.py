@@ -53,6 +53,11 @@ class ExecutorError(QJMError):
     """A backend refused or failed a job; recorded on the job as its error."""
 
 
+class BatchClosedError(ExecutorError):
+    """The set's batch on the service is closed (e.g. it reached its maximum lifetime): the job
+    goes to a new batch."""
+
+
 class RetryLater(QJMError):
     """A transient refusal (throttling, pending-job limit): try the step again after ``delay``."""
 

@@ -67,7 +67,9 @@ class Outcome:
     ``ExecutorError`` for a job the service rejects. ``crash`` kills the worker before the post
     reaches the service, or after the service took it but before ``submit`` returns (the post is
     then *lost* to qjm, yet findable by its tags). A posted job answers ``polls_queued`` polls
-    with SUBMITTED, then ``polls_running`` with RUNNING, then ``end`` (with ``error`` for ERROR).
+    with SUBMITTED, then ``polls_running`` with RUNNING, then ``end`` (with ``error`` for ERROR;
+    ``repost`` marks an ERROR as one of the service's, after which the job is posted again, as
+    when its batch ended before it ran).
     ``counts`` gives each circuit's hex-keyed counts; by default all shots land on outcome 0.
     ``during_post`` runs once the service holds the job, before ``submit`` returns: the place to
     put a ``cancel()`` racing the post."""
@@ -78,6 +80,7 @@ class Outcome:
     polls_running: int = 0
     end: JobStatus = JobStatus.DONE
     error: str | None = None
+    repost: bool = False
     counts: Sequence[dict[str, int]] | None = None
     during_post: Callable[[], None] | None = None
 
@@ -237,7 +240,8 @@ class StubExecutor(Executor):
             job = self.job(remote_id)
             job.polls += 1
             status = job.status
-        return Poll(status, job.outcome.error if status is JobStatus.ERROR else None)
+        failed = status is JobStatus.ERROR
+        return Poll(status, job.outcome.error if failed else None, repost=failed and job.outcome.repost)
 
     def fetch(self, remote_id: str, work: JobWork) -> list[dict[str, Any]]:
         with self._lock:

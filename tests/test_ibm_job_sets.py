@@ -138,6 +138,7 @@ def test_cancel_reaches_the_service(cluster):
     assert redis.client().hlen(keys.slots(BACKEND)) == 0
 
 
+@pytest.mark.fault
 def test_worker_killed_between_submit_and_poll(cluster):
     # Short visibility timeout so the dead worker's unacknowledged tasks come back quickly;
     # polls stay well below it.
@@ -150,3 +151,23 @@ def test_worker_killed_between_submit_and_poll(cluster):
     assert [dominant(results.get_counts(k)) for k in range(12)] == [format(k % 32, "05b") for k in range(12)]
     assert_posted_once(emulator, js, 6)
     assert "ready." in survivor.output()
+
+
+@pytest.mark.fault
+def test_a_set_outlives_its_batch(cluster):
+    """The batch reaches its maximum lifetime mid-set: its queued jobs fail and posts into it are
+    refused; qjm opens a new batch and posts those jobs again, each as a new attempt, once."""
+    env = {"QJM_MAX_PENDING_JOBS": "2", "QJM_RECONCILE_GRACE": "3"}
+    emulator, redis, _ = cluster(worker_env=env, job_seconds=1.0, batch_ttl=1.5)
+    js = JobManager().run(known(8), backend=BACKEND, max_experiments_per_job=1, shots=100)
+    results = js.results(timeout=180)
+    assert [dominant(results.get_counts(k)) for k in range(8)] == [format(k, "05b") for k in range(8)]
+    stats = emulator.stats()
+    assert stats["sessions_expired"] >= 1 and stats["sessions_created"] >= 2
+    posts, sid = stats["posts_by_tag"], js.job_set_id()
+    attempts = {i: redis.client().hget(keys.job(sid, i), "attempt") for i in range(8)}
+    for i in range(8):
+        n = int(attempts[i] or 1)
+        assert posts.get(f"qjm:{sid}:{i}") == n, (i, n, posts.get(f"qjm:{sid}:{i}"))
+        assert all(posts.get(f"qjm:{sid}:{i}:a{a}") == 1 for a in range(1, n + 1)), "one post per attempt"
+    assert redis.client().hlen(keys.slots(BACKEND)) == 0

@@ -18,7 +18,7 @@ from qiskit_ibm_runtime.fake_provider import FakeManilaV2
 
 from qjm import JobSetFailedError, JobSetStatus, JobStatus, ManagedJobSet, codec, hooks
 from qjm.config import Settings
-from qjm.errors import ExecutorError, RetryLater
+from qjm.errors import BatchClosedError, ExecutorError, RetryLater
 from qjm.pipeline import Pipeline
 from qjm.store import Store, keys
 from qjm.testing import Outcome, StubExecutor, WorkerCrash, create_job_set, drive
@@ -525,3 +525,36 @@ def test_racing_assemblies_never_overwrite_a_finished_set(make):
     assert late.assemble(sid) is JobSetStatus.DONE
     results = job_set(pipe, sid).results(timeout=1)
     assert [results.get_counts(k) for k in range(3)] == [{"000": 64}] * 3
+
+
+# ---------------------------------------------------------------------------- batches that end
+def test_a_post_into_a_closed_batch_goes_to_a_new_batch(make):
+    stub = remote_stub()
+    pipe = make(stub)
+    sid = new_set(pipe, 2)
+    pipe.submit(sid, 0)
+    [first] = stub.batches_opened
+    stub.plan(sid, 1, Outcome(refuse=BatchClosedError("The session is closed.")))
+    with pytest.raises(RetryLater, match="new batch"):
+        pipe.submit(sid, 1)
+    assert in_use(pipe) == 1 and pipe.store.job_set(sid).batch_id is None
+    pipe.submit(sid, 1)  # the retry
+    assert len(stub.batches_opened) == 2 and stub.posts_for(sid, 1)[-1].batch_id == stub.batches_opened[1] != first
+    assert drive(pipe, sid) == [JobSetStatus.DONE] and len(stub.posts_for(sid, 1)) == 1
+
+
+def test_a_job_failed_by_its_batchs_end_is_posted_again_as_a_new_attempt(make):
+    """The batch reached its maximum lifetime: its queued jobs failed without running."""
+    stub = remote_stub()
+    pipe = make(stub)
+    sid = new_set(pipe, 2)
+    why = "The batch b1 expired: its maximum time to live of 28800 s was reached before this job started"
+    stub.plan(sid, 1, Outcome(end=JobStatus.ERROR, error=why, repost=True))
+    assert drive(pipe, sid) == [JobSetStatus.DONE]
+    first, second = stub.posts_for(sid, 1)
+    assert (first.tags[-1], second.tags[-1]) == (f"qjm:{sid}:1:a1", f"qjm:{sid}:1:a2")
+    assert first.batch_id != second.batch_id, "the new attempt goes to a new batch"
+    job = pipe.store.job(sid, 1)
+    assert job.attempt == 2 and job.remote_id == second.remote_id and job.status is JobStatus.DONE
+    assert [(h["attempt"], h["remote_id"], h["error"]) for h in job.history] == [(1, first.remote_id, why)]
+    assert len(stub.posts_for(sid, 0)) == 1 and in_use(pipe) == 0

@@ -72,10 +72,13 @@ class JobWork:
 
 @dataclass(frozen=True)
 class Poll:
-    """A remote job's status in qjm's words (``qjm.lifecycle.REMOTE_STATUS``), and its error."""
+    """A remote job's status in qjm's words (``qjm.lifecycle.REMOTE_STATUS``), and its error.
+    ``repost`` says a failed job never ran for a reason of the service's (its batch ended before
+    it started): it is posted again as a new attempt."""
 
     status: JobStatus
     error: str | None = None
+    repost: bool = False
 
 
 @dataclass(frozen=True)

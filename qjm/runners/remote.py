@@ -22,7 +22,7 @@ from contextlib import contextmanager
 import redis.lock
 
 from .. import codec, polling
-from ..errors import QJMError, RetryLater
+from ..errors import BatchClosedError, QJMError, RetryLater
 from ..executors import Executor, JobWork, RunOptions, SubmitContext
 from ..lifecycle import JobStatus
 from ..store import JobRecord, JobSetRecord
@@ -30,6 +30,9 @@ from ..store.keys import job_ref, parse_job_ref
 from .base import JobRunner
 
 log = logging.getLogger(__name__)
+
+#: A job whose batch ended before it ran is posted again, as a new attempt, at most this often.
+MAX_REPOSTS = 3
 
 
 def job_tags(sid: str, i: int, attempt: int) -> list[str]:
@@ -85,6 +88,12 @@ class RemoteRunner(JobRunner):
         try:
             with kept(lock):
                 self._post(rec, store.job(rec.id, i), executor)
+        except BatchClosedError as exc:
+            # The batch reached its lifetime: forget it, so the retry (any job's) opens a new one.
+            store.slots.release(rec.backend, ref)
+            if rec.batch_id:
+                store.drop_batch(rec.id, rec.batch_id)
+            raise RetryLater(f"job {i} of {rec.id}: {exc}; posting in a new batch", 0.1) from exc
         except RetryLater:
             store.slots.release(rec.backend, ref)
             raise
@@ -146,10 +155,8 @@ class RemoteRunner(JobRunner):
         if job.status.final:
             self.release(rec, i)  # e.g. cancelled by the user: free its slot
             return None
-        if not job.remote_id:
-            # submit only ends with the job posted or final: this one is an orphan.
-            t.advance(rec.id, i, JobStatus.ERROR, error="the job was never posted")
-            return None
+        if not job.remote_id:  # a new attempt waiting for its post (or a post that never was)
+            return self._post_again(rec.id, i)
         executor = self.executor_for(rec.backend)
         if rec.cancel_requested:  # cancelled between the flag and the job's own transition
             t.advance(rec.id, i, JobStatus.CANCELLED)
@@ -170,6 +177,11 @@ class RemoteRunner(JobRunner):
         if state.status is JobStatus.DONE:
             self._fetch(rec, job, executor, age)
             return None
+        if state.status is JobStatus.ERROR and state.repost and job.attempt <= MAX_REPOSTS:
+            if rec.batch_id:
+                store.drop_batch(rec.id, rec.batch_id)
+            self.transitions.new_attempt(rec.id, i, job.attempt, state.error or "its batch ended")
+            return self._post_again(rec.id, i)
         if state.status is JobStatus.ERROR:
             t.advance(rec.id, i, JobStatus.ERROR, error=state.error or "the job failed on the service")
             return None
@@ -182,6 +194,15 @@ class RemoteRunner(JobRunner):
             return polling.age_based(0.0, self.cfg)
         store.set_job_fields(rec.id, i, seen_pending_age=repr(age))
         return polling.next_poll_in(age, est, self.cfg)
+
+    def _post_again(self, sid: str, i: int) -> float:
+        """Post a job's new attempt from its poll loop, which then goes on polling it; returns
+        the delay to the next poll (sooner while the post waits for a slot)."""
+        try:
+            self.submit(self.store.job_set(sid), i)
+        except RetryLater as later:
+            return later.delay
+        return polling.first_poll_age(self.store.durations.estimate(self.store.job_set(sid).backend), self.cfg)
 
     def _fetch(self, rec: JobSetRecord, job: JobRecord, executor: Executor, age: float | None) -> None:
         """Store a DONE job's results with its status; on failure the job fails instead."""

@@ -40,6 +40,8 @@ class Store:
                                            health_check_interval=30)
         self._advance = scripts.load(self.r, "advance")
         self._finish = scripts.load(self.r, "finish")
+        self._new_attempt = scripts.load(self.r, "new_attempt")
+        self._drop_batch = scripts.load(self.r, "drop_batch")
         self.slots = SlotPool(self.r)
         self.durations = Durations(self.r)
         self.histograms = Histograms(self.r, self.ttl)
@@ -249,6 +251,17 @@ class Store:
     def set_batch(self, sid: str, batch_id: str) -> bool:
         """Record the set's remote batch once; returns False if another worker won the race."""
         return bool(self.r.hsetnx(keys.job_set(sid), "batch_id", batch_id))
+
+    def drop_batch(self, sid: str, batch_id: str) -> bool:
+        """Forget the set's batch if it is still ``batch_id`` (the service closed it)."""
+        return bool(self._drop_batch(keys=[keys.job_set(sid)], args=[batch_id]))
+
+    def new_attempt(self, sid: str, i: int, ended: int, why: str) -> int:
+        """Start job ``i``'s next attempt after attempt ``ended`` (see ``scripts/new_attempt.lua``).
+        Returns the new attempt, or 0 if the job had moved to another attempt already."""
+        start = JobStatus.TRANSPILED
+        return int(self._new_attempt(keys=[keys.job(sid, i)], args=[ended, start.value, start.rank,
+                                                                    repr(time.time()), why]))
 
     def claim_batch_close(self, sid: str) -> bool:
         """True for the one caller that gets to close (or cancel) the set's batch."""

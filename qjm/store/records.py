@@ -63,6 +63,8 @@ class JobRecord:
     resends: int = 0
     #: Only the poll loop carrying this epoch may poll the job (a re-send starts a new one).
     poll_epoch: int = 0
+    #: Earlier attempts: ``{"attempt", "remote_id", "error", "ended"}`` each.
+    history: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def step_started(self) -> bool:
@@ -96,6 +98,7 @@ class JobRecord:
             startable_at=_float(g("startable_at")),
             resends=int(g("resends") or 0),
             poll_epoch=int(g("poll_epoch") or 0),
+            history=codec.loads(g("history") or "[]"),
         )
 
     def to_hash(self) -> dict[str, str]:

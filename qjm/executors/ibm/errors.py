@@ -14,10 +14,23 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ...errors import ExecutorError, RetryLater, UnknownBackendError
+from ...errors import BatchClosedError, ExecutorError, RetryLater, UnknownBackendError
 from . import client_patches
 
 T = TypeVar("T")
+
+#: How the client and the service say a batch no longer takes jobs: the client's own check of a
+#: re-attached batch, and the service's refusal of a post into a closed one.
+_BATCH_CLOSED_RE = re.compile(r"[Tt]he session is closed|[Ss]ession \S+ is closed|no longer accepting jobs")
+#: How a job failed by the end of its batch reads: queued jobs fail when the batch's maximum time
+#: to live is reached. Such a job never ran, so it is posted again, in a new batch.
+_BATCH_EXPIRED_RE = re.compile(r"(batch|session)\b.*\b(expired|maximum time to live|max(imum)? ttl)", re.IGNORECASE)
+
+
+def ended_with_its_batch(error: str | None) -> bool:
+    """Whether a failed job's error says its batch ended before it ran."""
+    return bool(error and _BATCH_EXPIRED_RE.search(error))
+
 
 #: Error code of the service's "You have reached the limit of N pending jobs" refusal.
 PENDING_LIMIT_CODE = "3458"
@@ -96,6 +109,8 @@ def classify(exc: BaseException, what: str, delays: RetryDelays = DELAYS) -> Exc
         return RetryLater(f"IBM Quantum throttled {what} (HTTP 429): {msg}", delays.throttled)
     if _PENDING_LIMIT_RE.search(text) or ("pending jobs" in text and "limit" in text):
         return RetryLater(f"IBM Quantum refused {what}: pending-job limit reached: {msg}", delays.pending_limit)
+    if _BATCH_CLOSED_RE.search(text):
+        return BatchClosedError(f"IBM Quantum refused {what}: the batch is closed: {msg}")
     maintenance = "maintenance mode" in text  # the client raises 503s without their status code
     if (status is not None and status >= 500) or maintenance or (status is None and _is_connection_error(exc)):
         return RetryLater(f"IBM Quantum unavailable during {what}: {msg}", delays.unavailable)

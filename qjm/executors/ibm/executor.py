@@ -25,7 +25,7 @@ from ...lifecycle import JobStatus, remote_status
 from ..base import Executor, JobWork, Poll, Primitive, Submission, SubmitContext
 from . import batches
 from .account import Account, backend_for, service_for
-from .errors import DELAYS, RetryDelays, backend_not_found, call, classify
+from .errors import DELAYS, RetryDelays, backend_not_found, call, classify, ended_with_its_batch
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ class IBMQuantumExecutor(Executor):
         error = None
         if status is JobStatus.ERROR:
             error = call(job.error_message, f"error message of job {remote_id}", self.delays) or "job failed"
-        return Poll(status, error)
+        return Poll(status, error, repost=ended_with_its_batch(error))
 
     def fetch(self, remote_id: str, work: JobWork) -> list[dict[str, Any]]:
         job = self._job(remote_id)
