@@ -8,19 +8,18 @@ Run them K times in a row with ``make soak``.
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import textwrap
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 from qiskit.circuit.random import random_circuit
 
 from qjm import JobManager, JobSetStatus, JobStatus, ManagedJobSet
+from qjm.cluster import EmulatorProcess
+from qjm.store import keys
 
 from .circuits import basis_state, expected
 from .procs import ROOT, RedisServer, Worker, wait_for, worker_env
@@ -158,5 +157,40 @@ def test_lost_assembly_message(redis, workers):
     assert_right(js, 6)
 
 
-def kill_group(proc: Any) -> None:
-    os.killpg(proc.pid, signal.SIGKILL)
+def test_redis_killed_and_restarted_mid_remote_set(redis, monkeypatch):
+    """The same on IBM Quantum (the emulator): the set ends right, with one post per attempt."""
+    emulator = EmulatorProcess(job_seconds=1.0, pending_limit=3).wait_ready()
+    env = {**ENV, "QISKIT_IBM_URL": emulator.url}
+    monkeypatch.setenv("QISKIT_IBM_URL", emulator.url)  # the client checks the backend too
+    worker = Worker(redis.url, concurrency=2, **env).wait_ready()
+    spare: list[Worker] = []
+    try:
+        js = JobManager(redis.url).run([basis_state(k % 32, n=5, name=f"k{k}") for k in range(10)],
+                                       backend="ibm_manila", max_experiments_per_job=1, shots=100)
+        wait_for(lambda: JobStatus.DONE in js.statuses(), 120, "the first job to finish")
+        redis.kill()
+        time.sleep(1.0)
+        redis.start()
+        time.sleep(2.0)
+        if worker.proc.poll() is not None:  # see test_redis_killed_and_restarted_from_its_aof
+            spare.append(Worker(redis.url, concurrency=2, **env).wait_ready())
+        try:
+            assert js.wait(timeout=FINISH) is JobSetStatus.DONE, js.report()
+        except BaseException:
+            for w in [worker, *spare]:
+                print(f"--- {w.name} ({w.log})\n" + "\n".join(
+                    line for line in w.output().splitlines() if "WARNING/" in line or "ERROR/" in line)[-5000:])
+            raise
+        results = js.results()
+        for k in range(10):
+            counts = results.get_counts(k)
+            assert max(counts, key=counts.get) == format(k % 32, "05b"), (k, counts)
+        posts, sid = emulator.stats()["posts_by_tag"], js.job_set_id()
+        for i in range(10):
+            attempt = int(redis.client().hget(keys.job(sid, i), "attempt") or 1)
+            assert [posts.get(f"qjm:{sid}:{i}:a{a}") for a in range(1, attempt + 1)] == [1] * attempt
+    finally:
+        for w in [worker, *spare]:
+            w.kill()
+            w.stop()
+        emulator.stop()

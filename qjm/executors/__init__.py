@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, lru_cache
+
+from ..config import settings
 
 from .base import Executor, JobWork, Poll, Primitive, RunOptions, Submission, SubmitContext
 from .local import LocalExecutor, is_local, local_backend_names
@@ -13,11 +15,23 @@ __all__ = [
 ]
 
 
-@cache
 def for_backend(name: str) -> Executor:
-    """One executor per backend name and process, so targets and clients are built once."""
+    """One executor per backend name (and IBM account) and process, so targets and clients are
+    built once. The account is read from the environment on each call: a process pointed at
+    another service (``QISKIT_IBM_URL``) gets an executor for that one."""
     if is_local(name):
-        return LocalExecutor(name)
+        return _local(name)
+    cfg = settings()
+    return _remote(name, (cfg.ibm_channel, cfg.ibm_token, cfg.ibm_instance, cfg.ibm_url))
+
+
+@cache
+def _local(name: str) -> Executor:
+    return LocalExecutor(name)
+
+
+@lru_cache(maxsize=64)
+def _remote(name: str, account: tuple[str | None, ...]) -> Executor:
     from .ibm import IBMQuantumExecutor  # imported lazily: it pulls in the HTTP client
 
-    return IBMQuantumExecutor(name)
+    return IBMQuantumExecutor(name, settings())
