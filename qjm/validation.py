@@ -37,12 +37,13 @@ def _has_measurement(circuit: QuantumCircuit) -> bool:
 
 
 def check_circuits(circuits: list[QuantumCircuit], backend: BackendV2, backend_name: str) -> None:
-    too_wide = [k for k, c in enumerate(circuits) if c.num_qubits > backend.num_qubits]
+    width = backend.num_qubits  # read once: AerSimulator rebuilds its whole target on every read
+    too_wide = [k for k, c in enumerate(circuits) if c.num_qubits > width]
     if too_wide:
         k = too_wide[0]
         raise InvalidInputError(
             f"Experiment {k} ({circuits[k].name!r}) uses {circuits[k].num_qubits} qubits but {backend_name} has "
-            f"{backend.num_qubits}" + (f" ({len(too_wide)} circuits are too wide)" if len(too_wide) > 1 else "")
+            f"{width}" + (f" ({len(too_wide)} circuits are too wide)" if len(too_wide) > 1 else "")
             + "; choose a larger backend or smaller circuits.")
     unmeasured = [k for k, c in enumerate(circuits) if not _has_measurement(c)]
     if unmeasured:
