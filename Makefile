@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test check lint soak demo bench clean flower up
+.PHONY: install test check lint soak demo bench chaos clean flower up
 
 $(STAMP): pyproject.toml
 	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
@@ -42,6 +42,11 @@ demo: install
 
 bench: install
 	$(PY) bench/run.py
+
+# Job sets under a seeded random schedule of faults, then a scorecard (exit 1 if a goal fails).
+# CHAOS_SECONDS=180 (fault window), CHAOS_SEED=N (replay a run); see bench/chaos.py.
+chaos: install
+	$(PY) bench/chaos.py
 
 # Loopback only; with QJM_FLOWER_USER/QJM_FLOWER_PASSWORD set it asks for them.
 flower: install

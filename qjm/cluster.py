@@ -130,6 +130,21 @@ class WorkerProcess:
         out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
         return [int(p) for p in out.split()]
 
+    def signal_group(self, sig: int) -> bool:
+        """Send ``sig`` to the whole process group without waiting (SIGSTOP/SIGCONT freeze and thaw
+        the worker, as a host cut off and back); False if it has already exited."""
+        if self.proc.poll() is not None:
+            return False
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def is_ready(self) -> bool:
+        """Whether the worker has said it is ready (without waiting, unlike ``wait_ready``)."""
+        return self.proc.poll() is None and b"ready." in Path(self.log).read_bytes()
+
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Signal the whole process group (main process and pool), like losing the host."""
         if self.proc.poll() is None:
