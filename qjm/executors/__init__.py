@@ -5,7 +5,6 @@ from __future__ import annotations
 from functools import cache, lru_cache
 
 from ..config import settings
-
 from .base import Executor, JobWork, Poll, Primitive, RunOptions, Submission, SubmitContext
 from .local import LocalExecutor, is_local, local_backend_names
 
