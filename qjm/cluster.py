@@ -51,26 +51,54 @@ def redis_answers(url: str) -> bool:
 
 
 class RedisProcess:
-    """``redis-server`` on a free loopback port in its own directory; can be killed and restarted."""
+    """``redis-server`` on a free port in its own directory; can be killed and restarted.
 
-    def __init__(self, appendonly: bool = False, port: int | None = None) -> None:
+    Loopback only by default; ``bind`` (addresses, space-separated) is where other hosts reach it, and
+    ``password`` makes it require one, as a shared Redis must; ``url`` never carries the password
+    (give it to qjm processes in ``QJM_REDIS_PASSWORD``), ``client()`` logs in with it."""
+
+    def __init__(self, appendonly: bool = False, port: int | None = None, bind: str | None = None,
+                 password: str | None = None) -> None:
         self.port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix="qjm-redis-")
         self.appendonly = appendonly
+        self.bind = bind or "127.0.0.1"
+        if password is not None and (not password or any(c in password for c in '"\\\n\r')):
+            raise ValueError("the password must be non-empty, without quotes, backslashes or newlines")
+        self.password = password
         self.proc: subprocess.Popen | None = None
 
     @property
+    def host(self) -> str:
+        """The first bound address: where ``url`` points."""
+        return self.bind.split()[0]
+
+    @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{self.host}:{self.port}/0"
+
+    def _authed_url(self) -> str:
+        from .config import with_password
+
+        return with_password(self.url, self.password) if self.password else self.url
 
     def start(self) -> RedisProcess:
         if shutil.which("redis-server") is None:
             raise RuntimeError("redis-server is not installed (Debian: apt-get install redis-server)")
-        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
+        args = ["redis-server", "--port", str(self.port), "--bind", *self.bind.split(), "--dir", self.dir,
                 "--save", "", "--appendonly", "yes" if self.appendonly else "no",
                 "--appendfsync", "always", "--maxmemory-policy", "noeviction"]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: redis_answers(self.url), 10, "redis-server to answer")
+        stdin = None
+        if self.password:
+            # Read as a config file from stdin ("-"), so the password is in no command line.
+            args.insert(1, "-")
+            stdin = subprocess.PIPE
+        self.proc = subprocess.Popen(args, stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if self.password:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(f'requirepass "{self.password}"\n'.encode())
+            self.proc.stdin.close()
+        wait_for(lambda: redis_answers(self._authed_url()), 10, "redis-server to answer")
         return self
 
     def kill(self) -> None:
@@ -83,7 +111,7 @@ class RedisProcess:
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def client(self) -> redis.Redis:
-        return redis.Redis.from_url(self.url)
+        return redis.Redis.from_url(self.url, password=self.password)
 
 
 def process_env(redis_url: str, **extra: str) -> dict[str, str]:
@@ -97,17 +125,21 @@ def process_env(redis_url: str, **extra: str) -> dict[str, str]:
 
 
 class WorkerProcess:
-    """``celery -A workers.app worker`` as a real process with a prefork pool."""
+    """``celery -A workers.app worker`` as a real process with a prefork pool.
+
+    ``prefix`` runs it through another command that then execs it (``ip netns exec NAME`` puts it
+    on another network host), so ``proc`` is still the worker and its process group the whole worker."""
 
     _count = 0
 
     def __init__(self, redis_url: str, concurrency: int = 2, queues: str | None = None,
-                 extra_args: list[str] | None = None, **env: str) -> None:
+                 extra_args: list[str] | None = None, prefix: list[str] | None = None, **env: str) -> None:
         WorkerProcess._count += 1
         self.name = f"qjm{WorkerProcess._count}-{os.getpid()}@localhost"
         self.log = tempfile.NamedTemporaryFile(prefix="qjm-worker-", suffix=".log", delete=False).name
-        args = [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-l", "info", "-n", self.name,
-                "--concurrency", str(concurrency), "--without-mingle", "--without-gossip", *(extra_args or [])]
+        args = [*(prefix or []), sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-l", "info",
+                "-n", self.name, "--concurrency", str(concurrency), "--without-mingle", "--without-gossip",
+                *(extra_args or [])]
         if queues:
             args += ["-Q", queues]
         self._fh = open(self.log, "wb")
@@ -208,15 +240,18 @@ class LocalCluster:
 class EmulatorProcess:
     """``python -m qjm.emulator`` as its own process, as a user would run it next to the workers."""
 
-    def __init__(self, faults: Faults | None = None, **knobs: Any) -> None:
-        """The knobs as one ``Faults`` or as its keyword arguments (``job_seconds`` defaults to 1 s here)."""
+    def __init__(self, faults: Faults | None = None, *, host: str = "127.0.0.1", **knobs: Any) -> None:
+        """The knobs as one ``Faults`` or as its keyword arguments (``job_seconds`` defaults to 1 s here).
+        ``host`` is the one address it listens on (loopback unless workers on other hosts need it)."""
         from .emulator.faults import Faults
 
         if faults is not None and knobs:
             raise TypeError(f"give faults or its knobs ({', '.join(knobs)}), not both")
         self.port = free_port()
         self.faults = faults or Faults(**{"job_seconds": 1.0, **knobs})
-        args = [sys.executable, "-m", "qjm.emulator", "--port", str(self.port), *self.faults.to_argv()]
+        self.host = host
+        args = [sys.executable, "-m", "qjm.emulator", "--host", host, "--port", str(self.port),
+                *self.faults.to_argv()]
         self.log = tempfile.NamedTemporaryFile(prefix="qjm-emulator-", suffix=".log", delete=False).name
         self._fh = open(self.log, "wb")
         self.proc = subprocess.Popen(args, cwd=ROOT, env=process_env("redis://unused"), stdout=self._fh,
@@ -224,7 +259,7 @@ class EmulatorProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def stats(self) -> dict:
         import json
