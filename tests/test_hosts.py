@@ -20,7 +20,6 @@ import pytest
 
 from qjm import JobManager, JobSetStatus, JobStatus, ManagedJobSet
 from qjm.cluster import EmulatorProcess, RedisProcess, WorkerProcess, wait_for
-from qjm.lifecycle import Step
 from qjm.store import JobRecord, keys
 
 from .circuits import basis_state, expected
@@ -224,14 +223,13 @@ def test_remote_host_cut_while_posting_posts_nothing_twice(site: Callable[..., S
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "qjm bugs (see the hosts branch report): a submit cut off inside RemoteRunner._submit is not fenced when "
-    "it resumes. Cut while opening the set's batch, it holds the 120 s batch lock, which stalls the other "
-    "host's submits (blocking, in the pool) for 120 s, then on healing its LockNotOwnedError is recorded as "
-    "'submission failed' on the job the other host posted: the set ends ERROR. Cut in a later post, it posts "
-    "the job a second time once healed (its posting lock had expired and the other host had posted it)."))
+    "qjm bug: a worker cut off inside a post (post begun, HTTP POST not yet sent) is not fenced when the link "
+    "comes back: its posting lock expired meanwhile, the other host found no job by the attempt's tag and "
+    "posted it, and then the healed worker sends its POST too (RemoteRunner._post never re-checks that it "
+    "still holds the lock): two jobs on the service with tag qjm:<set>:<job>:a1, one never polled"))
 def test_remote_host_cut_while_posting_and_healed_mid_run_posts_nothing_twice(site: Callable[..., Site]) -> None:
-    """A short outage: cut while the host is inside a submit step, heal as soon as the other host
-    has posted that job again, while the set still runs (its jobs take 20 s on the service, so
+    """A short outage: cut while the host is inside a post, heal as soon as the other host has
+    posted that job again, while the set still runs (its jobs take 20 s on the service, so
     the batch is still open when the healed host's connections come back). The cut host was
     never dead, only silent: whatever it was doing goes on once the link is back."""
     s = site(**{**REMOTE, "emulator": {"job_seconds": 20.0}})
@@ -243,9 +241,9 @@ def test_remote_host_cut_while_posting_and_healed_mid_run_posts_nothing_twice(si
     posting: list[int] = []
 
     def a_is_posting(j: JobRecord) -> bool:
-        """Inside its submit step, not posted yet: the POST itself is a few hundred ms away."""
-        if (j.started_by == a.name and j.step is Step.SUBMIT and j.step_started and not j.remote_id
-                and not j.status.final):
+        """The post has begun (recorded just before the client builds and sends it, which takes
+        a few hundred ms): cut now, the POST has not left the host."""
+        if j.started_by == a.name and j.post_attempted is not None and not j.remote_id and not j.status.final:
             posting.append(j.index)
             return True
         return False
