@@ -82,6 +82,9 @@ class Outcome:
     error: str | None = None
     repost: bool = False
     counts: Sequence[dict[str, int]] | None = None
+    #: Runs inside ``submit`` before the post (and before the context's fence is asked): the
+    #: client's own requests, during which a cut-off worker may lose its posting lock.
+    before_post: Callable[[], None] | None = None
     during_post: Callable[[], None] | None = None
 
     def __post_init__(self) -> None:
@@ -205,6 +208,10 @@ class StubExecutor(Executor):
             raise outcome.refuse
         if outcome.crash == "before_post":
             raise WorkerCrash(f"worker died before posting job {ctx.job} of {ctx.job_set_id}")
+        if outcome.before_post is not None:
+            outcome.before_post()
+        if ctx.fence is not None and not self.local:
+            ctx.fence()
         if self.local:
             if outcome.end is not JobStatus.DONE:
                 raise ExecutorError(outcome.error or f"simulation ended {outcome.end.value}")

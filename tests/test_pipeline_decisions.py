@@ -184,6 +184,19 @@ def test_after_a_redis_restart_that_lost_the_post_record_the_service_is_asked_fi
     assert pipe.store.job(sid, 0).remote_id == post.remote_id and stub.count("find_submitted") == 1
 
 
+def test_a_delivery_that_lost_its_posting_lock_mid_post_does_not_post(make):
+    """Cut off while its client made its requests, the lock expired and another delivery took
+    it: the fence in front of the post stops this one."""
+    stub = remote_stub()
+    pipe = make(stub)
+    sid = new_set(pipe)
+    taken = lambda: pipe.store.r.set(keys.posting_lock(sid, 0), "another-delivery")  # noqa: E731
+    stub.plan(sid, 0, Outcome(before_post=taken))
+    with pytest.raises(RetryLater, match="posting lock expired"):
+        pipe.submit(sid, 0)
+    assert stub.posts == [] and pipe.store.job(sid, 0).remote_id is None
+
+
 def test_a_first_post_asks_the_service_nothing_before_posting(make):
     stub = remote_stub()
     pipe = make(stub)
@@ -392,15 +405,20 @@ def test_one_batch_per_set_even_when_its_first_posts_race(make):
         start.wait()
         try:
             pipe.submit(sid, i)
+        except RetryLater:  # the batch is being opened by the other: no worker waits for it
+            retried.append(i)
         except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
             errors.append(exc)
 
+    retried: list[int] = []
     threads = [threading.Thread(target=post, args=(i,)) for i in range(2)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(10)
     assert errors == []
+    for i in retried:  # their retries
+        pipe.submit(sid, i)
     [batch] = stub.batches_opened
     assert [p.batch_id for p in stub.posts] == [batch, batch] and pipe.store.job_set(sid).batch_id == batch
     pipe.submit(other, 0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeAlias
 
@@ -98,6 +99,9 @@ class SubmitContext:
     attempt: int = 1
     batch_id: str | None = None
     tags: list[str] = field(default_factory=list)
+    #: Called right before the job leaves for the service (after any request the client makes
+    #: first); raises to stop the post. The runner fences posts with its posting lock.
+    fence: Callable[[], None] | None = None
 
 
 class Executor(ABC):

@@ -64,6 +64,16 @@ def kept(lock: redis.lock.Lock) -> Iterator[None]:
         renewer.join()
 
 
+def release_quietly(lock: redis.lock.Lock) -> None:
+    """Release a lock this delivery may have lost meanwhile (it expired while we were cut off)."""
+    try:
+        lock.release()
+    except redis.lock.LockError:
+        pass
+    except redis.RedisError as exc:
+        log.info("releasing %s failed: %s (it expires by itself)", lock.name, exc)
+
+
 class RemoteRunner(JobRunner):
     @property
     def lease(self) -> float:
@@ -87,7 +97,7 @@ class RemoteRunner(JobRunner):
             raise RetryLater(f"job {i} of {rec.id} is being posted by another delivery", 1.0)
         try:
             with kept(lock):
-                self._post(rec, store.job(rec.id, i), executor)
+                self._post(rec, store.job(rec.id, i), executor, lock)
         except BatchClosedError as exc:
             # The batch reached its lifetime: forget it, so the retry (any job's) opens a new one.
             store.slots.release(rec.backend, ref)
@@ -98,20 +108,28 @@ class RemoteRunner(JobRunner):
             store.slots.release(rec.backend, ref)
             raise
         except Exception as exc:  # noqa: BLE001 - a refused job fails this job only
+            if store.job(rec.id, i).remote_id:
+                # Another delivery posted it meanwhile (this one was cut off and came back): its
+                # post stands; what went wrong here is no failure of the job.
+                log.warning("job set %s job %d: a late delivery failed (%s); the job's post stands", rec.id, i, exc)
+                return
             self.transitions.fail(rec.id, i, "submission", exc)
             self.release(rec, i)
         finally:
-            try:
-                lock.release()
-            except Exception:  # noqa: BLE001 - expired meanwhile: nothing to release
-                pass
+            release_quietly(lock)
 
-    def _post(self, rec: JobSetRecord, job: JobRecord, executor: Executor) -> None:
+    def _post(self, rec: JobSetRecord, job: JobRecord, executor: Executor, lock: redis.lock.Lock) -> None:
         if job.remote_id:  # posted while we waited for the lock
             return
         i = job.index
+        def fence() -> None:
+            # A delivery cut off from Redis for longer than the lock's life lost it to another,
+            # which may have posted since: the last look before the post is at the lock.
+            if not lock.owned():
+                raise RetryLater(f"job {i} of {rec.id}: the posting lock expired before the post", 1.0)
+
         ctx = SubmitContext(rec.id, i, attempt=job.attempt, batch_id=self._batch(rec, executor),
-                            tags=job_tags(rec.id, i, job.attempt))
+                            tags=job_tags(rec.id, i, job.attempt), fence=fence)
         # An earlier delivery that got as far as posting may have died before recording the id:
         # then the attempt's tag on the service tells. So does Redis having restarted since the
         # job was last written (its run_id changed): with appendfsync everysec it may have lost
@@ -125,27 +143,42 @@ class RemoteRunner(JobRunner):
                 self.release(rec, i)
                 return
             self.store.set_job_fields(rec.id, i, post_attempted=repr(time.time()), run_id=run_id)
+            fence()
             remote_id = executor.submit(work, ctx).remote_id
-        after = self.transitions.advance(rec.id, i, JobStatus.SUBMITTED, remote_id=remote_id,
-                                         submitted_at=repr(time.time()))
-        if after is not JobStatus.SUBMITTED and after is not JobStatus.RUNNING:
+        self.transitions.advance(rec.id, i, JobStatus.SUBMITTED, remote_id=remote_id, submitted_at=repr(time.time()))
+        current = self.store.job(rec.id, i)
+        if current.remote_id == remote_id:
+            return
+        if current.status is JobStatus.CANCELLED and not current.remote_id:
             # Cancelled while we were posting: the job must not run, nor keep its slot.
             self.store.set_job_fields(rec.id, i, remote_id=remote_id)
             executor.cancel(remote_id)
             self.release(rec, i)
+            return
+        # Another delivery's post stands (this one's lock expired mid-post): withdraw ours. Its
+        # slot is the other post's now.
+        log.warning("job set %s job %d: a second post %s (the job is %s as %s); cancelling it",
+                    rec.id, i, remote_id, current.status.value, current.remote_id)
+        executor.cancel(remote_id)
 
     def _batch(self, rec: JobSetRecord, executor: Executor) -> str | None:
         """The set's batch id, opening the batch if this is the set's first post."""
         if rec.batch_id:
             return rec.batch_id
-        with self.store.batch_lock(rec.id):
-            current = self.store.job_set(rec.id)
-            if current.batch_id:
-                return current.batch_id
-            batch_id = executor.open_batch(rec.id)
-            if batch_id:
-                self.store.set_batch(rec.id, batch_id)
-            return batch_id
+        lock = self.store.batch_lock(rec.id)
+        if not lock.acquire():  # never wait inside a worker: another delivery is opening it
+            raise RetryLater(f"the batch of {rec.id} is being opened by another delivery", 1.0)
+        try:
+            with kept(lock):
+                current = self.store.job_set(rec.id)
+                if current.batch_id:
+                    return current.batch_id
+                batch_id = executor.open_batch(rec.id)
+                if batch_id:
+                    self.store.set_batch(rec.id, batch_id)
+                return self.store.job_set(rec.id).batch_id
+        finally:
+            release_quietly(lock)
 
     # ------------------------------------------------------------------ poll
     def poll(self, rec: JobSetRecord, i: int) -> float | None:

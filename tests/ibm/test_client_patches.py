@@ -143,6 +143,18 @@ def test_active_api_client_lists_backends(account: Account) -> None:
     assert BACKEND in client_patches.listed_backend_names(service)
 
 
+def test_jobs_are_posted_through_the_fenced_method() -> None:
+    """The fence (``client_patches.fence_posts``) sits in front of ``program_run``: the service
+    must still post every job through it."""
+    from qiskit_ibm_runtime.api.client import RuntimeClient
+
+    method = client_patches.API_PROGRAM_RUN
+    assert inspect.isfunction(getattr(RuntimeClient, method, None)), changed(f"RuntimeClient.{method} is gone")
+    source = inspect.getsource(QiskitRuntimeService._run)
+    assert f"self.{client_patches.SERVICE_API_CLIENT}.{method}(" in source, changed(
+        f"QiskitRuntimeService._run no longer posts jobs with self.{client_patches.SERVICE_API_CLIENT}.{method}()")
+
+
 # ----- the two environment variables -----
 def test_client_reads_the_two_variables_only_from_the_environment() -> None:
     from qiskit_ibm_runtime.accounts.account import Account as ClientAccount

@@ -120,7 +120,7 @@ def service_for(account: Account) -> Any:
         service = call(lambda: QiskitRuntimeService(**kwargs), "connect to IBM Quantum")
     except QJMError as exc:
         raise _redacted(account, exc) from exc.__cause__
-    return client_patches.throttle_service_checks(service)
+    return client_patches.fence_posts(client_patches.throttle_service_checks(service))
 
 
 @cached(LRUCache(maxsize=64), condition=threading.Condition())

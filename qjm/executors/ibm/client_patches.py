@@ -12,6 +12,10 @@ when a client upgrade moves any of them:
   same throttle.
 - ``QiskitRuntimeService._active_api_client.list_backends()``: the raw backend listing, to tell an
   unknown backend from a listing the client failed and swallowed.
+- ``RuntimeClient.program_run`` (on ``_active_api_client``): the request that posts a job. qjm
+  puts a *fence* in front of it: a check, set per thread around one ``submit``, that stops the
+  post when the worker lost its posting lock meanwhile (it was cut off, and another worker took
+  over), however long the client's own requests before the post took.
 - ``IAM_URL`` and ``QISKIT_FUNCTIONS_EXPERIMENTAL``: the client reads them only from the process
   environment, so pointing it at an emulator means writing ``os.environ`` (nothing else in qjm
   does at run time).
@@ -21,6 +25,8 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from cachetools import TTLCache, cached
@@ -34,6 +40,8 @@ BACKEND_ADVISORY_CHECK = "status"
 #: Private attributes read here.
 BATCH_BACKEND = "_backend"
 SERVICE_API_CLIENT = "_active_api_client"
+#: The API client's method that posts a job.
+API_PROGRAM_RUN = "program_run"
 #: The environment variables the client reads for the token exchange and the instance look-up.
 ENV_IAM_URL = "IAM_URL"
 ENV_SKIP_INSTANCE_LOOKUP = "QISKIT_FUNCTIONS_EXPERIMENTAL"
@@ -68,6 +76,36 @@ def throttle_batch_checks(batch: Any) -> Any:
 def listed_backend_names(service: Any) -> set[str]:
     """The backend names the service lists right now, bypassing the client's error swallowing."""
     return {device.get("name") for device in getattr(service, SERVICE_API_CLIENT).list_backends()}
+
+
+_fence = threading.local()
+
+
+def fence_posts(service: Any) -> Any:
+    """Make the service's job post ask this thread's fence first (see ``fenced``); idempotent."""
+    client = getattr(service, SERVICE_API_CLIENT)
+    if API_PROGRAM_RUN in vars(client):
+        return service
+    post = getattr(client, API_PROGRAM_RUN)
+
+    def fenced_post(*args: Any, **kwargs: Any) -> Any:
+        check = getattr(_fence, "check", None)
+        if check is not None:
+            check()  # raises to stop the post
+        return post(*args, **kwargs)
+
+    setattr(client, API_PROGRAM_RUN, fenced_post)
+    return service
+
+
+@contextmanager
+def fenced(check: Callable[[], None] | None) -> Iterator[None]:
+    """Run the block with ``check`` called right before any job post this thread makes."""
+    _fence.check = check
+    try:
+        yield
+    finally:
+        _fence.check = None
 
 
 def point_client_at_emulator(url: str) -> None:

@@ -23,7 +23,7 @@ from ...config import settings as current_settings
 from ...errors import ExecutorError, RetryLater
 from ...lifecycle import JobStatus, remote_status
 from ..base import Executor, JobWork, Poll, Primitive, Submission, SubmitContext
-from . import batches
+from . import batches, client_patches
 from .account import Account, backend_for, service_for
 from .errors import DELAYS, RetryDelays, backend_not_found, call, classify, ended_with_its_batch
 
@@ -128,7 +128,8 @@ class IBMQuantumExecutor(Executor):
         sampler.options.environment.job_tags = list(ctx.tags)
         what = f"job submission ({ctx.job_set_id} job {ctx.job} attempt {ctx.attempt})"
         try:
-            job = call(lambda: sampler.run(list(work.pubs)), what, self.delays)
+            with client_patches.fenced(ctx.fence):
+                job = call(lambda: sampler.run(list(work.pubs)), what, self.delays)
         except ExecutorError as exc:
             if isinstance(exc.__cause__, QiskitBackendNotFoundError):
                 raise backend_not_found(self.service, self.name, exc.__cause__, what, self.delays) from exc
