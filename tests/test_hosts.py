@@ -222,11 +222,6 @@ def test_remote_host_cut_while_posting_posts_nothing_twice(site: Callable[..., S
                    and not j.remote_id and not j.status.final, "a job it is posting")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "qjm bug: a worker cut off inside a post (post begun, HTTP POST not yet sent) is not fenced when the link "
-    "comes back: its posting lock expired meanwhile, the other host found no job by the attempt's tag and "
-    "posted it, and then the healed worker sends its POST too (RemoteRunner._post never re-checks that it "
-    "still holds the lock): two jobs on the service with tag qjm:<set>:<job>:a1, one never polled"))
 def test_remote_host_cut_while_posting_and_healed_mid_run_posts_nothing_twice(site: Callable[..., Site]) -> None:
     """A short outage: cut while the host is inside a post, heal as soon as the other host has
     posted that job again, while the set still runs (its jobs take 20 s on the service, so
