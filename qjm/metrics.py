@@ -18,12 +18,12 @@ from functools import lru_cache
 from typing import Any
 
 import redis
-from prometheus_client.core import CollectorRegistry, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from . import hooks
 from .config import Settings, mask_url
-from .lifecycle import JobSetStatus, JobStatus
+from .lifecycle import JobSetStatus, JobStatus, Step
 from .store import JobSetRecord, Store
 
 log = logging.getLogger(__name__)
@@ -149,6 +149,13 @@ class QJMCollector(Collector):
         limit = GaugeMetricFamily("qjm_remote_jobs_pending_limit", "QJM_MAX_PENDING_JOBS: slots per IBM backend")
         limit.add_metric([], store.cfg.max_pending_jobs)
         yield limit
+
+        resent = CounterMetricFamily("qjm_reconciler_resent", "Steps the reconciler re-sent because their message "
+                                     "was lost (see README, What qjm guarantees)", labels=["step"])
+        counts = store.steps.resent_counts()
+        for step in Step:
+            resent.add_metric([step.value], counts.get(step.value, 0))
+        yield resent
 
         for metric in (JOB_HISTOGRAM, SET_HISTOGRAM):
             hist = HistogramMetricFamily(f"qjm_{metric}", _HELP[metric], labels=["backend"])

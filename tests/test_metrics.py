@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from qjm import JobManager, JobSetStatus
 from qjm import metrics as qm
 from qjm.config import Settings
+from qjm.lifecycle import Step
 from qjm.store import JobSetRecord, Store, new_job_set_id
 
 from .circuits import basis_state
@@ -82,6 +83,9 @@ def test_unfinished_sets_and_remote_slots(stack):
     assert value(found, "qjm_jobs", state="DONE", backend="ibm_parked") == 0
     assert value(found, "qjm_remote_jobs_pending", backend="ibm_parked") == 2
     assert value(found, "qjm_remote_jobs_pending_limit") == store.cfg.max_pending_jobs
+    before = value(found, "qjm_reconciler_resent_total", step="transpile")
+    store.steps.resent(rec.id, 0, Step.TRANSPILE, bump_epoch=False)  # as the reconciler counts a re-send
+    assert value(samples(url), "qjm_reconciler_resent_total", step="transpile") == before + 1
 
 
 def test_each_observation_counts_once(stack):
