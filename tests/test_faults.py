@@ -55,6 +55,25 @@ def workers(redis: RedisServer) -> Iterator[Callable[..., Worker]]:
         w.stop()
 
 
+def heard_again_or_replaced(redis: RedisServer, worker: Worker, replace: Callable[[], object]) -> None:
+    """After Redis came back, a worker must be heard again (its reconciler heartbeat, which only
+    a running consumer renews) within 15 s, or it is replaced, as a liveness probe on that
+    heartbeat and a supervisor would: Celery's worker sometimes exits, or wedges, when its broker
+    dies under it (kombu raises AttributeError restoring unacknowledged messages on a dead
+    connection)."""
+    back = time.time()
+
+    def heard() -> bool:
+        beat = redis.client().get(keys.worker_alive(worker.name))
+        return beat is not None and float(beat) > back
+
+    try:
+        wait_for(heard, 15, f"{worker.name} to be heard again", interval=0.2)
+    except TimeoutError:
+        worker.kill()
+        replace()
+
+
 def known(n: int) -> list:
     return [basis_state(k % 8, name=f"k{k}") for k in range(n)]
 
@@ -126,11 +145,7 @@ def test_redis_killed_and_restarted_from_its_aof(redis, workers, backend):
     redis.kill()
     time.sleep(1.0)
     redis.start()  # same port, same directory: it replays its append-only file
-    # Celery's worker sometimes exits on losing its broker (kombu raises AttributeError while it
-    # restores unacknowledged messages on a dead connection); deployments restart it, as here.
-    time.sleep(2.0)
-    if worker.proc.poll() is not None:
-        workers()
+    heard_again_or_replaced(redis, worker, workers)
     assert_right(js, 30)
 
 
@@ -171,9 +186,7 @@ def test_redis_killed_and_restarted_mid_remote_set(redis, monkeypatch):
         redis.kill()
         time.sleep(1.0)
         redis.start()
-        time.sleep(2.0)
-        if worker.proc.poll() is not None:  # see test_redis_killed_and_restarted_from_its_aof
-            spare.append(Worker(redis.url, concurrency=2, **env).wait_ready())
+        heard_again_or_replaced(redis, worker, lambda: spare.append(Worker(redis.url, concurrency=2, **env).wait_ready()))
         try:
             assert js.wait(timeout=FINISH) is JobSetStatus.DONE, js.report()
         except BaseException:
