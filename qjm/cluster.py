@@ -44,9 +44,11 @@ def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: fl
 
 
 def redis_answers(url: str) -> bool:
+    """Whether a usable Redis answers at ``url``: one that refuses (a wrong password, writes
+    disabled after a failed snapshot) counts as none."""
     try:
         return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
-    except (redis.ConnectionError, redis.TimeoutError, OSError, ValueError):
+    except (redis.RedisError, OSError, ValueError):
         return False
 
 
