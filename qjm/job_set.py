@@ -17,7 +17,8 @@ from .config import Settings
 from .dispatch import enqueue_cancel
 from .errors import ExperimentNotFoundError, JobSetFailedError, JobSetTimeoutError
 from .lifecycle import JobSetStatus, JobStatus
-from .results import ManagedResults
+from .results import Experiment, ManagedResults
+from .results import experiment_index as experiment_index_of
 from .store import JobRecord, JobSetRecord, Snapshot, Store
 
 
@@ -111,11 +112,15 @@ class ManagedJobSet:
     def jobs(self) -> list[ManagedJob]:
         return [ManagedJob.of(self._store, self._id, job) for job in self._store.jobs(self._id, self._record.n_jobs)]
 
-    def job(self, experiment_index: int) -> tuple[ManagedJob, int]:
-        """The job that runs a global experiment index, and the experiment's index within it."""
-        n = self._record.n_experiments
-        if isinstance(experiment_index, bool) or not isinstance(experiment_index, int) or not 0 <= experiment_index < n:
-            raise ExperimentNotFoundError(f"Experiment index {experiment_index!r} is out of range: the set has {n}.")
+    def job(self, experiment: Experiment) -> tuple[ManagedJob, int]:
+        """The job that runs an experiment (given by global index, name or circuit, as for
+        ``results().get_counts``), and the experiment's index within that job."""
+        names: list[str | None]
+        if isinstance(experiment, int) and not isinstance(experiment, bool):
+            names = [None] * self._record.n_experiments  # an index needs no names
+        else:
+            names = list(self._store.names(self._id))
+        experiment_index = experiment_index_of(experiment, names, self._id)
         for k, (start, stop) in enumerate(self._record.job_bounds):
             if start <= experiment_index < stop:
                 return ManagedJob.of(self._store, self._id, self._store.job(self._id, k)), experiment_index - start

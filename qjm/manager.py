@@ -100,8 +100,11 @@ class JobManager:
         hooks.emit("job_set_created", record=rec)
         return ManagedJobSet(rec.id, self._store, self._cfg)
 
-    def retrieve_job_set(self, job_set_id: str) -> ManagedJobSet:
-        """The set with that id, from any process or host that reaches the same Redis."""
+    def retrieve_job_set(self, job_set_id: str, provider: Any = None, refresh: bool = False) -> ManagedJobSet:
+        """The set with that id, from any process or host that reaches the same Redis.
+
+        ``provider`` and ``refresh`` are the old Job Manager's arguments, accepted so its code
+        runs: Redis knows the set and its backend, and every read is fresh."""
         self._store.ping()
         return ManagedJobSet(job_set_id, self._store, self._cfg)
 

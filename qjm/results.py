@@ -12,6 +12,28 @@ from .errors import ExperimentNotFoundError, JobSetFailedError
 Experiment: TypeAlias = int | str | QuantumCircuit
 
 
+def experiment_index(experiment: Experiment, names: list[str | None], job_set_id: str) -> int:
+    """Global index of an experiment given by index (negative counts from the end), by name, or
+    by the circuit itself (its name); a name must identify exactly one experiment."""
+    if isinstance(experiment, QuantumCircuit):
+        experiment = experiment.name
+    if isinstance(experiment, bool) or not isinstance(experiment, (int, str)):
+        raise ExperimentNotFoundError(
+            f"Identify an experiment by index, name or QuantumCircuit, not {type(experiment).__name__}.")
+    if isinstance(experiment, int):
+        n = len(names)
+        if not -n <= experiment < n:
+            raise ExperimentNotFoundError(f"Experiment index {experiment} is out of range: the set has {n}.")
+        return experiment % n
+    hits = [k for k, name in enumerate(names) if name == experiment]
+    if not hits:
+        raise ExperimentNotFoundError(f"No experiment named {experiment!r} in job set {job_set_id}.")
+    if len(hits) > 1:
+        raise ExperimentNotFoundError(
+            f"{len(hits)} experiments are named {experiment!r} (indices {hits[:10]}); use an index instead.")
+    return hits[0]
+
+
 class ManagedResults:
     """Results of every experiment of a set, in the order the circuits were given to ``run()``.
 
@@ -40,23 +62,7 @@ class ManagedResults:
 
     def index_of(self, experiment: Experiment) -> int:
         """Global index of an experiment; a name must identify exactly one experiment."""
-        if isinstance(experiment, QuantumCircuit):
-            experiment = experiment.name
-        if isinstance(experiment, bool) or not isinstance(experiment, (int, str)):
-            raise ExperimentNotFoundError(
-                f"Identify an experiment by index, name or QuantumCircuit, not {type(experiment).__name__}.")
-        if isinstance(experiment, int):
-            n = len(self._names)
-            if not -n <= experiment < n:
-                raise ExperimentNotFoundError(f"Experiment index {experiment} is out of range: the set has {n}.")
-            return experiment % n
-        hits = [k for k, name in enumerate(self._names) if name == experiment]
-        if not hits:
-            raise ExperimentNotFoundError(f"No experiment named {experiment!r} in job set {self._job_set_id}.")
-        if len(hits) > 1:
-            raise ExperimentNotFoundError(
-                f"{len(hits)} experiments are named {experiment!r} (indices {hits[:10]}); use an index instead.")
-        return hits[0]
+        return experiment_index(experiment, self._names, self._job_set_id)
 
     def _checked(self, experiment: Experiment) -> int:
         k = self.index_of(experiment)

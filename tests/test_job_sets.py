@@ -65,7 +65,8 @@ def test_memory_and_seed(jm):
 
 def test_lookup_by_name_and_by_circuit(jm):
     circuits = [basis_state(k, name=f"named-{k}") for k in range(6)]
-    results = jm.run(circuits, backend="aer_simulator", shots=SHOTS, max_experiments_per_job=4).results(timeout=120)
+    submitted = jm.run(circuits, backend="aer_simulator", shots=SHOTS, max_experiments_per_job=4)
+    results = submitted.results(timeout=120)
     assert results.get_counts("named-5") == {expected(5): SHOTS}
     assert results.get_counts(circuits[2]) == {expected(2): SHOTS}
     assert results.get_counts(-1) == {expected(5): SHOTS}
@@ -73,6 +74,12 @@ def test_lookup_by_name_and_by_circuit(jm):
         results.get_counts("no-such")
     with pytest.raises(ExperimentNotFoundError, match="out of range"):
         results.get_counts(6)
+    # The job that ran an experiment, found the same ways (as the old Job Manager's job()).
+    js = jm.retrieve_job_set(submitted.job_set_id(), provider=None, refresh=True)  # the seeds' call
+    assert [(job.index, k) for job, k in (js.job("named-5"), js.job(circuits[2]), js.job(-1), js.job(1))] == \
+        [(1, 1), (0, 2), (1, 1), (0, 1)]
+    with pytest.raises(ExperimentNotFoundError, match="no-such"):
+        js.job("no-such")
     twins = [basis_state(1, name="twin"), basis_state(2, name="twin")]
     with pytest.raises(ExperimentNotFoundError, match="2 experiments are named 'twin'"):
         jm.run(twins, backend="aer_simulator", shots=8).results(timeout=120).get_counts("twin")
