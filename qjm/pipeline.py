@@ -73,23 +73,25 @@ class Pipeline:
         be had just now."""
         self.store.steps.started(sid, i, Step.TRANSPILE, node)
         try:
-            self._transpile(sid, i)
+            rec = self._transpile(sid, i)
         except RetryLater as later:
             self.store.steps.plan(sid, i, Step.TRANSPILE, tasks.CPU_QUEUE, delay=later.delay, after=Step.TRANSPILE)
             raise
-        rec = self.store.job_set(sid)
-        if not self.store.job(sid, i).status.final:
+        if rec is not None:
             self.store.steps.plan(sid, i, Step.SUBMIT, self.submit_queue(rec), after=Step.TRANSPILE)
 
-    def _transpile(self, sid: str, i: int) -> None:
+    def _transpile(self, sid: str, i: int) -> JobSetRecord | None:
+        """Returns the set's record when the job goes on to its submit step, None when it ended."""
         job = self.store.job(sid, i)
-        if job.status.final or job.status.rank >= JobStatus.TRANSPILED.rank:
-            return
+        if job.status.final:
+            return None
         rec = self.store.job_set(sid)
+        if job.status.rank >= JobStatus.TRANSPILED.rank:  # a redelivery: transpiled already
+            return rec
         t = self.transitions
         if rec.cancel_requested:
             t.advance(sid, i, JobStatus.CANCELLED)
-            return
+            return None
         t.advance(sid, i, JobStatus.TRANSPILING)
         try:
             circuits = codec.circuits_from_qpy(self.store.circuits_qpy(sid, i) or b"")
@@ -101,8 +103,9 @@ class Pipeline:
             raise  # the backend's target could not be had just now (e.g. a 429): try again later
         except Exception as exc:  # noqa: BLE001 - any failure belongs to this job only
             t.fail(sid, i, "transpilation", exc)
-            return
-        t.advance(sid, i, JobStatus.TRANSPILED, isa=codec.circuits_to_qpy(isa))
+            return None
+        after = t.advance(sid, i, JobStatus.TRANSPILED, isa=codec.circuits_to_qpy(isa))
+        return None if after.final else rec
 
     def submit(self, sid: str, i: int, node: str = "") -> None:
         """Run (local) or post (remote) the job. Raises RetryLater when throttled."""

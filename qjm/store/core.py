@@ -168,9 +168,6 @@ class Store:
     def circuits_qpy(self, sid: str, i: int) -> bytes | None:
         return self.r.get(keys.circuits(sid, i))
 
-    def has_isa(self, sid: str, i: int) -> bool:
-        return bool(self.r.exists(keys.isa(sid, i)))
-
     def isa_qpy(self, sid: str, i: int) -> bytes | None:
         return self.r.get(keys.isa(sid, i))
 
