@@ -19,6 +19,8 @@ from qiskit.circuit.random import random_circuit
 
 from qjm import JobManager, JobSetStatus, JobStatus, ManagedJobSet
 from qjm.cluster import EmulatorProcess
+from qjm.config import Settings
+from qjm.dispatch import client_app
 from qjm.store import keys
 
 from .circuits import basis_state, expected
@@ -56,16 +58,24 @@ def workers(redis: RedisServer) -> Iterator[Callable[..., Worker]]:
 
 
 def heard_again_or_replaced(redis: RedisServer, worker: Worker, replace: Callable[[], object]) -> None:
-    """After Redis came back, a worker must be heard again (its reconciler heartbeat, which only
-    a running consumer renews) within 15 s, or it is replaced, as a liveness probe on that
-    heartbeat and a supervisor would: Celery's worker sometimes exits, or wedges, when its broker
+    """After Redis came back, a worker must be heard again (its reconciler heartbeat, and an
+    answer to a ping through the broker) within 15 s, or it is replaced, as a liveness probe and a
+    supervisor would: Celery's worker sometimes exits, or wedges, when its broker
     dies under it (kombu raises AttributeError restoring unacknowledged messages on a dead
     connection)."""
     back = time.time()
+    control = client_app(Settings(redis_url=redis.url)).control
 
     def heard() -> bool:
+        """Its timer renews the heartbeat, and its consumer answers a ping through the broker
+        (``celery inspect ping``): a consumer can wedge while the timer still ticks."""
         beat = redis.client().get(keys.worker_alive(worker.name))
-        return beat is not None and float(beat) > back
+        if beat is None or float(beat) <= back:
+            return False
+        try:
+            return bool(control.ping(destination=[worker.name], timeout=1.0))
+        except Exception:  # noqa: BLE001 - no answer yet
+            return False
 
     try:
         wait_for(heard, 15, f"{worker.name} to be heard again", interval=0.2)
