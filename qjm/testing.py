@@ -216,7 +216,7 @@ class StubExecutor(Executor):
             if outcome.end is not JobStatus.DONE:
                 raise ExecutorError(outcome.error or f"simulation ended {outcome.end.value}")
             remote_id = f"stub-local-{next(self._ids)}"
-            return Submission(remote_id, records=self._records(work, outcome))
+            return Submission(remote_id, output=self._records(work, outcome))
         with self._lock:
             if self.pending_limit is not None and len(self.pending()) >= self.pending_limit:
                 raise RetryLater(f"stub service: {self.pending_limit} jobs already pending", 1.0)

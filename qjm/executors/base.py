@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, TypeAlias
 
 from qiskit import QuantumCircuit
+from qiskit.primitives import PrimitiveResult
 from qiskit.primitives.containers.estimator_pub import EstimatorPub
 from qiskit.primitives.containers.sampler_pub import SamplerPub
 from qiskit.providers import BackendV2
@@ -41,6 +42,12 @@ class RunOptions:
     primitive: str = Primitive.SAMPLER.value
     #: Estimator default precision (a pub's own precision wins).
     precision: float | None = None
+    #: The primitive's own options (``SamplerOptions``/``EstimatorOptions`` fields as a dict),
+    #: validated at ``run()``; qjm owns ``default_shots``, ``default_precision`` and job tags.
+    primitive_options: dict[str, Any] | None = None
+    #: The set was given as pubs: its jobs store ``PrimitiveResult``s (``qjm.outputs``), not
+    #: experiment records, and every pub keeps its own shape.
+    pubs: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -56,6 +63,8 @@ class JobWork:
 
     pubs: list[Pub]
     options: RunOptions
+    #: What ``Executor.prepare`` made of these pubs in the CPU step (JSON text), if anything.
+    prepared: str | None = None
 
     @property
     def primitive(self) -> Primitive:
@@ -82,12 +91,17 @@ class Poll:
     repost: bool = False
 
 
+#: What a job produced: experiment records (``qjm.codec``; the counts API's local fast path) or
+#: the primitive's own ``PrimitiveResult``. The runner stores either in the set's result format.
+Output: TypeAlias = "list[dict[str, Any]] | PrimitiveResult"
+
+
 @dataclass(frozen=True)
 class Submission:
-    """A posted job. ``records`` is set when the executor already has the results (local runs)."""
+    """A posted job. ``output`` is set when the executor already has the results (local runs)."""
 
     remote_id: str
-    records: list[dict[str, Any]] | None = None
+    output: Output | None = None
 
 
 @dataclass(frozen=True)
@@ -128,8 +142,14 @@ class Executor(ABC):
     def poll(self, remote_id: str) -> Poll:
         raise NotImplementedError
 
-    def fetch(self, remote_id: str, work: JobWork) -> list[dict[str, Any]]:
-        """Experiment records (see ``qjm.codec``) of a DONE job, in pub order."""
+    def prepare(self, work: JobWork) -> str | None:
+        """CPU-heavy client-side preparation of a job (e.g. the Estimator's program), run in the
+        transpile step so that a post never computes while it holds a slot or the posting lock.
+        Returns JSON text, stored with the job and handed back as ``work.prepared``."""
+        return None
+
+    def fetch(self, remote_id: str, work: JobWork) -> Output:
+        """The results of a DONE job, one pub result per pub in order."""
         raise NotImplementedError
 
     def cancel(self, remote_id: str) -> None:

@@ -90,4 +90,4 @@ class LocalExecutor(Executor):
         if not result.success:
             raise ExecutorError(f"simulation failed: {result.status}")
         records = codec.records_from_qiskit_result(circuits, result, options.memory)
-        return Submission(remote_id=f"local:{ctx.job_set_id}:{ctx.job}", records=records)
+        return Submission(remote_id=f"local:{ctx.job_set_id}:{ctx.job}", output=records)

@@ -56,15 +56,19 @@ class JobRunner(ABC):
         """Give up on a job whose steps keep getting lost: it fails, so its set can end."""
         self.transitions.advance(rec.id, job.index, JobStatus.ERROR, error=why)
 
-    def load_work(self, rec: JobSetRecord, i: int) -> JobWork | None:
-        """The job's transpiled pubs and the set's options; None (and the job failed) if unusable."""
+    def load_work(self, rec: JobSetRecord, i: int, quiet: bool = False) -> JobWork | None:
+        """The job's transpiled pubs and the set's options; None (and, unless ``quiet``, the job
+        failed) if unusable."""
         blob = self.store.isa_qpy(rec.id, i)
         if blob is None:
-            self.transitions.advance(rec.id, i, JobStatus.ERROR,
-                                     error="no transpiled circuits were stored for this job")
+            if not quiet:
+                self.transitions.advance(rec.id, i, JobStatus.ERROR,
+                                         error="no transpiled circuits were stored for this job")
             return None
         try:
             return JobWork.from_circuits(codec.circuits_from_qpy(blob), RunOptions.from_json(rec.options))
         except Exception as exc:  # noqa: BLE001
+            if quiet:
+                raise
             self.transitions.fail(rec.id, i, "submission", exc)
             return None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+from .. import outputs
 from ..executors import Executor, SubmitContext
 from ..lifecycle import JobStatus
 from ..store import JobRecord, JobSetRecord
@@ -26,7 +27,10 @@ class LocalRunner(JobRunner):
         except Exception as exc:  # noqa: BLE001 - a failed simulation fails this job only
             t.fail(rec.id, job.index, "simulation", exc)
             return
-        t.advance(rec.id, job.index, JobStatus.DONE, result=sub.records, remote_id=sub.remote_id,
+        if sub.output is None:
+            t.advance(rec.id, job.index, JobStatus.ERROR, error=f"{executor.name} returned no results")
+            return
+        t.advance(rec.id, job.index, JobStatus.DONE, result=outputs.encode(sub.output, work), remote_id=sub.remote_id,
                   finished_at=repr(time.time()))
 
     def poll(self, rec: JobSetRecord, i: int) -> float | None:

@@ -21,9 +21,9 @@ from contextlib import contextmanager
 
 import redis.lock
 
-from .. import codec, polling
+from .. import outputs, polling
 from ..errors import BatchClosedError, QJMError, RetryLater
-from ..executors import Executor, JobWork, RunOptions, SubmitContext
+from ..executors import Executor, SubmitContext
 from ..lifecycle import JobStatus
 from ..store import JobRecord, JobSetRecord
 from ..store.keys import job_ref, parse_job_ref
@@ -241,14 +241,16 @@ class RemoteRunner(JobRunner):
         """Store a DONE job's results with its status; on failure the job fails instead."""
         assert job.remote_id is not None
         try:
-            isa = codec.circuits_from_qpy(self.store.isa_qpy(rec.id, job.index) or b"")
-            records = executor.fetch(job.remote_id, JobWork.from_circuits(isa, RunOptions.from_json(rec.options)))
+            work = self.load_work(rec, job.index, quiet=True)
+            if work is None:
+                raise ValueError("no transpiled circuits were stored for this job")
+            result = outputs.encode(executor.fetch(job.remote_id, work), work)
         except RetryLater:
             raise
         except Exception as exc:  # noqa: BLE001
             self.transitions.fail(rec.id, job.index, "fetching results", exc)
             return
-        self.transitions.advance(rec.id, job.index, JobStatus.DONE, result=records, finished_at=repr(time.time()))
+        self.transitions.advance(rec.id, job.index, JobStatus.DONE, result=result, finished_at=repr(time.time()))
         if age is not None:  # the last age it was seen pending is the tighter (lower) bound
             self.store.durations.record(rec.backend, job.seen_pending_age or age)
 

@@ -172,7 +172,12 @@ class Store:
         return self.r.get(keys.isa(sid, i))
 
     def job_result(self, sid: str, i: int) -> list[dict[str, Any]] | None:
+        """A counts set's job result: its experiment records."""
         return codec.loads(self.r.get(keys.result(sid, i)))
+
+    def job_output(self, sid: str, i: int) -> bytes | None:
+        """A job's stored output as written (``qjm.outputs``)."""
+        return self.r.get(keys.result(sid, i))
 
     def combined_result(self, sid: str) -> dict[str, Any] | None:
         return codec.loads(self.r.get(keys.combined(sid)))
@@ -196,7 +201,7 @@ class Store:
                 for sid, (status, backend, bounds) in zip(ids, p.execute(), strict=True) if status]
 
     # ----------------------------------------------------------------- job transitions
-    def advance(self, sid: str, i: int, status: JobStatus, *, result: list[dict[str, Any]] | None = None,
+    def advance(self, sid: str, i: int, status: JobStatus, *, result: bytes | None = None,
                 isa: bytes | None = None, **fields: Any) -> tuple[JobStatus, bool]:
         """Move job ``i`` forward to ``status``, with fields and the blob that comes with it (its
         result, or its transpiled circuits) in the same step.
@@ -206,8 +211,8 @@ class Store:
         """
         blob: bytes | str = ""
         blob_key = keys.result(sid, i)
-        if result is not None:
-            blob = codec.dumps(result)
+        if result is not None:  # already in the set's format (``qjm.outputs.encode``)
+            blob = result
         elif isa is not None:
             blob, blob_key = isa, keys.isa(sid, i)
         argv: list[Any] = [status.value, status.rank, FINAL_RANK, self.ttl, blob, repr(time.time())]
