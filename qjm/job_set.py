@@ -9,13 +9,16 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from qiskit.primitives import PrimitiveResult
 from qiskit.result import Result
 
+from . import codec, outputs
 from . import progress as progress_bars
 from . import report as reporting
 from .config import Settings
 from .dispatch import enqueue_cancel
 from .errors import ExperimentNotFoundError, JobSetFailedError, JobSetTimeoutError
+from .executors import RunOptions
 from .lifecycle import JobSetStatus, JobStatus
 from .results import Experiment, ManagedResults
 from .results import experiment_index as experiment_index_of
@@ -57,12 +60,16 @@ class ManagedJob:
     def experiments(self) -> range:
         return range(self.start, self.stop)
 
-    def result(self) -> Result:
-        """This job's experiments as one qiskit Result (raises unless the job is DONE)."""
+    def result(self) -> Result | PrimitiveResult:
+        """This job's output (raises unless the job is DONE): its experiments as one qiskit
+        Result, or for a set given as pubs the job's own PrimitiveResult (its pieces' results)."""
         if self.status() is not JobStatus.DONE:
             raise JobSetFailedError(f"Job {self.index} of set {self.job_set_id} is {self._status.value}"
                                     + (f": {self._error}" if self._error else ""))
-        records = self._store.job_result(self.job_set_id, self.index)
+        raw = self._store.job_output(self.job_set_id, self.index)
+        if raw is not None and RunOptions.from_json(self._store.job_set(self.job_set_id).options).pubs:
+            return outputs.decode_result(raw)
+        records = codec.loads(raw)
         if records is None:
             combined = self._store.combined_result(self.job_set_id) or {"results": []}
             records = combined["results"][self.start:self.stop]
@@ -187,11 +194,7 @@ class ManagedJobSet:
             raise JobSetFailedError(
                 f"{len(bad)} of {len(jobs)} jobs of set {self._id} did not complete; call "
                 "results(partial=True) for the rest.\n" + "\n".join(reporting.error_line(job) for job in bad))
-        combined = self._store.combined_result(self._id)
-        if combined is None:  # pragma: no cover - a final set always has its combined result
-            raise JobSetFailedError(f"Job set {self._id} is final but its combined result is missing.")
-        errors = {k: reporting.error_line(job) for job in bad for k in range(job.start, job.stop)}
-        return ManagedResults(self._id, combined, errors)
+        return ManagedResults(self._store, self.record(), jobs, reporting.error_line)
 
     # ---------------------------------------------------------------- control
     def cancel(self) -> list[JobStatus]:

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from qiskit import QuantumCircuit
 from qiskit.providers import BackendV2
 
-from . import codec, hooks, tasks, validation
+from . import codec, hooks, partition, pubs, tasks, validation
 from .config import Settings
 from .config import settings as load_settings
 from .dispatch import enqueue_job_set
 from .errors import InvalidInputError, QJMError, UnknownBackendError
-from .executors import RunOptions, for_backend, is_local
+from .executors import Primitive, RunOptions, for_backend, is_local
 from .job_set import ManagedJobSet
 from .store import JobSetRecord, Store, new_job_set_id
 
@@ -27,9 +28,24 @@ def backend_name(backend: Any) -> str:
         return backend.strip()
     name = getattr(backend, "name", None)
     name = name() if callable(name) else name
+    _refuse_configured_simulator(backend, name)
     if isinstance(name, str) and name:
         return name
     raise UnknownBackendError(f"Cannot tell the backend's name from {backend!r}: pass its name as a string.")
+
+
+def _refuse_configured_simulator(backend: Any, name: Any) -> None:
+    """Workers rebuild a backend from its name, so a simulator object carrying its own
+    configuration (a noise model, a device it was made from) would silently run as another."""
+    if type(backend).__name__ != "AerSimulator":
+        return
+    noise = getattr(getattr(backend, "options", None), "noise_model", None)
+    if name == "aer_simulator" and noise is None:
+        return
+    raise InvalidInputError(
+        f"This AerSimulator ({name}) carries configuration qjm cannot send to its workers (a noise model or a "
+        "device it was made from). Pass the device's name instead, e.g. backend='fake_manila' to simulate "
+        "that device with its noise model, or backend='aer_simulator' for an ideal simulation.")
 
 
 def _resolve_backend(name: str) -> BackendV2:
@@ -43,6 +59,21 @@ def _resolve_backend(name: str) -> BackendV2:
             f"Backend {name!r} is not local (fake_* devices such as fake_manila, or aer_simulator), and IBM "
             f"Quantum could not be asked about it: {exc}. Set QISKIT_IBM_TOKEN and QISKIT_IBM_INSTANCE (or "
             "QISKIT_IBM_URL for a qjm emulator), or save an account with qiskit-ibm-runtime.") from exc
+
+
+DEFAULT_SHOTS = 1024
+
+
+@dataclass(frozen=True)
+class Split:
+    """A set cut into jobs: each job's range of experiments and circuits (QPY); for pubs, each
+    job's piece entries and the set's layout (``qjm.pubs``)."""
+
+    bounds: list[tuple[int, int]]
+    circuits: list[bytes]
+    names: list[str]
+    entries: list[bytes] | None = None
+    layout: bytes | None = None
 
 
 class JobManager:
@@ -63,42 +94,78 @@ class JobManager:
 
     def run(
         self,
-        experiments: QuantumCircuit | Iterable[QuantumCircuit],
+        experiments: Any,
         backend: str | BackendV2,
         name: str | None = None,
         max_experiments_per_job: int | None = None,
         job_tags: list[str] | None = None,
-        shots: int = 1024,
+        primitive: str = "sampler",
+        shots: int | None = None,
+        precision: float | None = None,
+        options: dict[str, Any] | None = None,
         optimization_level: int = 2,
         seed_simulator: int | None = None,
         memory: bool = False,
     ) -> ManagedJobSet:
         """Validate, split, store and enqueue; returns at once with the set's live view.
 
-        Every check runs before anything is written, so a bad call leaves no trace.
+        ``experiments`` are circuits (the counts API) or pubs of ``primitive``: Sampler pubs
+        ``(circuit, parameter_values, shots)``, Estimator pubs ``(circuit, observables,
+        parameter_values, precision)`` or Qiskit's pub objects. ``shots`` (default 1024) and
+        ``precision`` are the defaults a pub's own value overrides; ``options`` are the
+        primitive's options. Every check runs before anything is written, so a bad call leaves
+        no trace.
         """
-        circuits = validation.as_circuit_list(experiments)
+        kind = validation.check_primitive(primitive)
+        items = validation.as_experiment_list(experiments)
+        pubs.check_defaults(kind, DEFAULT_SHOTS if shots is None else shots, precision, shots_given=shots is not None)
+        shots = DEFAULT_SHOTS if shots is None else int(shots)
         validation.check_options(max_experiments_per_job, shots, optimization_level, self._cfg.max_executions_per_job)
+        primitive_options = validation.check_primitive_options(kind, options)
         tags = validation.check_tags(job_tags)
         if name is not None and not isinstance(name, str):
             raise InvalidInputError(f"name must be a string, got {type(name).__name__}.")
         bname = backend_name(backend)
         target = _resolve_backend(bname)
-        validation.check_circuits(circuits, target, bname)
+        run_options = RunOptions(shots=shots, memory=bool(memory), seed_simulator=seed_simulator,
+                                 optimization_level=optimization_level, primitive=kind.value, precision=precision,
+                                 primitive_options=primitive_options)
+        counts = kind is Primitive.SAMPLER and primitive_options is None and all(pubs.is_plain(e) for e in items)
+        if counts:
+            split = self._split_circuits(items, target, bname, max_experiments_per_job, shots)
+        else:
+            run_options = dataclasses.replace(run_options, pubs=True)
+            split = self._split_pubs(items, target, bname, kind, shots, precision, max_experiments_per_job)
         self._store.ping()
+        rec = JobSetRecord(id=new_job_set_id(), name=name, backend=bname, tags=tags, created=time.time(),
+                           n_experiments=len(items), job_bounds=split.bounds, options=run_options.to_json())
+        self._store.create_job_set(rec, split.circuits, split.names, queue=tasks.ROUTES[tasks.TRANSPILE],
+                                   job_pubs=split.entries, layout=split.layout)
+        enqueue_job_set(self._cfg, rec.id, len(split.bounds), local=is_local(bname))
+        hooks.emit("job_set_created", record=rec)
+        return ManagedJobSet(rec.id, self._store, self._cfg)
 
+    def _split_circuits(self, circuits: list[QuantumCircuit], target: BackendV2, bname: str,
+                        max_experiments_per_job: int | None, shots: int) -> Split:
+        """The counts API: consecutive circuits per job, sized by ``max_circuits`` and executions."""
+        validation.check_circuits(circuits, target, bname)
         size = validation.experiments_per_job(max_experiments_per_job, getattr(target, "max_circuits", None), shots,
                                               self._cfg.default_max_experiments, self._cfg.max_executions_per_job)
         bounds = validation.split(len(circuits), size)
-        options = RunOptions(shots=shots, memory=bool(memory), seed_simulator=seed_simulator,
-                             optimization_level=optimization_level)
-        rec = JobSetRecord(id=new_job_set_id(), name=name, backend=bname, tags=tags, created=time.time(),
-                           n_experiments=len(circuits), job_bounds=bounds, options=options.to_json())
-        blobs = [codec.circuits_to_qpy(circuits[a:b]) for a, b in bounds]
-        self._store.create_job_set(rec, blobs, [c.name for c in circuits], queue=tasks.ROUTES[tasks.TRANSPILE])
-        enqueue_job_set(self._cfg, rec.id, len(bounds), local=is_local(bname))
-        hooks.emit("job_set_created", record=rec)
-        return ManagedJobSet(rec.id, self._store, self._cfg)
+        return Split(bounds, [codec.circuits_to_qpy(circuits[a:b]) for a, b in bounds], [c.name for c in circuits])
+
+    def _split_pubs(self, items: list[Any], target: BackendV2, bname: str, kind: Primitive, shots: int,
+                    precision: float | None, max_experiments_per_job: int | None) -> Split:
+        """Pubs: coerced by Qiskit's rules, grouped and cut into jobs by executions (``qjm.partition``)."""
+        coerced = pubs.as_pubs(items, kind, shots, precision)
+        validation.check_pub_widths(coerced, target.num_qubits, bname)
+        jobs = partition.plan_jobs(coerced, self._cfg.max_executions_per_job,
+                                   max_experiments_per_job or self._cfg.default_max_experiments)
+        bounds = [(min(p.pub for p in job), max(p.pub for p in job) + 1) for job in jobs]
+        blobs = [codec.circuits_to_qpy(coerced[p.pub].circuit for p in job) for job in jobs]
+        entries = [codec.dumps([pubs.piece_entry(coerced[p.pub], p) for p in job]) for job in jobs]
+        layout = codec.dumps([[p.to_json() for p in job] for job in jobs])
+        return Split(bounds, blobs, [pub.circuit.name for pub in coerced], entries, layout)
 
     def retrieve_job_set(self, job_set_id: str, provider: Any = None, refresh: bool = False) -> ManagedJobSet:
         """The set with that id, from any process or host that reaches the same Redis.

@@ -11,18 +11,16 @@ Transpilation is the same for every backend; after it the pipeline only chooses 
 
 from __future__ import annotations
 
-from typing import Any
-
 from qiskit.transpiler import PassManager, generate_preset_pass_manager
 
 from . import codec, hooks, tasks
 from .config import Settings
 from .config import settings as load_settings
 from .errors import RetryLater
-from .executors import RunOptions, for_backend
+from .executors import Executor, RunOptions, for_backend
 from .lifecycle import JobSetStatus, JobStatus, Step, job_set_outcome
 from .runners import JobRunner, LocalRunner, RemoteRunner
-from .runners.base import ExecutorFor
+from .runners.base import ExecutorFor, work_from
 from .store import JobSetRecord, Store
 from .transitions import Transitions
 
@@ -104,8 +102,27 @@ class Pipeline:
         except Exception as exc:  # noqa: BLE001 - any failure belongs to this job only
             t.fail(sid, i, "transpilation", exc)
             return None
-        after = t.advance(sid, i, JobStatus.TRANSPILED, isa=codec.circuits_to_qpy(isa))
+        isa_qpy = codec.circuits_to_qpy(isa)
+        try:
+            self._prepare(rec, i, isa_qpy)
+        except RetryLater:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a pub the primitive refuses fails this job only
+            t.fail(sid, i, "preparation", exc)
+            return None
+        after = t.advance(sid, i, JobStatus.TRANSPILED, isa=isa_qpy)
         return None if after.final else rec
+
+    def _prepare(self, rec: JobSetRecord, i: int, isa_qpy: bytes) -> None:
+        """The executor's CPU-side preparation of the job (e.g. the Estimator's program), stored
+        before the job reads TRANSPILED, so a post never computes while it holds a slot."""
+        executor = self.executor_for(rec.backend)
+        if type(executor).prepare is Executor.prepare:
+            return
+        work = work_from(self.store, rec, i, isa_qpy)
+        text = executor.prepare(work)
+        if text is not None:
+            self.store.set_prepared(rec.id, i, text)
 
     def submit(self, sid: str, i: int, node: str = "") -> None:
         """Run (local) or post (remote) the job. Raises RetryLater when throttled."""
@@ -136,31 +153,21 @@ class Pipeline:
         return delay
 
     def assemble(self, sid: str) -> JobSetStatus:
-        """Combine every job's records in global order and record the set's final state.
+        """Record the set's final state once every job is final; the results stay per job
+        (``qjm.results`` reads only what it is asked for).
 
-        Only once every job is final: a job whose chain was cut short (a lost message) is still
-        alive in Redis, and the reconciler re-sends its step and then this assembly."""
+        A job whose chain was cut short (a lost message) is still alive in Redis, and the
+        reconciler re-sends its step and then this assembly."""
         rec = self.store.job_set(sid)
-        if rec.status.final and self.store.combined_result(sid) is not None:
+        if rec.status.final:
             return rec.status
         jobs = self.store.jobs(sid, rec.n_jobs)
         if not all(job.status.final for job in jobs):
             return rec.status
-        names = self.store.names(sid)
-        results: list[dict[str, Any]] = []
-        for job in jobs:
-            records = self.store.job_result(sid, job.index) if job.status is JobStatus.DONE else None
-            if records is None or len(records) != job.stop - job.start:
-                why = job.error or f"job {job.index} {job.status.value.lower()}"
-                records = [codec.failed_record(names[k] if k < len(names) else str(k), why)
-                           for k in range(job.start, job.stop)]
-            results.extend(records)
         final = job_set_outcome({job.status for job in jobs}, rec.cancel_requested)
-        combined = {"backend_name": rec.backend, "backend_version": "", "qobj_id": sid, "job_id": sid,
-                    "success": final is JobSetStatus.DONE, "results": results}
         # Before the set reads as final, so nothing is left open behind it.
         self.runner(rec).close_batch(rec)
-        if not self.store.finish(sid, final, combined, rec.n_jobs):
+        if not self.store.finish(sid, final):
             return self.store.job_set(sid).status  # another assembly finished it first
         hooks.emit("job_set_final", job_set_id=sid, status=final, record=rec)
         return final

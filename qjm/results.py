@@ -1,15 +1,30 @@
-"""``ManagedResults``: the combined result of a job set, addressed by global experiment index."""
+"""``ManagedResults``: the results of a job set, addressed by global experiment (pub) index.
+
+Results stay in Redis one value per job; a read loads only the jobs it needs (a few are kept),
+so ``get_counts(i)`` on a large set costs one job's data. ``combine_results()`` and
+``primitive_result()`` read every job, and are as large as the set.
+"""
 
 from __future__ import annotations
 
+import bisect
+from collections.abc import Callable
 from typing import Any, TypeAlias
 
+from cachetools import LRUCache
 from qiskit import QuantumCircuit
+from qiskit.primitives import PrimitiveResult, PubResult
 from qiskit.result import Result
 
+from . import codec, outputs, stitch
 from .errors import ExperimentNotFoundError, JobSetFailedError
+from .executors import Primitive, RunOptions
+from .pubs import Piece
+from .store import JobRecord, JobSetRecord, Store
 
 Experiment: TypeAlias = int | str | QuantumCircuit
+#: Jobs whose data a ``ManagedResults`` keeps in memory at once.
+JOBS_KEPT = 4
 
 
 def experiment_index(experiment: Experiment, names: list[str | None], job_set_id: str) -> int:
@@ -35,19 +50,42 @@ def experiment_index(experiment: Experiment, names: list[str | None], job_set_id
 
 
 class ManagedResults:
-    """Results of every experiment of a set, in the order the circuits were given to ``run()``.
+    """Results of every experiment of a set, in the order given to ``run()``.
 
     Experiments are found by global index, by circuit name or by the circuit itself (its name).
     With ``partial=True`` results, experiments of failed jobs raise when asked for; ``success``
     is False and ``failed_experiments`` lists them.
     """
 
-    def __init__(self, job_set_id: str, combined: dict[str, Any], errors: dict[int, str]) -> None:
-        self._job_set_id = job_set_id
-        self._raw = combined
-        self._result = Result.from_dict(combined)
-        self._errors = errors  # global experiment index -> why it has no result
-        self._names = [r.get("header", {}).get("name") for r in combined["results"]]
+    def __init__(self, store: Store, rec: JobSetRecord, jobs: list[JobRecord], why: Callable[[JobRecord], str]) -> None:
+        self._store = store
+        self._rec = rec
+        self._jobs = jobs
+        self._why = why
+        self._options = RunOptions.from_json(rec.options)
+        self._names: list[str | None] = list(store.names(rec.id))
+        self._starts = [a for a, _ in rec.job_bounds]
+        self._cache: LRUCache[int, Any] = LRUCache(maxsize=JOBS_KEPT)
+        self._legacy = None if self._options.pubs else store.combined_result(rec.id)
+        # pub -> [(job, position in the job, piece)], for sets given as pubs
+        self._pieces: dict[int, list[tuple[int, int, Piece]]] = {}
+        if self._options.pubs:
+            for i, job_pieces in enumerate(store.layout(rec.id) or []):
+                for pos, raw in enumerate(job_pieces):
+                    piece = Piece.from_json(raw)
+                    self._pieces.setdefault(piece.pub, []).append((i, pos, piece))
+            for entries in self._pieces.values():
+                entries.sort(key=lambda e: (e[2].rows or (0, 0))[0])
+        self._errors: dict[int, str] = {}
+        for job in jobs:
+            if job.status.value != "DONE":
+                for k in self._experiments_of(job.index):
+                    self._errors.setdefault(k, why(job))
+
+    # ---------------------------------------------------------------- lookup
+    @property
+    def job_set_id(self) -> str:
+        return self._rec.id
 
     @property
     def success(self) -> bool:
@@ -58,30 +96,115 @@ class ManagedResults:
         return sorted(self._errors)
 
     def __len__(self) -> int:
-        return len(self._names)
+        return self._rec.n_experiments
 
     def index_of(self, experiment: Experiment) -> int:
         """Global index of an experiment; a name must identify exactly one experiment."""
-        return experiment_index(experiment, self._names, self._job_set_id)
+        return experiment_index(experiment, self._names, self._rec.id)
 
-    def _checked(self, experiment: Experiment) -> int:
-        k = self.index_of(experiment)
+    def _experiments_of(self, i: int) -> list[int]:
+        if self._options.pubs:
+            return sorted({k for k, entries in self._pieces.items() for j, _, _ in entries if j == i})
+        a, b = self._rec.job_bounds[i]
+        return list(range(a, b))
+
+    def _job_of(self, k: int) -> int:
+        return bisect.bisect_right(self._starts, k) - 1
+
+    def _job_output(self, i: int) -> Any:
+        """Job ``i``'s records or PrimitiveResult, read once and kept among the last few."""
+        if i not in self._cache:
+            raw = self._store.job_output(self._rec.id, i) if self._jobs[i].status.value == "DONE" else None
+            if raw is None:
+                self._cache[i] = None
+            elif self._options.pubs:
+                self._cache[i] = outputs.decode_result(raw)
+            else:
+                self._cache[i] = codec.loads(raw)
+        return self._cache[i]
+
+    def _record(self, k: int) -> dict[str, Any]:
+        """Counts sets: experiment ``k``'s record."""
         if k in self._errors:
             raise JobSetFailedError(f"Experiment {k} has no result: {self._errors[k]}")
-        return k
+        if self._legacy is not None:  # a set finished before results were kept per job
+            return dict(self._legacy["results"][k])
+        i = self._job_of(k)
+        records = self._job_output(i)
+        if records is None:
+            raise JobSetFailedError(f"Experiment {k} has no result: job {i} stored none (expired?).")
+        return dict(records[k - self._rec.job_bounds[i][0]])
+
+    # ---------------------------------------------------------------- counts API
+    def _counts_record(self, k: int) -> dict[str, Any]:
+        if not self._options.pubs:
+            return self._record(k)
+        if self._options.primitive != Primitive.SAMPLER.value:
+            raise JobSetFailedError("This is an Estimator set: read primitive_result()[i].data.evs and .stds.")
+        pub = self.pub_result(k)
+        if pub.data.shape != ():
+            raise JobSetFailedError(
+                f"Experiment {k} is a sweep of shape {pub.data.shape}: read "
+                f"primitive_result()[{k}].data.<register>.get_counts(index) for each parameter set.")
+        return stitch.record_from_pub(pub, self._names[k] or str(k))
+
+    def _one(self, k: int) -> Result:
+        return Result.from_dict({"backend_name": self._rec.backend, "backend_version": "", "qobj_id": self._rec.id,
+                                 "job_id": self._rec.id, "success": True, "results": [self._counts_record(k)]})
 
     def get_counts(self, experiment: Experiment) -> dict[str, int]:
-        return self._result.get_counts(self._checked(experiment))
+        return self._one(self.index_of(experiment)).get_counts(0)
 
     def get_memory(self, experiment: Experiment) -> list[str]:
-        k = self._checked(experiment)
-        if "memory" not in self._raw["results"][k].get("data", {}):
+        k = self.index_of(experiment)
+        result = self._one(k)
+        if "memory" not in result.results[0].data.to_dict():
             raise JobSetFailedError(f"Experiment {k} has no memory: run the job set with memory=True.")
-        return self._result.get_memory(k)
+        return result.get_memory(0)
 
     def combine_results(self) -> Result:
-        """One ``qiskit.result.Result`` for the whole set (failed experiments marked unsuccessful)."""
-        return self._result
+        """One ``qiskit.result.Result`` for the whole set (failed experiments marked
+        unsuccessful). Reads every job: as large as the set."""
+        results = []
+        for k in range(len(self)):
+            if k in self._errors:
+                results.append(codec.failed_record(self._names[k] or str(k), self._errors[k]))
+            else:
+                results.append(self._counts_record(k))
+        return Result.from_dict({"backend_name": self._rec.backend, "backend_version": "", "qobj_id": self._rec.id,
+                                 "job_id": self._rec.id, "success": self.success, "results": results})
+
+    # ---------------------------------------------------------------- primitives
+    def pub_result(self, k: int) -> PubResult:
+        """Pub ``k``'s result (stitched from its slices when it was split); raises a qjm error
+        naming what is missing when a job that ran it failed."""
+        if not self._options.pubs:
+            if k in self._errors:
+                return stitch.MissingPubResult(f"Pub {k} has no data: {self._errors[k]}")
+            return stitch.pub_from_record(self._record(k))
+        parts: list[PubResult] = []
+        for i, pos, piece in self._pieces.get(k, []):
+            result = self._job_output(i)
+            if result is None:
+                rows = "" if piece.rows is None else f" (rows {piece.rows[0]}:{piece.rows[1]} of its leading axis)"
+                return stitch.MissingPubResult(f"Pub {k}{rows} has no data: {self._why(self._jobs[i])}")
+            parts.append(result[pos])
+        if not parts:
+            raise JobSetFailedError(f"Pub {k} is in no job of set {self._rec.id}.")
+        return stitch.join(parts)
+
+    def primitive_result(self) -> PrimitiveResult:
+        """A ``qiskit.primitives.PrimitiveResult`` with one pub result per pub, in input order.
+        With ``partial=True`` results, a pub without data reads as a ``MissingPubResult``
+        whose ``data`` raises a qjm error naming the pub (or slice) and why."""
+        first_meta: dict[str, Any] = {}
+        if self._options.pubs:
+            for i, job in enumerate(self._jobs):
+                if job.status.value == "DONE" and self._job_output(i) is not None:
+                    first_meta = dict(self._job_output(i).metadata)
+                    break
+        meta = {**first_meta, "qjm": {"job_set_id": self._rec.id, "jobs": len(self._jobs)}}
+        return PrimitiveResult([self.pub_result(k) for k in range(len(self))], metadata=meta)
 
     def __repr__(self) -> str:
-        return f"<ManagedResults {self._job_set_id}: {len(self)} experiments, {len(self._errors)} without result>"
+        return f"<ManagedResults {self._rec.id}: {len(self)} experiments, {len(self._errors)} without result>"

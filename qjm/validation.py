@@ -6,30 +6,86 @@ from collections.abc import Iterable
 from typing import Any
 
 from qiskit import QuantumCircuit
+from qiskit.primitives.containers.estimator_pub import EstimatorPub
+from qiskit.primitives.containers.sampler_pub import SamplerPub
 from qiskit.providers import BackendV2
 
 from .errors import InvalidInputError
+from .executors.base import Primitive
+
+_PUB_TYPES = (QuantumCircuit, tuple, SamplerPub, EstimatorPub)
 
 
-def as_circuit_list(circuits: Any) -> list[QuantumCircuit]:
-    """One circuit or an iterable of circuits, checked item by item."""
-    if isinstance(circuits, QuantumCircuit):
-        return [circuits]
-    if circuits is None or isinstance(circuits, (str, bytes)):
-        raise InvalidInputError(f"run() takes a QuantumCircuit or a list of them, not {type(circuits).__name__}.")
+def as_experiment_list(experiments: Any) -> list[Any]:
+    """One circuit or pub, or an iterable of them, checked item by item."""
+    if isinstance(experiments, (QuantumCircuit, SamplerPub, EstimatorPub)):
+        return [experiments]
+    what = "run() takes QuantumCircuits or pubs (tuples such as (circuit, parameter_values)), or a list of them"
+    if isinstance(experiments, tuple) and experiments and all(isinstance(e, QuantumCircuit) for e in experiments):
+        return list(experiments)
+    if experiments is None or isinstance(experiments, (str, bytes, tuple)):
+        hint = "; wrap a single pub in a list" if isinstance(experiments, tuple) else ""
+        raise InvalidInputError(f"{what}, not {type(experiments).__name__}{hint}.")
     try:
-        items = list(circuits)
+        items = list(experiments)
     except TypeError:
-        raise InvalidInputError(
-            f"run() takes a QuantumCircuit or a list of them, not {type(circuits).__name__}.") from None
+        raise InvalidInputError(f"{what}, not {type(experiments).__name__}.") from None
     if not items:
-        raise InvalidInputError("run() got no circuits: pass at least one QuantumCircuit.")
+        raise InvalidInputError("run() got no circuits: pass at least one QuantumCircuit or pub.")
     for k, item in enumerate(items):
-        if not isinstance(item, QuantumCircuit):
+        if not isinstance(item, _PUB_TYPES):
             raise InvalidInputError(
-                f"Experiment {k} is a {type(item).__name__}, not a QuantumCircuit; "
-                "pass Qiskit circuits (load QASM with qiskit.qasm2/qasm3 first).")
+                f"Experiment {k} is a {type(item).__name__}, not a QuantumCircuit or pub; "
+                "pass Qiskit circuits (load QASM with qiskit.qasm2/qasm3 first) or pub tuples.")
     return items
+
+
+def check_primitive(primitive: Any) -> Primitive:
+    try:
+        return Primitive(primitive)
+    except ValueError:
+        raise InvalidInputError(f"primitive must be 'sampler' or 'estimator', got {primitive!r}.") from None
+
+
+#: Options qjm sets itself on every job; the user gives them as ``run()``'s own arguments.
+_OWNED = {"default_shots": "shots=", "default_precision": "precision="}
+
+
+def check_primitive_options(primitive: Primitive, options: Any) -> dict[str, Any] | None:
+    """The primitive's options as the service's own option models take them, or a qjm error
+    naming what they refuse."""
+    if options is None:
+        return None
+    if not isinstance(options, dict):
+        raise InvalidInputError(f"options must be a dict of {primitive.value} options, e.g. "
+                                "{'twirling': {'enable_measure': True}}, not " f"{type(options).__name__}.")
+    for key, arg in _OWNED.items():
+        if key in options:
+            raise InvalidInputError(f"options[{key!r}] is set by qjm: pass {arg} to run() instead.")
+    if (options.get("environment") or {}).get("job_tags"):
+        raise InvalidInputError("options['environment']['job_tags'] is set by qjm: pass job_tags= to run() instead.")
+    from pydantic import ValidationError
+    from qiskit_ibm_runtime.options_models.estimator import EstimatorOptions
+    from qiskit_ibm_runtime.options_models.sampler import SamplerOptions
+
+    model = SamplerOptions if primitive is Primitive.SAMPLER else EstimatorOptions
+    try:
+        model(**options)
+    except ValidationError as exc:
+        lines = [f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
+        raise InvalidInputError(f"options the {primitive.value} does not take: " + "; ".join(lines)) from None
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"options the {primitive.value} does not take: {exc}") from None
+    return dict(options)
+
+
+def check_pub_widths(pubs: list[Any], width: int, backend_name: str) -> None:
+    too_wide = [k for k, pub in enumerate(pubs) if pub.circuit.num_qubits > width]
+    if too_wide:
+        k = too_wide[0]
+        raise InvalidInputError(
+            f"Experiment {k} ({pubs[k].circuit.name!r}) uses {pubs[k].circuit.num_qubits} qubits but {backend_name} "
+            f"has {width}; choose a larger backend or smaller circuits.")
 
 
 def _has_measurement(circuit: QuantumCircuit) -> bool:
@@ -56,6 +112,7 @@ def check_circuits(circuits: list[QuantumCircuit], backend: BackendV2, backend_n
 
 def check_options(max_experiments_per_job: int | None, shots: int, optimization_level: int,
                   max_executions: int) -> None:
+    """``run()``'s own arguments (the primitive's options are ``check_primitive_options``)."""
     if max_experiments_per_job is not None and (not isinstance(max_experiments_per_job, int)
                                                 or isinstance(max_experiments_per_job, bool)
                                                 or max_experiments_per_job < 1):

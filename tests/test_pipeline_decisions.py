@@ -347,7 +347,7 @@ def test_steps_out_of_order_change_nothing_and_assembly_waits_for_every_job(make
     pipe.submit(sid, 1)
     pipe.poll(sid, 1)
     assert pipe.assemble(sid) is JobSetStatus.RUNNING, "job 0 is not final: the set is not assembled"
-    assert pipe.store.combined_result(sid) is None
+    assert pipe.store.job_set(sid).finished is None
     assert drive(pipe, sid) == [JobSetStatus.DONE]
     assert [len(stub.posts_for(sid, i)) for i in range(2)] == [1, 1]
 
@@ -361,15 +361,16 @@ def test_assembly_keeps_global_order_with_placeholders_and_is_idempotent(make):
     stub.plan(sid, 1, Outcome(refuse=ExecutorError("too many circuits")))
     stub.plan(sid, 2, Outcome(counts=[{"0x4": 64}]))
     assert drive(pipe, sid) == [JobSetStatus.ERROR]
-    combined = pipe.store.combined_result(sid)
+    results = job_set(pipe, sid).results(timeout=1, partial=True)
+    combined = results.combine_results().to_dict()
     assert [r["header"]["name"] for r in combined["results"]] == ["e0", "e1", "e2", "e3", "e4"]
     assert [r["success"] for r in combined["results"]] == [True, True, False, False, True]
     assert "too many circuits" in combined["results"][2]["status"]
-    assert pipe.store.job_result(sid, 0) is None, "per-job results are dropped once combined"
-    raw, finished = pipe.store.r.get(keys.combined(sid)), pipe.store.job_set(sid).finished
+    assert not pipe.store.r.exists(keys.combined(sid)), "results stay per job: no value grows with the set"
+    assert pipe.store.job_result(sid, 0) is not None
+    finished = pipe.store.job_set(sid).finished
     assert pipe.assemble(sid) is JobSetStatus.ERROR  # the assemble task, redelivered
-    assert pipe.store.r.get(keys.combined(sid)) == raw and pipe.store.job_set(sid).finished == finished
-    results = job_set(pipe, sid).results(timeout=1, partial=True)
+    assert pipe.store.job_set(sid).finished == finished
     assert [results.get_counts(k) for k in (0, 1, 4)] == [{"001": 64}, {"010": 64}, {"100": 64}]
     assert results.failed_experiments == [2, 3]
     with pytest.raises(JobSetFailedError, match="too many circuits"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
+from qiskit.primitives import PrimitiveResult
 from qiskit.providers import BackendV2
 
 from .. import codec
@@ -79,9 +80,35 @@ class LocalExecutor(Executor):
                 self._simulator = AerSimulator.from_backend(self.backend(), max_parallel_threads=_threads())
         return self._simulator
 
+    def primitive_mode(self) -> BackendV2:
+        """What the local testing mode's executor primitives run on: the fake device itself (they
+        simulate it with ``AerSimulator.from_backend``'s noise model), or an ideal simulator."""
+        if self.name == AER:
+            from qiskit_aer import AerSimulator
+
+            return AerSimulator(max_parallel_threads=_threads())
+        return self.backend()
+
+    def run_primitive(self, work: JobWork) -> PrimitiveResult:
+        """The job's pubs through qiskit-ibm-runtime's executor Sampler or Estimator in local
+        testing mode, with the set's options, exactly as a user would run them by hand."""
+        opts = dict(work.options.primitive_options or {})
+        if work.options.seed_simulator is not None:
+            opts["simulator"] = {**opts.get("simulator", {}), "seed_simulator": work.options.seed_simulator}
+        if work.primitive is Primitive.SAMPLER:
+            from qiskit_ibm_runtime.executor_sampler import Sampler
+
+            primitive: Any = Sampler(mode=self.primitive_mode(), options={**opts, "default_shots": work.options.shots})
+        else:
+            from qiskit_ibm_runtime.executor_estimator import Estimator
+
+            primitive = Estimator(mode=self.primitive_mode(), options=opts)
+        return primitive.run(list(work.pubs)).result()
+
     def submit(self, work: JobWork, ctx: SubmitContext) -> Submission:
-        if work.primitive is not Primitive.SAMPLER:
-            raise ExecutorError(f"{self.name} runs Sampler jobs only")
+        remote_id = f"local:{ctx.job_set_id}:{ctx.job}"
+        if work.options.pubs:
+            return Submission(remote_id=remote_id, output=self.run_primitive(work))
         circuits, options = work.circuits, work.options
         run_opts: dict[str, Any] = {"shots": options.shots, "memory": options.memory}
         if options.seed_simulator is not None:
@@ -90,4 +117,4 @@ class LocalExecutor(Executor):
         if not result.success:
             raise ExecutorError(f"simulation failed: {result.status}")
         records = codec.records_from_qiskit_result(circuits, result, options.memory)
-        return Submission(remote_id=f"local:{ctx.job_set_id}:{ctx.job}", output=records)
+        return Submission(remote_id=remote_id, output=records)

@@ -2,17 +2,46 @@
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
+import numpy as np
+
 from .. import codec
 from ..config import Settings
-from ..executors import Executor, JobWork, RunOptions
+from ..executors import Executor, JobWork, Primitive, RunOptions
 from ..lifecycle import JobStatus
+from ..pubs import from_entry
 from ..store import JobRecord, JobSetRecord, Store
 from ..transitions import Transitions
 
 ExecutorFor = Callable[[str], Executor]
+
+
+def job_seed(seed: int | None, i: int) -> int | None:
+    """Job ``i``'s own simulator seed, derived from the set's: jobs (and so the slices of a
+    split sweep) are not correlated, and the same seed gives the same set again."""
+    if seed is None:
+        return None
+    return int(np.random.SeedSequence([int(seed), i]).generate_state(1)[0])
+
+
+def work_from(store: Store, rec: JobSetRecord, i: int, isa_qpy: bytes) -> JobWork:
+    """Job ``i``'s work from its transpiled circuits: one Sampler pub per circuit for a counts
+    set; for a pub set its pieces' pubs on the ISA circuits (observables laid out on them)."""
+    opts = RunOptions.from_json(rec.options)
+    opts = dataclasses.replace(opts, seed_simulator=job_seed(opts.seed_simulator, i))
+    circuits = codec.circuits_from_qpy(isa_qpy)
+    if not opts.pubs:
+        return JobWork.from_circuits(circuits, opts)
+    entries = store.job_pubs(rec.id, i)
+    if entries is None or len(entries) != len(circuits):
+        raise ValueError(f"job {i} has {len(circuits)} circuits but "
+                         f"{'no' if entries is None else len(entries)} stored pub entries")
+    primitive = Primitive(opts.primitive)
+    return JobWork([from_entry(c, e, primitive) for c, e in zip(circuits, entries, strict=True)], opts,
+                   prepared=store.prepared(rec.id, i))
 
 
 class JobRunner(ABC):
@@ -66,7 +95,7 @@ class JobRunner(ABC):
                                          error="no transpiled circuits were stored for this job")
             return None
         try:
-            return JobWork.from_circuits(codec.circuits_from_qpy(blob), RunOptions.from_json(rec.options))
+            return work_from(self.store, rec, i, blob)
         except Exception as exc:  # noqa: BLE001
             if quiet:
                 raise

@@ -90,10 +90,12 @@ class Store:
         return float(raw) if raw else None
 
     # ----------------------------------------------------------------- creation
-    def create_job_set(self, rec: JobSetRecord, job_qpy: list[bytes], names: list[str], queue: str) -> None:
+    def create_job_set(self, rec: JobSetRecord, job_qpy: list[bytes], names: list[str], queue: str,
+                       job_pubs: list[bytes] | None = None, layout: bytes | None = None) -> None:
         """Write a whole job set in one transaction: it exists completely or not at all.
 
-        Each job waits for its transpile step in ``queue``, with tickets in job order."""
+        Each job waits for its transpile step in ``queue``, with tickets in job order. A set given
+        as pubs also has each job's piece entries and the set's layout (``qjm.pubs``)."""
         ttl, now, run_id = self.ttl, time.time(), self.run_id()
         first = self.steps.tickets(queue, rec.n_jobs)
         p = self.r.pipeline(transaction=True)
@@ -106,6 +108,10 @@ class Store:
             p.hset(keys.job(rec.id, i), mapping=job.to_hash())
             p.expire(keys.job(rec.id, i), ttl)
             p.set(keys.circuits(rec.id, i), blob, ex=ttl)
+            if job_pubs is not None:
+                p.set(keys.pubs(rec.id, i), job_pubs[i], ex=ttl)
+        if layout is not None:
+            p.set(keys.layout(rec.id), layout, ex=ttl)
         p.execute()
         # The indexes live outside the set's hash slot (Redis Cluster): added once the set exists.
         p = self.r.pipeline(transaction=False)
@@ -174,6 +180,19 @@ class Store:
     def job_result(self, sid: str, i: int) -> list[dict[str, Any]] | None:
         """A counts set's job result: its experiment records."""
         return codec.loads(self.r.get(keys.result(sid, i)))
+
+    def job_pubs(self, sid: str, i: int) -> list[dict[str, Any]] | None:
+        return codec.loads(self.r.get(keys.pubs(sid, i)))
+
+    def layout(self, sid: str) -> list[list[Any]] | None:
+        return codec.loads(self.r.get(keys.layout(sid)))
+
+    def prepared(self, sid: str, i: int) -> str | None:
+        raw = self.r.get(keys.prepared(sid, i))
+        return None if raw is None else raw.decode()
+
+    def set_prepared(self, sid: str, i: int, text: str) -> None:
+        self.r.set(keys.prepared(sid, i), text, ex=self.ttl)
 
     def job_output(self, sid: str, i: int) -> bytes | None:
         """A job's stored output as written (``qjm.outputs``)."""
@@ -283,13 +302,11 @@ class Store:
                 cancelled.append(job)
         return cancelled
 
-    def finish(self, sid: str, status: JobSetStatus, combined: dict[str, Any], n_jobs: int) -> bool:
-        """Record the set's final state and combined result, unless it is final already (then
-        nothing changes: the first assembly wins). Per-job results are then redundant.
-        Returns whether this call finished the set."""
-        job_results = [keys.result(sid, i) for i in range(n_jobs)]
-        args = [status.value, codec.dumps(combined), self.ttl, repr(time.time()), keys.final_channel(sid)]
-        won = bool(self._finish(keys=[keys.job_set(sid), keys.combined(sid), *job_results], args=args))
+    def finish(self, sid: str, status: JobSetStatus) -> bool:
+        """Record the set's final state, unless it is final already (then nothing changes: the
+        first assembly wins). Returns whether this call finished the set."""
+        args = [status.value, repr(time.time()), keys.final_channel(sid)]
+        won = bool(self._finish(keys=[keys.job_set(sid)], args=args))
         self.forget_running(sid)
         return won
 

@@ -46,8 +46,14 @@ def names(sid: str) -> str:
 
 
 def combined(sid: str) -> str:
-    """JSON: the combined result, written once the set is final."""
+    """JSON: the combined result of a set finished by qjm before results were kept per job
+    (read, never written: sets now keep one result per job, ``result``)."""
     return f"{_set(sid)}:result"
+
+
+def layout(sid: str) -> str:
+    """JSON: a pub set's pieces per job (``qjm.pubs.Piece``), to stitch pub results back."""
+    return f"{_set(sid)}:layout"
 
 
 def final_channel(sid: str) -> str:
@@ -80,8 +86,18 @@ def isa(sid: str, i: int) -> str:
     return f"{job(sid, i)}:isa"
 
 
+def pubs(sid: str, i: int) -> str:
+    """JSON: the JSON half of the job's pieces (``qjm.pubs.piece_entry``), for pub sets."""
+    return f"{job(sid, i)}:pubs"
+
+
+def prepared(sid: str, i: int) -> str:
+    """JSON text: the executor's client-side preparation of the job (``Executor.prepare``)."""
+    return f"{job(sid, i)}:prepared"
+
+
 def result(sid: str, i: int) -> str:
-    """JSON: the job's experiment records, until the set's combined result replaces them."""
+    """The job's output (``qjm.outputs``): experiment records, or a PrimitiveResult's JSON."""
     return f"{job(sid, i)}:result"
 
 
