@@ -120,7 +120,8 @@ class JobManager:
         items = validation.as_experiment_list(experiments)
         pubs.check_defaults(kind, DEFAULT_SHOTS if shots is None else shots, precision, shots_given=shots is not None)
         shots = DEFAULT_SHOTS if shots is None else int(shots)
-        validation.check_options(max_experiments_per_job, shots, optimization_level, self._cfg.max_executions_per_job)
+        validation.check_options(max_experiments_per_job, shots if kind is Primitive.SAMPLER else None,
+                                 optimization_level, self._cfg.max_executions_per_job)
         primitive_options = validation.check_primitive_options(kind, options)
         tags = validation.check_tags(job_tags)
         if name is not None and not isinstance(name, str):

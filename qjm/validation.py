@@ -110,7 +110,7 @@ def check_circuits(circuits: list[QuantumCircuit], backend: BackendV2, backend_n
             + "; add measure_all() or measure() to it.")
 
 
-def check_options(max_experiments_per_job: int | None, shots: int, optimization_level: int,
+def check_options(max_experiments_per_job: int | None, shots: int | None, optimization_level: int,
                   max_executions: int) -> None:
     """``run()``'s own arguments (the primitive's options are ``check_primitive_options``)."""
     if max_experiments_per_job is not None and (not isinstance(max_experiments_per_job, int)
@@ -118,9 +118,11 @@ def check_options(max_experiments_per_job: int | None, shots: int, optimization_
                                                 or max_experiments_per_job < 1):
         raise InvalidInputError(
             f"max_experiments_per_job must be a whole number of at least 1, got {max_experiments_per_job!r}.")
-    if not isinstance(shots, int) or isinstance(shots, bool) or shots < 1:
+    if shots is None:  # the Estimator: sized by precision (qjm.partition)
+        pass
+    elif not isinstance(shots, int) or isinstance(shots, bool) or shots < 1:
         raise InvalidInputError(f"shots must be a whole number of at least 1, got {shots!r}.")
-    if shots > max_executions:
+    elif shots > max_executions:
         raise InvalidInputError(
             f"shots={shots} is more than one job may run (QJM_MAX_EXECUTIONS_PER_JOB = {max_executions} "
             "circuits x shots); use fewer shots, or raise QJM_MAX_EXECUTIONS_PER_JOB if the backend allows it.")

@@ -73,3 +73,53 @@ def test_unknown_job_set_id(empty_jm):
 def test_odd_job_set_ids_are_plain_unknown_ids(empty_jm, odd):
     with pytest.raises(QJMError, match="No job set with id"):
         empty_jm.retrieve_job_set(odd)
+
+
+# ---------------------------------------------------------------------------- primitives
+def _param_circuit(measured: bool = True) -> QuantumCircuit:
+    from qiskit.circuit import Parameter
+
+    qc = QuantumCircuit(2, name="ansatz")
+    qc.ry(Parameter("a"), 0)
+    qc.rz(Parameter("b"), 1)
+    qc.cx(0, 1)
+    if measured:
+        qc.measure_all()
+    return qc
+
+
+@pytest.mark.parametrize("experiments, kwargs, message", [
+    ([_param_circuit()], {}, "Experiment 0 is not a valid Sampler pub"),  # unbound parameters, no values
+    ([(_param_circuit(), [[0.1, 0.2, 0.3]])], {}, "Experiment 0 is not a valid Sampler pub"),  # 3 values for 2 parameters
+    ([(no_measure(), "ZZZ")], {"primitive": "estimator"}, "Experiment 0 is not a valid Estimator pub"),  # wider observable
+    ([(no_measure(), "ZZ")], {"primitive": "estimator", "precision": 0}, "precision must be a number above 0"),
+    ([(no_measure(), "ZZ", None, -0.1)], {"primitive": "estimator"}, "Experiment 0's precision must be a number above 0"),
+    ([(no_measure(), "ZZ")], {"primitive": "estimator", "precision": 1e-5}, "one element needs 10,000,000,000 executions"),
+    ([(no_measure(), "ZZ")], {"primitive": "estimator", "shots": 100}, "The Estimator takes a precision, not shots"),
+    ([(_param_circuit(), [0.1, 0.2], 0)], {}, "Experiment 0's shots must be a whole number of at least 1"),
+    ([basis_state(1)], {"options": {"twirling": {"enable_gates": "maybe"}}}, "options the sampler does not take: twirling.enable_gates"),
+    ([basis_state(1)], {"options": {"resilience": {"measure_mitigation": True}}}, "options the sampler does not take: resilience"),
+    ([basis_state(1)], {"options": {"default_shots": 10}}, "pass shots= to run"),
+    ([basis_state(1)], {"primitive": "qaoa"}, "primitive must be 'sampler' or 'estimator'"),
+    ([(no_measure(), "ZZ")], {}, "looks like an Estimator pub"),
+    ([basis_state(1)], {"primitive": "estimator"}, "an Estimator pub needs observables"),
+    ([(_param_circuit(False), [0.1, 0.2])], {"primitive": "estimator"}, "must be observables"),
+    ([(no_measure(),)], {}, "has no measurements"),
+    ([basis_state(1)], {"precision": 0.1}, "precision is the Estimator's"),
+    ((no_measure(), "ZZ"), {"primitive": "estimator"}, "wrap a single pub in a list"),
+])
+def test_bad_pubs_are_rejected_before_anything_is_written(empty_jm, experiments, kwargs, message):
+    with pytest.raises(InvalidInputError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
+        empty_jm.run(experiments, backend="aer_simulator", **kwargs)
+
+
+def test_configured_simulators_are_refused_with_what_to_pass(empty_jm):
+    from qiskit_aer import AerSimulator
+    from qiskit_aer.noise import NoiseModel, depolarizing_error
+    from qiskit_ibm_runtime.fake_provider import FakeManilaV2
+
+    noise = NoiseModel()
+    noise.add_all_qubit_quantum_error(depolarizing_error(0.1, 1), ["x"])
+    for backend in (AerSimulator(noise_model=noise), AerSimulator.from_backend(FakeManilaV2())):
+        with pytest.raises(InvalidInputError, match="backend='fake_manila'"):
+            empty_jm.run([basis_state(1)], backend=backend)
