@@ -19,7 +19,7 @@ import traceback
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -150,23 +150,14 @@ def results(ctx: typer.Context, job_set_id: str = typer.Argument(..., metavar="I
             out_file: Path | None = typer.Option(None, "--out", "-o", help="write the JSON here, not stdout"),
             partial: bool = typer.Option(False, "--partial", help="a set with failed jobs: give the rest"),
             timeout: float | None = typer.Option(None, "--timeout", help="seconds to wait for the set")) -> None:
-    """Counts of every experiment as JSON (waits for the set to be final)."""
-    from .lifecycle import JobStatus
+    """Every experiment's results as JSON (waits for the set to be final): counts per circuit;
+    for pubs, per parameter index the counts per register, or evs and stds."""
+    from . import export
 
     jm = _manager(ctx)
     js = jm.retrieve_job_set(job_set_id)
     res = js.results(timeout=timeout, partial=partial)
-    names = jm.store.names(job_set_id)
-    errors = {k: f"job {j.index} {j.status().value}: {j.error_message() or 'no result'}"
-              for j in js.jobs() if j.status() is not JobStatus.DONE for k in j.experiments}
-    experiments: list[dict[str, Any]] = []
-    for k in range(len(res)):
-        entry: dict[str, Any] = {"index": k, "name": names[k] if k < len(names) else None}
-        if k in errors:
-            entry["error"] = errors[k]
-        else:
-            entry["counts"] = res.get_counts(k)
-        experiments.append(entry)
+    experiments = export.experiments(res, jm.store.names(job_set_id))
     doc = {"job_set_id": job_set_id, "status": js.status().value, "backend": js.backend_name(),
            "experiments": experiments}
     text = json.dumps(doc, indent=1)

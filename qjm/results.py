@@ -95,6 +95,16 @@ class ManagedResults:
     def failed_experiments(self) -> list[int]:
         return sorted(self._errors)
 
+    @property
+    def errors(self) -> dict[int, str]:
+        """Why each experiment without a result has none."""
+        return dict(self._errors)
+
+    @property
+    def is_pub_set(self) -> bool:
+        """Whether the set was given as pubs (its natural result is ``primitive_result()``)."""
+        return self._options.pubs
+
     def __len__(self) -> int:
         return self._rec.n_experiments
 

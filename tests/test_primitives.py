@@ -172,3 +172,28 @@ def test_options_reach_the_primitive(jm):
     pr = js.results(timeout=180).primitive_result()
     assert pr[0].data.meas.get_counts(0).get("1", 0) > 300
     assert pr.metadata["options"]["twirling"]["enable_measure"] is True
+
+
+def test_cli_writes_primitive_results_as_json(jm, redis_server, tmp_path):
+    import json
+
+    from .ops_fixtures import env_for, qjm
+
+    circuit = ansatz(2)
+    values = np.zeros((2, 4))
+    sampler = jm.run([(rotation(), [[0.0], [np.pi]], 30)], backend="aer_simulator")
+    estimator = jm.run([(circuit, ["ZZ", "XX"], values[:, None, :])], backend="aer_simulator", primitive="estimator")
+    env = env_for(redis_server.url)
+    for js in (sampler, estimator):
+        out = tmp_path / f"{js.job_set_id()}.json"
+        done = qjm("results", js.job_set_id(), "--out", str(out), "--timeout", "180", env=env)
+        assert done.returncode == 0, done.stderr
+    doc = json.loads((tmp_path / f"{sampler.job_set_id()}.json").read_text())
+    pub = doc["experiments"][0]
+    assert pub["shape"] == [2] and pub["shots"] == 30
+    assert [v["counts"]["meas"] for v in pub["values"]] == [{"0": 30}, {"1": 30}]
+    doc = json.loads((tmp_path / f"{estimator.job_set_id()}.json").read_text())
+    pub = doc["experiments"][0]
+    assert pub["shape"] == [2, 2] and [v["index"] for v in pub["values"]] == [[0, 0], [0, 1], [1, 0], [1, 1]]
+    zz = exact(circuit, "ZZ", values[0])
+    assert abs(pub["values"][0]["ev"] - zz) <= 5 * pub["values"][0]["std"] + 1e-9
