@@ -9,6 +9,7 @@ import warnings
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
+import estimator  # noqa: E402
 import ibm  # noqa: E402
 import local  # noqa: E402
 
@@ -16,3 +17,5 @@ if __name__ == "__main__":
     local.main()
     print()
     ibm.main()
+    print()
+    estimator.main()
