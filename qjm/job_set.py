@@ -121,13 +121,19 @@ class ManagedJobSet:
 
     def job(self, experiment: Experiment) -> tuple[ManagedJob, int]:
         """The job that runs an experiment (given by global index, name or circuit, as for
-        ``results().get_counts``), and the experiment's index within that job."""
+        ``results().get_counts``), and the experiment's index within that job (for a pub split
+        over several jobs, the job of its first slice)."""
         names: list[str | None]
         if isinstance(experiment, int) and not isinstance(experiment, bool):
             names = [None] * self._record.n_experiments  # an index needs no names
         else:
             names = list(self._store.names(self._id))
         experiment_index = experiment_index_of(experiment, names, self._id)
+        if RunOptions.from_json(self._record.options).pubs:  # pubs are grouped: the layout says where
+            for k, pieces in enumerate(self._store.layout(self._id) or []):
+                for pos, (pub, _rows) in enumerate(pieces):
+                    if pub == experiment_index:  # a split pub: its first slice's job
+                        return ManagedJob.of(self._store, self._id, self._store.job(self._id, k)), pos
         for k, (start, stop) in enumerate(self._record.job_bounds):
             if start <= experiment_index < stop:
                 return ManagedJob.of(self._store, self._id, self._store.job(self._id, k)), experiment_index - start

@@ -63,6 +63,10 @@ def test_sampler_sweep_and_per_pub_shots(jm):
     assert pr[0].data.meas.get_counts(6) == {"1": 2000}
     assert pr[2].data.meas.get_counts() == {"101": 2000}
     assert len(js.jobs()) == 2, "pubs with 2000 shots share a job; the 300-shot pub has its own"
+    job, pos = js.job(2)
+    assert (job.index, pos) == (0, 1)
+    assert job.result()[pos].data.meas.get_counts() == {"101": 2000}
+    assert js.job(1)[0].index == 1
     results = js.results()
     assert results.get_counts(2) == {"101": 2000}, "plain circuits in a pub set still give counts"
     with pytest.raises(JobSetFailedError, match=r"sweep of shape \(7,\)"):
