@@ -60,7 +60,7 @@ class RedisProcess:
     (give it to qjm processes in ``QJM_REDIS_PASSWORD``), ``client()`` logs in with it."""
 
     def __init__(self, appendonly: bool = False, port: int | None = None, bind: str | None = None,
-                 password: str | None = None) -> None:
+                 password: str | None = None, config: dict[str, str] | None = None) -> None:
         self.port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix="qjm-redis-")
         self.appendonly = appendonly
@@ -68,6 +68,7 @@ class RedisProcess:
         if password is not None and (not password or any(c in password for c in '"\\\n\r')):
             raise ValueError("the password must be non-empty, without quotes, backslashes or newlines")
         self.password = password
+        self.config = dict(config or {})  # more redis.conf directives, e.g. {"proto-max-bulk-len": "1mb"}
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -90,6 +91,8 @@ class RedisProcess:
         args = ["redis-server", "--port", str(self.port), "--bind", *self.bind.split(), "--dir", self.dir,
                 "--save", "", "--appendonly", "yes" if self.appendonly else "no",
                 "--appendfsync", "always", "--maxmemory-policy", "noeviction"]
+        for directive, value in self.config.items():
+            args += [f"--{directive}", value]
         stdin = None
         if self.password:
             # Read as a config file from stdin ("-"), so the password is in no command line.

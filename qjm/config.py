@@ -165,6 +165,9 @@ class Settings:
     default_max_experiments: int = field(default_factory=lambda: _int("QJM_DEFAULT_MAX_EXPERIMENTS", 100))
     #: Cap on circuits x shots in one job (IBM's Sampler limit is 10 million executions).
     max_executions_per_job: int = field(default_factory=lambda: _int("QJM_MAX_EXECUTIONS_PER_JOB", 10_000_000))
+    #: Largest single Redis value qjm writes for a job's output; larger outputs are stored in parts
+    #: (Redis refuses values over ``proto-max-bulk-len``, 512 MB by default).
+    result_chunk_bytes: int = field(default_factory=lambda: _int("QJM_RESULT_CHUNK_BYTES", 32 * 1024 * 1024))
     #: How long a step that could have run may stay unstarted (or a started one stay on a dead
     #: worker) before the reconciler re-sends it. See README, "What qjm guarantees".
     reconcile_grace: float = field(default_factory=lambda: _float("QJM_RECONCILE_GRACE", 60.0))

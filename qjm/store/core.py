@@ -8,6 +8,7 @@ run as a Lua script (``scripts/advance.lua``) so that two workers, or a worker a
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -26,6 +27,10 @@ from .histograms import Histograms
 from .records import JobRecord, JobSetRecord
 from .slots import SlotPool
 from .steps import Steps
+
+
+#: How a job's result key begins when its output was stored in parts (``Store._in_parts``).
+_PARTS = b'{"qjm_parts"'
 
 
 class Store:
@@ -179,7 +184,7 @@ class Store:
 
     def job_result(self, sid: str, i: int) -> list[dict[str, Any]] | None:
         """A counts set's job result: its experiment records."""
-        return codec.loads(self.r.get(keys.result(sid, i)))
+        return codec.loads(self.job_output(sid, i))
 
     def job_pubs(self, sid: str, i: int) -> list[dict[str, Any]] | None:
         return codec.loads(self.r.get(keys.pubs(sid, i)))
@@ -195,8 +200,29 @@ class Store:
         self.r.set(keys.prepared(sid, i), text, ex=self.ttl)
 
     def job_output(self, sid: str, i: int) -> bytes | None:
-        """A job's stored output as written (``qjm.outputs``)."""
-        return self.r.get(keys.result(sid, i))
+        """A job's stored output as written (``qjm.outputs``), its parts joined."""
+        raw = self.r.get(keys.result(sid, i))
+        if raw is None or not raw.startswith(_PARTS):
+            return raw
+        manifest = codec.loads(raw)["qjm_parts"]
+        parts = self.r.mget([keys.result_part(sid, i, manifest["token"], k) for k in range(manifest["n"])])
+        if any(part is None for part in parts):
+            raise JobSetNotFoundError(f"Job set {sid!r}: part of job {i}'s results has expired.")
+        return b"".join(parts)
+
+    def _in_parts(self, sid: str, i: int, output: bytes) -> bytes:
+        """An output larger than one value may be is written in parts first; what the job's
+        result key then holds is the list of them (written with the job's DONE status)."""
+        size = max(1024, self.cfg.result_chunk_bytes)
+        if len(output) <= size:
+            return output
+        token = uuid.uuid4().hex[:16]
+        n = -(-len(output) // size)
+        p = self.r.pipeline(transaction=False)
+        for k in range(n):
+            p.set(keys.result_part(sid, i, token, k), output[k * size:(k + 1) * size], ex=self.ttl)
+        p.execute()
+        return codec.dumps({"qjm_parts": {"token": token, "n": n, "bytes": len(output)}})
 
     def combined_result(self, sid: str) -> dict[str, Any] | None:
         return codec.loads(self.r.get(keys.combined(sid)))
@@ -231,7 +257,7 @@ class Store:
         blob: bytes | str = ""
         blob_key = keys.result(sid, i)
         if result is not None:  # already in the set's format (``qjm.outputs.encode``)
-            blob = result
+            blob = self._in_parts(sid, i, result)
         elif isa is not None:
             blob, blob_key = isa, keys.isa(sid, i)
         argv: list[Any] = [status.value, status.rank, FINAL_RANK, self.ttl, blob, repr(time.time())]

@@ -101,6 +101,12 @@ def result(sid: str, i: int) -> str:
     return f"{job(sid, i)}:result"
 
 
+def result_part(sid: str, i: int, token: str, k: int) -> str:
+    """Bytes: part ``k`` of a job output too large for one value; ``token`` is unique to the
+    write, so a losing redelivery's parts never mix with the winner's (they expire unread)."""
+    return f"{job(sid, i)}:result:{token}:{k}"
+
+
 def posting_lock(sid: str, i: int) -> str:
     """Lock held while one delivery posts the job to a remote service."""
     return f"{job(sid, i)}:posting"
