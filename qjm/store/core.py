@@ -28,7 +28,6 @@ from .records import JobRecord, JobSetRecord
 from .slots import SlotPool
 from .steps import Steps
 
-
 #: How a job's result key begins when its output was stored in parts (``Store._in_parts``).
 _PARTS = b'{"qjm_parts"'
 
