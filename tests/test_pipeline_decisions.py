@@ -582,3 +582,22 @@ def test_a_job_failed_by_its_batchs_end_is_posted_again_as_a_new_attempt(make):
     assert job.attempt == 2 and job.remote_id == second.remote_id and job.status is JobStatus.DONE
     assert [(h["attempt"], h["remote_id"], h["error"]) for h in job.history] == [(1, first.remote_id, why)]
     assert len(stub.posts_for(sid, 0)) == 1 and in_use(pipe) == 0
+
+
+def test_a_set_finished_with_one_combined_value_still_reads(make):
+    """Sets finished before results were kept per job hold one combined value: ``get_counts``,
+    ``combine_results`` and ``primitive_result`` read it."""
+    stub = remote_stub()
+    pipe = make(stub)
+    sid = new_set(pipe, 3, per_job=2)
+    stub.plan(sid, 0, Outcome(counts=[{"0x1": 64}, {"0x2": 64}]))
+    stub.plan(sid, 1, Outcome(counts=[{"0x4": 64}]))
+    assert drive(pipe, sid) == [JobSetStatus.DONE]
+    records = [rec for i in range(2) for rec in pipe.store.job_result(sid, i)]
+    pipe.store.r.set(keys.combined(sid), codec.dumps({"results": records}))
+    pipe.store.r.delete(keys.result(sid, 0), keys.result(sid, 1))
+    results = job_set(pipe, sid).results(timeout=1)
+    assert [results.get_counts(k) for k in range(3)] == [{"001": 64}, {"010": 64}, {"100": 64}]
+    pr = results.primitive_result()
+    assert [pub.data.meas.get_counts() for pub in pr] == [{"001": 64}, {"010": 64}, {"100": 64}]
+    assert results.combine_results().get_counts(2) == {"100": 64}
