@@ -275,8 +275,10 @@ def test_batch_expiry_through_the_client(make_emulator: Callable[..., Emulator],
     from qiskit_ibm_runtime.exceptions import IBMRuntimeError
     from qiskit_ibm_runtime.executor_sampler import Sampler
 
-    emu = make_emulator(job_seconds=3.0, batch_ttl=1.0)
-    emu.state.catalog.simulator(BACKEND)  # built now, not inside the first job's 3 s
+    # The second post must land inside the batch's life, which starts when the first job runs:
+    # 4 s leaves room for a loaded machine (2 cores under a parallel suite took over 1 s).
+    emu = make_emulator(job_seconds=8.0, batch_ttl=4.0)
+    emu.state.catalog.simulator(BACKEND)  # built now, not inside the first job's 8 s
     service = runtime_service(emu)
     backend = service.backend(BACKEND)
     isa = transpile(one_circuit(), backend, seed_transpiler=7)
