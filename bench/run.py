@@ -12,6 +12,7 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 import estimator  # noqa: E402
 import ibm  # noqa: E402
 import local  # noqa: E402
+import results_memory  # noqa: E402
 
 if __name__ == "__main__":
     local.main()
@@ -19,3 +20,5 @@ if __name__ == "__main__":
     ibm.main()
     print()
     estimator.main()
+    print()
+    results_memory.main()
