@@ -1,6 +1,6 @@
 """Everything qjm does to qiskit-ibm-runtime beyond its public API, in one place.
 
-The pinned client (0.51) gives no public way to do four things qjm needs, so this module, and
+The pinned client (0.51) gives no public way to do five things qjm needs, so this module, and
 no other, reaches into it; ``tests/ibm/test_client_patches.py`` fails loudly, naming the member,
 when a client upgrade moves any of them:
 
@@ -16,6 +16,9 @@ when a client upgrade moves any of them:
   puts a *fence* in front of it: a check, set per thread around one ``submit``, that stops the
   post when the worker lost its posting lock meanwhile (it was cut off, and another worker took
   over), however long the client's own requests before the post took.
+- ``QuantumProgram._semantic_role``: which primitive's post-processing the client applies to an
+  executor job's result. The executor primitives set it between preparing a program and posting
+  it; qjm does the two in different steps (``primitives``), so it sets it the same way.
 - ``IAM_URL`` and ``QISKIT_FUNCTIONS_EXPERIMENTAL``: the client reads them only from the process
   environment, so pointing it at an emulator means writing ``os.environ`` (nothing else in qjm
   does at run time).
@@ -42,6 +45,8 @@ BATCH_BACKEND = "_backend"
 SERVICE_API_CLIENT = "_active_api_client"
 #: The API client's method that posts a job.
 API_PROGRAM_RUN = "program_run"
+#: The attribute of a ``QuantumProgram`` naming the primitive whose post-processing applies.
+PROGRAM_SEMANTIC_ROLE = "_semantic_role"
 #: The environment variables the client reads for the token exchange and the instance look-up.
 ENV_IAM_URL = "IAM_URL"
 ENV_SKIP_INSTANCE_LOOKUP = "QISKIT_FUNCTIONS_EXPERIMENTAL"
@@ -76,6 +81,12 @@ def throttle_batch_checks(batch: Any) -> Any:
 def listed_backend_names(service: Any) -> set[str]:
     """The backend names the service lists right now, bypassing the client's error swallowing."""
     return {device.get("name") for device in getattr(service, SERVICE_API_CLIENT).list_backends()}
+
+
+def set_semantic_role(program: Any, role: str) -> Any:
+    """Mark an executor program as a primitive's (``sampler_v2``/``estimator_v2``), as its ``run`` does."""
+    setattr(program, PROGRAM_SEMANTIC_ROLE, role)
+    return program
 
 
 _fence = threading.local()
