@@ -125,9 +125,9 @@ def test_sampler_sweeps_and_per_pub_shots_match_the_fake_device(executor: IBMQua
     reference = local.run([(sweep, SWEEP, 20000), (flip, None, 20000)]).result()
     for k in range(len(SWEEP)):
         assert_same_rate(result[0].data.meas[k], reference[0].data.meas[k], "11")
+    # X on qubit 0 reads 1 with p ~ 0.964 under this model and ~ 0.944 under the fake device's
+    # own (``FakeManilaV2().run``): the bound here (~0.014) tells the two apart.
     assert_same_rate(result[1].data.c, reference[1].data.c, "1")
-    # The fake device's own model (BackendV2.run) reads X on qubit 0 better; this tells them apart.
-    assert abs(probability(result[1].data.c, "1") - probability(reference[1].data.c, "1")) < 0.03
 
 
 def test_twirled_sampler_runs_samplex_items_like_the_local_testing_mode(emulator: Emulator, executor: IBMQuantumExecutor,

@@ -122,20 +122,20 @@ class IBMQuantumExecutor(Executor):
         (see ``primitives.worth_preparing``); ``submit`` then posts it as it is."""
         if not primitives.worth_preparing(work):
             return None
-        return primitives.encode(*primitives.build(work, self.backend()))
+        return primitives.prepare(work, self.backend()).to_json()
 
     def submit(self, work: JobWork, ctx: SubmitContext) -> Submission:
         """Post the pubs as one executor-primitive job, in the set's batch, with the context's
         tags: the program ``prepare`` made if there is one, else prepared here (cheap then)."""
         from qiskit.providers.exceptions import QiskitBackendNotFoundError
 
-        prepared = primitives.decode(work.prepared) if work.prepared is not None else None
-        program, executor_options = prepared or primitives.build(work, self.backend())
+        prepared = primitives.Prepared.from_json(work.prepared) if work.prepared is not None else None
+        prepared = prepared or primitives.prepare(work, self.backend())
         mode = batches.attach(self.account, ctx.batch_id) if ctx.batch_id else self.backend()
         what = f"job submission ({ctx.job_set_id} job {ctx.job} attempt {ctx.attempt})"
         try:
             with client_patches.fenced(ctx.fence):
-                job = call(lambda: primitives.post(mode, program, executor_options, ctx.tags), what, self.delays)
+                job = call(lambda: primitives.post(mode, prepared, ctx.tags), what, self.delays)
         except ExecutorError as exc:
             if isinstance(exc.__cause__, QiskitBackendNotFoundError):
                 raise backend_not_found(self.service, self.name, exc.__cause__, what, self.delays) from exc
