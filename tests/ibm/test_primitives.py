@@ -299,6 +299,32 @@ def test_submit_posts_what_prepare_made(executor: IBMQuantumExecutor, monkeypatc
         assert result[0].data.evs.shape == (2, 2)
 
 
+def test_qjm_posts_what_the_clients_own_primitives_post(emulator: Emulator, executor: IBMQuantumExecutor) -> None:
+    """The same pubs and options through qjm and through the client's own executor primitives
+    reach the service as the same program (qjm's defaults set on the client's side as well)."""
+    from qiskit_ibm_runtime.executor_estimator import Estimator
+    from qiskit_ibm_runtime.executor_sampler import Sampler
+
+    backend = executor.backend()
+    pub = estimator_pub(ry_bell(False), backend, ["ZZ", "XX"], SWEEP[:2], 0.05)
+    options = {"twirling": {"num_randomizations": 3}, "execution": {"init_qubits": False}}
+    work = JobWork([pub], RunOptions(primitive=Primitive.ESTIMATOR.value, precision=0.05, pubs=True,
+                                     primitive_options=options))
+    ours, _ = run_job(executor, work, "same-est")
+    theirs = Estimator(mode=backend, options={**options, "default_precision": 0.05}).run([pub])
+    theirs.result()
+
+    measured = isa(ry_bell(), backend)
+    sampler_options = {"twirling": {"enable_gates": True}, "dynamical_decoupling": {"enable": True}}
+    swork = JobWork([SamplerPub.coerce((measured, SWEEP), 256)],
+                    RunOptions(shots=256, pubs=True, primitive_options=sampler_options))
+    ours_s, _ = run_job(executor, swork, "same-samp")
+    theirs_s = Sampler(mode=backend, options={**sampler_options, "default_shots": 256}).run([(measured, SWEEP)])
+    theirs_s.result()
+    for mine, client in ((ours, theirs.job_id()), (ours_s, theirs_s.job_id())):
+        assert emulator.received(mine) == emulator.received(client)
+
+
 def test_a_job_the_client_cannot_prepare_is_refused_before_posting(emulator: Emulator, executor: IBMQuantumExecutor) -> None:
     pub = estimator_pub(ry_bell(False), executor.backend(), ["ZZ"], SWEEP[:1], 0.05)
     work = JobWork([pub], RunOptions(primitive=Primitive.ESTIMATOR.value, pubs=True,
