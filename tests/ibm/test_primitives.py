@@ -9,8 +9,10 @@ same primitives run in process on ``fake_manila``, whose noise model the emulato
 
 from __future__ import annotations
 
+import json
 import math
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -144,6 +146,8 @@ def test_twirled_sampler_runs_samplex_items_like_the_local_testing_mode(emulator
     remote_id, result = run_job(executor, work, "twirl")
 
     received = emulator.received(remote_id)
+    with urllib.request.urlopen(f"{emulator.url}/emulator/jobs/{remote_id}", timeout=10) as reply:
+        assert json.loads(reply.read()) == received, "the HTTP route tells what Emulator.received does"
     assert received["semantic_role"] == "sampler_v2"
     assert [item["type"] for item in received["items"]] == ["samplex"]
     assert received["post_processor"]["options"]["twirling"]["enable_gates"] is True
@@ -348,7 +352,7 @@ def same_result(got: PrimitiveResult, want: PrimitiveResult) -> None:
         for name in a.data:
             x, y = a.data[name], b.data[name]
             assert type(x) is type(y)
-            assert (x == y) if isinstance(x, BitArray) else np.array_equal(x, y)
+            assert (x == y) if isinstance(x, BitArray) else np.array_equal(x, y, equal_nan=True)
 
 
 @pytest.fixture(scope="module")
@@ -381,3 +385,20 @@ def test_results_round_trip_through_qjm_outputs(both_results: tuple[PrimitiveRes
         assert isinstance(back.metadata["executor"], Metadata)
         assert back.metadata["executor"].chunk_timing[0].start == result.metadata["executor"].chunk_timing[0].start
     assert estimated.metadata["target_precision"] == 0.05
+
+
+def test_zero_noise_extrapolation_runs_and_round_trips(executor: IBMQuantumExecutor) -> None:
+    """Resilience level 2 (gate folding, one item per noise factor) through the emulator; its
+    extra fields and array-valued metadata survive qjm's storage."""
+    pub = estimator_pub(ry_bell(False), executor.backend(), ["ZZ", "XX"], SWEEP[:1], 0.1)
+    work = JobWork([pub], RunOptions(primitive=Primitive.ESTIMATOR.value, precision=0.1, pubs=True,
+                                     primitive_options={"resilience_level": 2}))
+    _, result = run_job(executor, work, "zne")
+    data = result[0].data
+    assert {"evs", "stds", "evs_noise_factors", "evs_extrapolated"} <= set(data)
+    assert data.evs.shape == (2, 1) and data.evs_noise_factors.shape[:2] == (2, 1)
+    back = outputs.decode_result(outputs.encode_result(result))
+    for name in data:
+        assert np.array_equal(back[0].data[name], data[name], equal_nan=True)  # a failed fit is NaN
+    extrapolators = result[0].metadata["resilience"]["zne"]["extrapolators"]
+    assert np.array_equal(back[0].metadata["resilience"]["zne"]["extrapolators"], extrapolators)
