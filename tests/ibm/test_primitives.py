@@ -402,3 +402,11 @@ def test_zero_noise_extrapolation_runs_and_round_trips(executor: IBMQuantumExecu
         assert np.array_equal(back[0].data[name], data[name], equal_nan=True)  # a failed fit is NaN
     extrapolators = result[0].metadata["resilience"]["zne"]["extrapolators"]
     assert np.array_equal(back[0].metadata["resilience"]["zne"]["extrapolators"], extrapolators)
+
+
+def test_a_prepared_job_of_an_unknown_layout_is_prepared_again() -> None:
+    from qjm.executors.ibm.primitives import FORMAT, Prepared
+
+    prepared = Prepared({"schema_version": "v2.0"}, {"environment": {}})
+    assert Prepared.from_json(prepared.to_json()) == prepared
+    assert Prepared.from_json(json.dumps({"format": FORMAT + 1, "params": {}, "executor_options": {}})) is None

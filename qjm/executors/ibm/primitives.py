@@ -44,11 +44,13 @@ def primitive_options(work: JobWork) -> Any:
     from qiskit_ibm_runtime.options_models import EstimatorOptions, SamplerOptions
 
     user = dict(work.options.primitive_options or {})
+    try:
+        options: Any = (SamplerOptions if work.primitive is Primitive.SAMPLER else EstimatorOptions)(**user)
+    except ValueError as exc:  # run() validates them; a set stored by another version may not be
+        raise ExecutorError(f"the {work.primitive.value} options of this set are not valid: {exc}") from exc
     if work.primitive is Primitive.SAMPLER:
-        options: Any = SamplerOptions(**user)
         options.default_shots = work.options.shots
     else:
-        options = EstimatorOptions(**user)
         options.default_shots = None  # shots follow from the precision, as qjm counted them
         if work.options.precision is not None:
             options.default_precision = work.options.precision
@@ -92,8 +94,8 @@ def prepare(work: JobWork, backend: BackendV2) -> Prepared:
     from qiskit_ibm_runtime.exceptions import IBMInputValueError
     from qiskit_ibm_runtime.quantum_program.params_converters import QUANTUM_PROGRAM_PARAMS_CONVERTERS
 
+    options = primitive_options(work)
     try:
-        options = primitive_options(work)
         if work.primitive is Primitive.SAMPLER:
             from qiskit_ibm_runtime.executor_sampler.prepare import prepare as client_prepare
         else:
