@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import re
 import socket
+import urllib.request
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -61,7 +62,11 @@ def no_egress(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         monkeypatch.setenv(name, f"http://127.0.0.1:{port}")
     for name in ("NO_PROXY", "no_proxy"):
         monkeypatch.setenv(name, "127.0.0.1,localhost")
+    # ``urlopen`` keeps the opener it built first, with the proxies of that moment: one built
+    # here would send later tests' loopback requests to the closed port once NO_PROXY is gone.
+    urllib.request.install_opener(None)
     yield
+    urllib.request.install_opener(None)
 
 
 # ----- the advisory checks qjm throttles -----
