@@ -2,9 +2,15 @@
 
 Two programs are understood, each answered in the format its client decoder expects:
 
-* ``executor`` (``qiskit_ibm_runtime.executor_sampler.Sampler``): ``params`` is an executor
-  ``ParamsModel`` v2.0; the answer is a ``QuantumProgramResultModel`` v2.0 whose per-register data
-  are boolean arrays, post-processed into a ``PrimitiveResult`` by the client itself.
+* ``executor`` (what both executor primitives, ``executor_sampler.Sampler`` and
+  ``executor_estimator.Estimator``, post): ``params`` is an executor ``ParamsModel`` v2.0; the
+  answer is a ``QuantumProgramResultModel`` v2.0 whose per-register data are boolean arrays (plus
+  what each samplex item's sampling produced, e.g. measurement flips), with the program's
+  ``passthrough_data`` and ``semantic_role`` handed back untouched: the client post-processes
+  them into a ``PrimitiveResult`` itself. Plain circuit items run in one Aer call per job (each
+  call reloads the device's noise model); a program with samplex items (the Estimator always,
+  the Sampler with twirling) runs through qiskit-ibm-runtime's own local executor,
+  ``run_quantum_program``, the same code as the client's local testing mode.
 * ``sampler`` (legacy ``SamplerV2``): ``params`` holds ``pubs``; the answer is the
   ``PrimitiveResult`` encoded with ``RuntimeEncoder``.
 """
@@ -68,8 +74,54 @@ def sample_circuits(sim: Any, work: list[Sweep], shots: int) -> list[dict[str, n
     return out
 
 
-def run_executor(sim: Any, params: dict[str, Any]) -> str:
-    """Run an executor ``ParamsModel`` and answer with a ``QuantumProgramResultModel`` as JSON."""
+def _plain(value: Any) -> Any:
+    """A passthrough subtree as JSON values (tensors as their shape), for the received record."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "to_numpy"):
+        return {"tensor_shape": list(value.to_numpy().shape)}
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    return value
+
+
+def describe_executor(model: Any, circuits: list[QuantumCircuit]) -> dict[str, Any]:
+    """What the service got, as tests check it: options, item kinds, the post-processor's block
+    of the passthrough data, and each circuit's gate counts (dynamical decoupling shows there)."""
+    program = model.quantum_program
+    passthrough = program.passthrough_data if isinstance(program.passthrough_data, dict) else {}
+    return {
+        "program_id": "executor",
+        "semantic_role": program.semantic_role,
+        "shots": program.shots,
+        "meas_level": program.meas_level,
+        "options": model.options.model_dump(mode="json"),
+        "items": [{"type": item.item_type, "shape": list(item.shape)} for item in program.items],
+        "post_processor": _plain(passthrough.get("post_processor")),
+        "gate_counts": [{str(k): int(v) for k, v in c.count_ops().items()} for c in circuits],
+    }
+
+
+def run_samplex_program(sim: Any, model: Any) -> list[dict[str, np.ndarray]]:
+    """Run a program with samplex items through the client's own local executor."""
+    from qiskit_ibm_runtime.fake_provider.executor.run_quantum_program import run_quantum_program
+    from qiskit_ibm_runtime.options_models.simulator import SimulatorOptions
+    from qiskit_ibm_runtime.quantum_program.params_converters import QUANTUM_PROGRAM_PARAMS_CONVERTERS
+    from samplomatic.quantum_program import SamplexItem
+
+    program, _ = QUANTUM_PROGRAM_PARAMS_CONVERTERS["v2.0"].decoder(model)
+    for item in program.items:
+        if isinstance(item, SamplexItem):
+            item.samplex.finalize()  # a decoded samplex must be finalized before it samples
+    result = run_quantum_program(sim, program, SimulatorOptions())
+    return [dict(item) for item in result]
+
+
+def run_executor(sim: Any, params: dict[str, Any], received: dict[str, Any] | None = None) -> str:
+    """Run an executor ``ParamsModel`` and answer with a ``QuantumProgramResultModel`` as JSON;
+    ``received`` is filled with ``describe_executor``'s record before anything runs."""
     from ibm_quantum_schemas.common import CompressedTensorModel
     from ibm_quantum_schemas.executor.version_2_0 import ParamsModel
     from ibm_quantum_schemas.executor.version_2_0.models import (
@@ -86,19 +138,24 @@ def run_executor(sim: Any, params: dict[str, Any]) -> str:
     program = model.quantum_program
     if program.meas_level != "classified":
         raise ProgramError(f"meas_level {program.meas_level!r} is not emulated (only 'classified')")
-    circuits: list[QuantumCircuit] = program.circuits.to_python()
+    circuits: list[QuantumCircuit] = program.circuits.to_python(use_cached=True)
+    if received is not None:
+        received.update(describe_executor(model, circuits))
     start = datetime.datetime.now(datetime.timezone.utc)
-    work: list[Sweep] = []
-    for circuit, item in zip(circuits, program.items, strict=False):
-        if item.item_type != "circuit":
-            raise ProgramError("samplex items (twirling) are not emulated; disable twirling")
-        work.append((circuit, item.circuit_arguments.to_numpy() if circuit.num_parameters else None))
+    if all(item.item_type == "circuit" for item in program.items):
+        work: list[Sweep] = [
+            (circuit, item.circuit_arguments.to_numpy() if circuit.num_parameters else None)
+            for circuit, item in zip(circuits, program.items, strict=True)
+        ]
+        outputs = sample_circuits(sim, work, program.shots)
+    else:
+        outputs = run_samplex_program(sim, model)
     items = [
         QuantumProgramResultItemModel(
-            results={name: CompressedTensorModel.from_numpy(arr) for name, arr in data.items()},
+            results={name: CompressedTensorModel.from_numpy(np.asarray(arr)) for name, arr in data.items()},
             metadata=ItemMetadataModel(),
         )
-        for data in sample_circuits(sim, work, program.shots)
+        for data in outputs
     ]
     stop = datetime.datetime.now(datetime.timezone.utc)
     result = QuantumProgramResultModel(
@@ -148,10 +205,15 @@ def decode_sampler_params(raw: Any) -> dict[str, Any]:
     return json.loads(json.dumps(raw), cls=RuntimeDecoder)
 
 
-def run_program(sim: Any, program_id: str, params: dict[str, Any]) -> str:
-    """Dispatch on ``program_id``; the returned text is what ``GET /jobs/{id}/results`` answers."""
+def run_program(sim: Any, program_id: str, params: dict[str, Any], received: dict[str, Any] | None = None) -> str:
+    """Dispatch on ``program_id``; the returned text is what ``GET /jobs/{id}/results`` answers.
+    ``received`` (if given) is filled with a record of what the job asked for."""
     if program_id == "executor":
-        return run_executor(sim, params)
+        return run_executor(sim, params, received)
     if program_id == "sampler":
-        return run_sampler(sim, decode_sampler_params(params))
+        decoded = decode_sampler_params(params)
+        if received is not None:
+            received.update({"program_id": "sampler", "pubs": len(decoded.get("pubs", [])),
+                             "options": _plain(decoded.get("options") or {})})
+        return run_sampler(sim, decoded)
     raise ProgramError(f"program {program_id!r} is not emulated (supported: {', '.join(SUPPORTED_PROGRAMS)})")

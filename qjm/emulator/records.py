@@ -62,6 +62,9 @@ class Job:
     result: str | None = None
     running: str | None = None
     finished: str | None = None
+    #: What the job asked for, recorded by the runner before it runs (``programs.run_program``);
+    #: kept after ``params`` are dropped, so tests can check what reached the service.
+    received: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         state: dict[str, Any] = {"status": self.status}

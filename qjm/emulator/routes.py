@@ -97,6 +97,11 @@ def emulator_stats(state: ServiceState, request: Request) -> Reply:
     return Reply(200, state.stats())
 
 
+def emulator_received(state: ServiceState, request: Request) -> Reply:
+    """``GET /emulator/jobs/{id}``: what a job asked for once it ran (options, items, gate counts)."""
+    return Reply(200, state.received(request.params["id"]))
+
+
 # ----- backends and instances -----
 def _device(state: ServiceState, request: Request) -> str:
     name = request.params["name"]
@@ -241,6 +246,9 @@ ROUTES: list[tuple[str, re.Pattern[str], RouteFn]] = [
 ]
 
 
+_RECEIVED = re.compile(f"^/emulator/jobs/{_ID}$")
+
+
 def _api(state: ServiceState, request: Request) -> Reply:
     """An ``/api/v1`` request: counted, then maybe refused by the injected faults (before it is
     acted on, so nothing is half done), else routed."""
@@ -269,6 +277,8 @@ def dispatch(state: ServiceState, request: Request) -> Reply:
             return token(state, request)
         if request.method == "GET" and request.path == "/emulator/stats":
             return emulator_stats(state, request)
+        if request.method == "GET" and (match := _RECEIVED.match(request.path)):
+            return emulator_received(state, replace(request, params=match.groupdict()))
         if request.path == API or request.path.startswith(API + "/"):
             return _api(state, request)
         return error(404, f"Not found: {request.path}", 404)

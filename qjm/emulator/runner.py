@@ -77,7 +77,7 @@ class Runner:
             reason, code = job.fail
         else:
             try:
-                result = run_program(state.catalog.simulator(job.backend), job.program_id, job.params)
+                result = run_program(state.catalog.simulator(job.backend), job.program_id, job.params, job.received)
             except ProgramError as exc:
                 reason = str(exc)
             except Exception as exc:  # a bad circuit must fail its job, not the emulator

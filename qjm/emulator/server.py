@@ -90,6 +90,10 @@ class Emulator:
     def stats(self) -> dict[str, Any]:
         return self.state.stats()
 
+    def received(self, job_id: str) -> dict[str, Any]:
+        """What a job asked for, once it ran (``GET /emulator/jobs/{id}`` over HTTP)."""
+        return self.state.received(job_id)
+
     def __enter__(self) -> Emulator:
         return self.start()
 

@@ -178,6 +178,12 @@ class ServiceState:
                 return "Job was cancelled"
         raise ServiceError(404, f"Results for job {job_id} are not available yet (status {job.status})", 1290)
 
+    def received(self, job_id: str) -> dict[str, Any]:
+        """What the job asked for (empty until it has run; see ``Job.received``)."""
+        job = self.job(job_id)
+        with self.lock:
+            return dict(job.received)
+
     def metrics(self, job_id: str) -> dict[str, Any]:
         job = self.job(job_id)
         final = job.status in FINAL

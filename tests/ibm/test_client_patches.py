@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import re
 import socket
+import urllib.request
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -61,7 +62,11 @@ def no_egress(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         monkeypatch.setenv(name, f"http://127.0.0.1:{port}")
     for name in ("NO_PROXY", "no_proxy"):
         monkeypatch.setenv(name, "127.0.0.1,localhost")
+    # ``urlopen`` keeps the opener it built first, with the proxies of that moment: one built
+    # here would send later tests' loopback requests to the closed port once NO_PROXY is gone.
+    urllib.request.install_opener(None)
     yield
+    urllib.request.install_opener(None)
 
 
 # ----- the advisory checks qjm throttles -----
@@ -218,3 +223,34 @@ def test_with_both_variables_the_emulator_is_reached(account: Account) -> None:
         service = QiskitRuntimeService(**kwargs)
     assert not [w for w in caught if "access token" in str(w.message)]
     assert BACKEND in client_patches.listed_backend_names(service)
+
+
+# ----- posting a prepared executor program -----
+def test_executor_primitives_post_as_qjm_does() -> None:
+    """``client_patches.post_executor_params`` repeats the end of ``Executor.run``: same program,
+    same schema, posted with the mode's ``_run`` and the same runtime options."""
+    from qiskit_ibm_runtime import Executor
+    from qiskit_ibm_runtime.quantum_program import QuantumProgram
+
+    from qjm.executors.ibm import primitives
+
+    assert Executor._PROGRAM_ID == client_patches.EXECUTOR_PROGRAM_ID, changed(f"Executor posts program {Executor._PROGRAM_ID!r}")
+    assert Executor._SCHEMA_VERSION == primitives.PARAMS_SCHEMA, changed(f"Executor posts params schema {Executor._SCHEMA_VERSION}")
+    source = inspect.getsource(Executor.run)
+    for needle in (f"_run = self._mode.{client_patches.MODE_RUN}", f"_run = self._service.{client_patches.MODE_RUN}",
+                   'inputs = params.model_dump(mode="json")',
+                   "options=to_runtime_options(self.options.environment, self._backend, max_execution_time)",
+                   'calibration_id=getattr(self._backend, "calibration_id", None)'):
+        assert needle in source, changed(f"Executor.run no longer contains {needle!r}")
+    for cls in (Batch, QiskitRuntimeService):
+        method = getattr(cls, client_patches.MODE_RUN, None)
+        assert inspect.isfunction(method), changed(f"{cls.__name__}.{client_patches.MODE_RUN} is gone")
+        assert {"program_id", "inputs", "options", "calibration_id", "dry_run"} <= set(parameters(method)), changed(
+            f"{cls.__name__}.{client_patches.MODE_RUN} now takes {parameters(method)}")
+    program = QuantumProgram(shots=1)
+    assert hasattr(program, client_patches.PROGRAM_SEMANTIC_ROLE), changed(
+        f"QuantumProgram has no {client_patches.PROGRAM_SEMANTIC_ROLE}")
+    for module in ("executor_sampler.sampler", "executor_estimator.estimator"):
+        run_source = inspect.getsource(__import__(f"qiskit_ibm_runtime.{module}", fromlist=["run"]))
+        assert f"quantum_program.{client_patches.PROGRAM_SEMANTIC_ROLE} = " in run_source, changed(
+            f"qiskit_ibm_runtime.{module} no longer sets the program's {client_patches.PROGRAM_SEMANTIC_ROLE}")

@@ -1,7 +1,9 @@
 """IBM Quantum executor: jobs posted with the real qiskit-ibm-runtime client, polled later.
 
 A Celery worker must never block on a remote job, so ``submit`` only posts, ``poll`` only asks
-for the status, and ``fetch`` reads the results of a job already DONE. Transient refusals become
+for the status, and ``fetch`` reads the results of a job already DONE. Both executor primitives
+(Sampler and Estimator) post through ``primitives``; their CPU-heavy preparation runs earlier, in
+``prepare`` (the transpile step), and ``submit`` posts what it made. Transient refusals become
 ``RetryLater`` (see ``errors``) so the pipeline backs off instead of failing the job. Jobs are
 tagged, which makes submits exactly-once across crashes: ``find_submitted`` looks the tag up.
 """
@@ -15,15 +17,15 @@ import warnings
 from typing import Any
 
 from cachetools import LRUCache
+from qiskit.primitives import PrimitiveResult
 from qiskit.providers import BackendV2
 
-from ...codec import records_from_primitive_result
 from ...config import Settings
 from ...config import settings as current_settings
 from ...errors import ExecutorError, RetryLater
 from ...lifecycle import JobStatus, remote_status
-from ..base import Executor, JobWork, Poll, Primitive, Submission, SubmitContext
-from . import batches, client_patches
+from ..base import Executor, JobWork, Poll, Submission, SubmitContext
+from . import batches, client_patches, primitives
 from .account import Account, backend_for, service_for
 from .errors import DELAYS, RetryDelays, backend_not_found, call, classify, ended_with_its_batch
 
@@ -63,7 +65,7 @@ def status_of(job: Any, what: str, delays: RetryDelays = DELAYS) -> JobStatus:
 
 
 class IBMQuantumExecutor(Executor):
-    """One IBM Quantum backend (or an emulated one), driven through the executor ``Sampler``."""
+    """One IBM Quantum backend (or an emulated one), driven through the executor primitives."""
 
     local = False
     delays: RetryDelays = DELAYS
@@ -115,21 +117,25 @@ class IBMQuantumExecutor(Executor):
         batches.close(self.account, batch_id, cancel)
 
     # ----- jobs -----
-    def submit(self, work: JobWork, ctx: SubmitContext) -> Submission:
-        """Post the pubs as one executor-Sampler job, in the set's batch, with the context's tags."""
-        from qiskit.providers.exceptions import QiskitBackendNotFoundError
-        from qiskit_ibm_runtime.executor_sampler import Sampler
+    def prepare(self, work: JobWork) -> str | None:
+        """The primitive's client-side preparation of the job, as JSON text, when it is CPU work
+        (see ``primitives.worth_preparing``); ``submit`` then posts it as it is."""
+        if not primitives.worth_preparing(work):
+            return None
+        return primitives.prepare(work, self.backend()).to_json()
 
-        if work.primitive is not Primitive.SAMPLER:
-            raise ExecutorError(f"{work.primitive.value} jobs on IBM Quantum are not supported yet")
+    def submit(self, work: JobWork, ctx: SubmitContext) -> Submission:
+        """Post the pubs as one executor-primitive job, in the set's batch, with the context's
+        tags: the program ``prepare`` made if there is one, else prepared here (cheap then)."""
+        from qiskit.providers.exceptions import QiskitBackendNotFoundError
+
+        prepared = primitives.Prepared.from_json(work.prepared) if work.prepared is not None else None
+        prepared = prepared or primitives.prepare(work, self.backend())
         mode = batches.attach(self.account, ctx.batch_id) if ctx.batch_id else self.backend()
-        sampler = Sampler(mode=mode)
-        sampler.options.default_shots = work.options.shots
-        sampler.options.environment.job_tags = list(ctx.tags)
         what = f"job submission ({ctx.job_set_id} job {ctx.job} attempt {ctx.attempt})"
         try:
             with client_patches.fenced(ctx.fence):
-                job = call(lambda: sampler.run(list(work.pubs)), what, self.delays)
+                job = call(lambda: primitives.post(mode, prepared, ctx.tags), what, self.delays)
         except ExecutorError as exc:
             if isinstance(exc.__cause__, QiskitBackendNotFoundError):
                 raise backend_not_found(self.service, self.name, exc.__cause__, what, self.delays) from exc
@@ -159,7 +165,9 @@ class IBMQuantumExecutor(Executor):
             error = call(job.error_message, f"error message of job {remote_id}", self.delays) or "job failed"
         return Poll(status, error, repost=ended_with_its_batch(error))
 
-    def fetch(self, remote_id: str, work: JobWork) -> list[dict[str, Any]]:
+    def fetch(self, remote_id: str, work: JobWork) -> PrimitiveResult:
+        """The primitive's ``PrimitiveResult``, post-processed by the client (for the Estimator
+        that is where mitigation is applied), one pub result per pub."""
         job = self._job(remote_id)
         status = status_of(job, f"status of job {remote_id}", self.delays)
         if status is not JobStatus.DONE:
@@ -167,11 +175,12 @@ class IBMQuantumExecutor(Executor):
                 raise RetryLater(f"job {remote_id} is {status.value}, not DONE yet", self.delays.throttled)
             raise ExecutorError(f"job {remote_id} ended {status.value}; there are no results to fetch")
         result = call(job.result, f"results of job {remote_id}", self.delays)
+        if not isinstance(result, PrimitiveResult):
+            raise ExecutorError(f"job {remote_id} returned a {type(result).__name__}, not a PrimitiveResult")
         if len(result) != len(work.pubs):
             raise ExecutorError(f"job {remote_id} returned {len(result)} results for {len(work.pubs)} pubs")
-        records = records_from_primitive_result(work.circuits, result, work.options.memory)
         self._forget(remote_id)
-        return records
+        return result
 
     def cancel(self, remote_id: str) -> None:
         """Best effort; a job already final (409) or unknown is fine. Retries 429s briefly."""
