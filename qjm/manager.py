@@ -9,13 +9,14 @@ from typing import Any
 from qiskit import QuantumCircuit
 from qiskit.providers import BackendV2
 
-from . import codec, hooks, tasks, validation
+from . import codec, deletion, hooks, listing, tasks, validation
 from .config import Settings
 from .config import settings as load_settings
 from .dispatch import enqueue_job_set
 from .errors import InvalidInputError, QJMError, UnknownBackendError
 from .executors import RunOptions, for_backend, is_local
 from .job_set import ManagedJobSet
+from .lifecycle import JobSetStatus
 from .store import JobSetRecord, Store, new_job_set_id
 
 
@@ -72,6 +73,7 @@ class JobManager:
         optimization_level: int = 2,
         seed_simulator: int | None = None,
         memory: bool = False,
+        max_retries: int = 0,
     ) -> ManagedJobSet:
         """Validate, split, store and enqueue; returns at once with the set's live view.
 
@@ -80,6 +82,7 @@ class JobManager:
         circuits = validation.as_circuit_list(experiments)
         validation.check_options(max_experiments_per_job, shots, optimization_level, self._cfg.max_executions_per_job)
         tags = validation.check_tags(job_tags)
+        retries = validation.check_max_retries(max_retries)
         if name is not None and not isinstance(name, str):
             raise InvalidInputError(f"name must be a string, got {type(name).__name__}.")
         bname = backend_name(backend)
@@ -93,7 +96,8 @@ class JobManager:
         options = RunOptions(shots=shots, memory=bool(memory), seed_simulator=seed_simulator,
                              optimization_level=optimization_level)
         rec = JobSetRecord(id=new_job_set_id(), name=name, backend=bname, tags=tags, created=time.time(),
-                           n_experiments=len(circuits), job_bounds=bounds, options=options.to_json())
+                           n_experiments=len(circuits), job_bounds=bounds, options=options.to_json(),
+                           max_retries=retries)
         blobs = [codec.circuits_to_qpy(circuits[a:b]) for a, b in bounds]
         self._store.create_job_set(rec, blobs, [c.name for c in circuits], queue=tasks.ROUTES[tasks.TRANSPILE])
         enqueue_job_set(self._cfg, rec.id, len(bounds), local=is_local(bname))
@@ -108,16 +112,19 @@ class JobManager:
         self._store.ping()
         return ManagedJobSet(job_set_id, self._store, self._cfg)
 
-    def job_sets(self, name: str | None = None, tags: list[str] | None = None) -> list[ManagedJobSet]:
-        """Job sets newest first, optionally those with this name and all of these tags."""
+    def job_sets(self, name: str | None = None, tags: list[str] | None = None, backend: str | None = None,
+                 status: JobSetStatus | str | None = None, limit: int | None = None) -> list[ManagedJobSet]:
+        """Job sets newest first: those with this name, all of these tags, on this backend, in this
+        status; at most ``limit`` of them. Answered from Redis indexes (``qjm.store.index``), so
+        a call costs what it returns, not what Redis keeps."""
+        return listing.job_sets(self._store, self._cfg, name, tags, backend, status, limit)
+
+    def delete_job_set(self, job_set_id: str) -> None:
+        """Delete the set: cancel it if it runs, then remove it from Redis and every listing.
+        Tasks still in flight end quietly; a remote set's keys go once a worker has cancelled
+        its remote jobs."""
         self._store.ping()
-        wanted = set(tags or ())
-        out = []
-        for sid in self._store.job_set_ids():
-            js = ManagedJobSet(sid, self._store, self._cfg)
-            if (name is None or js.name() == name) and wanted <= set(js.tags()):
-                out.append(js)
-        return out
+        deletion.delete_job_set(self._store, self._cfg, job_set_id)
 
     def report(self, detailed: bool = True) -> str:
         """The report of every job set, newest first."""

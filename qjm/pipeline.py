@@ -162,6 +162,7 @@ class Pipeline:
         self.runner(rec).close_batch(rec)
         if not self.store.finish(sid, final, combined, rec.n_jobs):
             return self.store.job_set(sid).status  # another assembly finished it first
+        self.store.index.set_status(rec, final.value)  # a step of its own; the reconciler repairs it
         hooks.emit("job_set_final", job_set_id=sid, status=final, record=rec)
         return final
 

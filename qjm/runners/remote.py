@@ -21,7 +21,7 @@ from contextlib import contextmanager
 
 import redis.lock
 
-from .. import outputs, polling
+from .. import outputs, polling, retries
 from ..errors import BatchClosedError, QJMError, RetryLater
 from ..executors import Executor, SubmitContext
 from ..lifecycle import JobStatus
@@ -128,8 +128,9 @@ class RemoteRunner(JobRunner):
             if not lock.owned():
                 raise RetryLater(f"job {i} of {rec.id}: the posting lock expired before the post", 1.0)
 
+        # The user's tags first: the attempt's own tag is the last (``find_submitted`` reads it).
         ctx = SubmitContext(rec.id, i, attempt=job.attempt, batch_id=self._batch(rec, executor),
-                            tags=job_tags(rec.id, i, job.attempt), fence=fence)
+                            tags=[*rec.tags, *job_tags(rec.id, i, job.attempt)], fence=fence)
         # An earlier delivery that got as far as posting may have died before recording the id:
         # then the attempt's tag on the service tells. So does Redis having restarted since the
         # job was last written (its run_id changed): with appendfsync everysec it may have lost
@@ -215,6 +216,9 @@ class RemoteRunner(JobRunner):
                 store.drop_batch(rec.id, rec.batch_id)
             self.transitions.new_attempt(rec.id, i, job.attempt, state.error or "its batch ended")
             return self._post_again(rec.id, i)
+        if state.status is JobStatus.ERROR and retries.may_retry(rec.max_retries, job.history, state.error, local=False):
+            t.new_attempt(rec.id, i, job.attempt, state.error or "", kind=retries.RETRY)
+            return self._post_again(rec.id, i)
         if state.status is JobStatus.ERROR:
             t.advance(rec.id, i, JobStatus.ERROR, error=state.error or "the job failed on the service")
             return None
@@ -280,7 +284,7 @@ class RemoteRunner(JobRunner):
             except Exception:  # noqa: BLE001 - the waiter's own task will try again
                 log.exception("hand-off of a free slot to %s failed", ref)
 
-    def abandon(self, rec: JobSetRecord, job: JobRecord, why: str) -> None:
+    def abandon(self, rec: JobSetRecord, job: JobRecord, why: str) -> bool:
         """Fail the job, and stop its remote job and give its slot back: nobody polls it any more."""
         super().abandon(rec, job, why)
         if job.remote_id:
@@ -289,6 +293,7 @@ class RemoteRunner(JobRunner):
             except Exception as exc:  # noqa: BLE001 - best effort; the job is failed either way
                 log.warning("cancelling abandoned job %s failed: %s", job.remote_id, exc)
         self.release(rec, job.index)
+        return False
 
     # ------------------------------------------------------------------ batch and cancel
     def close_batch(self, rec: JobSetRecord) -> None:
