@@ -10,9 +10,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 import ibm  # noqa: E402
+import listing  # noqa: E402
 import local  # noqa: E402
 
 if __name__ == "__main__":
     local.main()
     print()
     ibm.main()
+    print()
+    listing.main()

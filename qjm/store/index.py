@@ -26,7 +26,7 @@ from . import keys
 from .records import JobSetRecord
 
 #: Expired ids dropped per query at most, so one query never pays for a large backlog.
-PRUNE_BATCH = 500
+PRUNE_BATCH = 200
 
 
 @dataclass(frozen=True)
@@ -92,15 +92,18 @@ class SetIndex:
     def set_status(self, rec: JobSetRecord, status: str) -> None:
         self.update(rec, status=status)
 
-    def remove(self, sid: str) -> None:
-        """Take a set out of every index (deleted, or expired)."""
-        old = self.entry(sid)
+    def remove(self, *sids: str) -> None:
+        """Take sets out of every index (deleted, or expired), in two round trips."""
+        if not sids:
+            return
+        entries = self.r.hmget(keys.SETS_ENTRIES, list(sids))
         p = self.r.pipeline(transaction=False)
-        for key in old.index_keys() if old else [keys.INDEX]:
-            p.zrem(key, sid)
-        p.zrem(keys.SETS_EXPIRY, sid)
-        p.zrem(keys.RUNNING, sid)
-        p.hdel(keys.SETS_ENTRIES, sid)
+        for sid, raw in zip(sids, entries, strict=True):
+            for key in Entry(**json.loads(raw)).index_keys() if raw else [keys.INDEX]:
+                p.zrem(key, sid)
+            p.zrem(keys.SETS_EXPIRY, sid)
+            p.zrem(keys.RUNNING, sid)
+        p.hdel(keys.SETS_ENTRIES, *sids)
         p.execute()
 
     def _write(self, p: Any, sid: str, old: Entry | None, new: Entry, expires: float | None) -> None:
@@ -124,14 +127,14 @@ class SetIndex:
         p = self.r.pipeline(transaction=False)
         for sid in due:
             p.pttl(keys.job_set(sid))
-        gone = 0
+        gone = []
         for sid, pttl in zip(due, p.execute(), strict=True):
             if pttl is not None and pttl > 0:
                 self.r.zadd(keys.SETS_EXPIRY, {sid: now + pttl / 1000})
             else:
-                self.remove(sid)
-                gone += 1
-        return gone
+                gone.append(sid)
+        self.remove(*gone)
+        return len(gone)
 
     def query(self, name: str | None = None, tags: Iterable[str] | None = None, backend: str | None = None,
               status: str | None = None, limit: int | None = None) -> list[str]:
