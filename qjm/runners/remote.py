@@ -149,6 +149,7 @@ class RemoteRunner(JobRunner):
         self.transitions.advance(rec.id, i, JobStatus.SUBMITTED, remote_id=remote_id, submitted_at=repr(time.time()))
         current = self.store.job(rec.id, i)
         if current.remote_id == remote_id:
+            self._retag_if_changed(rec, job, remote_id, executor)
             return
         if current.status is JobStatus.CANCELLED and not current.remote_id:
             # Cancelled while we were posting: the job must not run, nor keep its slot.
@@ -161,6 +162,17 @@ class RemoteRunner(JobRunner):
         log.warning("job set %s job %d: a second post %s (the job is %s as %s); cancelling it",
                     rec.id, i, remote_id, current.status.value, current.remote_id)
         executor.cancel(remote_id)
+
+    def _retag_if_changed(self, rec: JobSetRecord, job: JobRecord, remote_id: str, executor: Executor) -> None:
+        """A retag's worker may have looked for posted jobs before this post was recorded: if the
+        set's tags changed since this delivery read them, the new post gets them now."""
+        tags = self.store.job_set(rec.id).tags
+        if tags == rec.tags:
+            return
+        try:
+            executor.update_tags(remote_id, [*tags, *job_tags(rec.id, job.index, job.attempt)])
+        except Exception as exc:  # noqa: BLE001 - the job runs either way; its tags are a label
+            log.warning("retagging job %s of set %s failed: %s", remote_id, rec.id, exc)
 
     def _batch(self, rec: JobSetRecord, executor: Executor) -> str | None:
         """The set's batch id, opening the batch if this is the set's first post."""

@@ -180,19 +180,18 @@ class SetIndex:
         p = self.r.pipeline(transaction=False)
         for sid in ids:
             p.hgetall(keys.job_set(sid))
-            p.hexists(keys.SETS_ENTRIES, sid)
+            p.hget(keys.SETS_ENTRIES, sid)
         answers = p.execute()
         fixed = 0
         for k, sid in enumerate(ids):
-            h, known = answers[2 * k], answers[2 * k + 1]
+            h, raw = answers[2 * k], answers[2 * k + 1]
             if not h:
-                if sid in listed and not self.r.exists(keys.job_set(sid)):
+                if sid in listed:
                     self.remove(sid)
                     fixed += 1
                 continue
             rec = JobSetRecord.from_hash(h)
-            entry = self.entry(sid) if known else None
-            if entry is None or entry != Entry.of(rec):
-                self.update(rec, expires=None if known else time.time() + max(0, self.r.ttl(keys.job_set(sid))))
+            if raw is None or Entry(**json.loads(raw)) != Entry.of(rec):
+                self.update(rec, expires=None if raw else time.time() + max(0, self.r.ttl(keys.job_set(sid))))
                 fixed += 1
         return fixed
