@@ -25,8 +25,11 @@ def job_sets(store: Store, cfg: Settings, name: str | None = None, tags: list[st
              limit: int | None = None) -> list[ManagedJobSet]:
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
         raise InvalidInputError(f"limit must be a whole number of at least 0, or None for all, got {limit!r}.")
-    if isinstance(tags, str):
+    if isinstance(tags, str) or (tags is not None and not all(isinstance(t, str) for t in tags)):
         raise InvalidInputError("tags must be a list of strings, e.g. tags=['sweep'].")
+    for what, value in (("name", name), ("backend", backend)):
+        if value is not None and not isinstance(value, str):
+            raise InvalidInputError(f"{what} must be a string, got {type(value).__name__}.")
     store.ping()
     if limit == 0:
         return []

@@ -67,6 +67,8 @@ def test_listing_filters_newest_first_and_limit(store):
         ids(status="FINISHED")
     with pytest.raises(InvalidInputError, match="limit"):
         ids(limit=-1)
+    with pytest.raises(InvalidInputError, match="list of strings"):
+        ids(tags="x")
 
 
 def test_rename_retag_and_status_move_a_set_between_indexes(store):
