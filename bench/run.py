@@ -11,6 +11,7 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 import estimator  # noqa: E402
 import ibm  # noqa: E402
+import listing  # noqa: E402
 import local  # noqa: E402
 import results_memory  # noqa: E402
 
@@ -22,3 +23,5 @@ if __name__ == "__main__":
     estimator.main()
     print()
     results_memory.main()
+    print()
+    listing.main()

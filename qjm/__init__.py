@@ -10,6 +10,7 @@ from .errors import (
     InvalidInputError,
     JobSetFailedError,
     JobSetNotFoundError,
+    JobSetRunningError,
     JobSetTimeoutError,
     QJMError,
     StoreUnavailableError,
@@ -23,6 +24,6 @@ from .results import ManagedResults
 __all__ = [
     "JobManager", "ManagedJobSet", "ManagedJob", "ManagedResults", "JobStatus", "JobSetStatus",
     "QJMError", "InvalidInputError", "UnknownBackendError", "StoreUnavailableError", "JobSetNotFoundError",
-    "JobSetTimeoutError", "JobSetFailedError", "ExperimentNotFoundError",
+    "JobSetTimeoutError", "JobSetFailedError", "ExperimentNotFoundError", "JobSetRunningError",
 ]
 __version__ = "0.1.0"

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from . import cli_manage
 from .config import Settings, child_env, mask_url
 from .errors import CircuitFileError, QJMError
 
@@ -179,27 +179,7 @@ def cancel(ctx: typer.Context, job_set_id: str = typer.Argument(..., metavar="ID
     print(f"cancel requested for {job_set_id}: {summary}")
 
 
-@app.command("list")
-def list_(ctx: typer.Context, name: str | None = typer.Option(None, "--name"),
-          tag: list[str] = typer.Option([], "--tag", help="only sets with all these tags (repeatable)"),
-          limit: int = typer.Option(50, "--limit", help="newest N sets")) -> None:
-    """Job sets, newest first."""
-    from .lifecycle import JobStatus
-
-    jm = _manager(ctx)
-    sets = jm.job_sets(name=name, tags=tag or None)[:max(limit, 0)]
-    table = Table("ID", "name", "backend", "status", "jobs done", "experiments", "created (UTC)", "tags")
-    for js in sets:
-        rec = js.record()
-        statuses = js.statuses()
-        table.add_row(rec.id, rec.name or "", rec.backend, rec.status.value,
-                      f"{statuses.count(JobStatus.DONE)}/{len(statuses)}", str(rec.n_experiments),
-                      _when(rec.created), ",".join(rec.tags))
-    if not sets:
-        err.print("no job sets" + (" match" if name or tag else ""))
-        return
-    # Piped output keeps whole ids (rich would shrink the table to 80 columns).
-    (out if out.is_terminal else Console(width=200)).print(table)
+cli_manage.register(app, _manager, _when, out, err)
 
 
 # ----------------------------------------------------------------------------- processes

@@ -64,6 +64,27 @@ def enqueue_job_set(cfg: Settings, job_set_id: str, n_jobs: int, local: bool) ->
     return chord([job_chain(app, job_set_id, i, local) for i in range(n_jobs)])(body).id
 
 
+def enqueue_jobs(cfg: Settings, job_set_id: str, first_steps: dict[int, Step], local: bool,
+                 epochs: dict[int, int] | None = None) -> str:
+    """Some jobs' chains, each from its own first step, in one chord whose body assembles the set
+    (a re-run of a set's failed jobs). Returns the chord's id."""
+    app = client_app(cfg)
+    body = app.signature(tasks.ASSEMBLE, args=(job_set_id,), immutable=True)
+    chains = [job_chain(app, job_set_id, i, local, first=step, epoch=(epochs or {}).get(i, 0))
+              for i, step in sorted(first_steps.items())]
+    return chord(chains)(body).id
+
+
+def send_retag(cfg: Settings, job_set_id: str) -> None:
+    """The set's tags go to its remote jobs through a worker, which holds the credentials."""
+    client_app(cfg).send_task(tasks.RETAG, args=(job_set_id,))
+
+
+def send_purge(cfg: Settings, job_set_id: str) -> None:
+    """A deleted set's remote jobs are cancelled, then its keys removed, by a worker."""
+    client_app(cfg).send_task(tasks.PURGE, args=(job_set_id,))
+
+
 def resend_step(cfg: Settings, job_set_id: str, i: int, step: Step, local: bool, epoch: int) -> None:
     """The reconciler's re-send: the job's remaining steps, then the set's assembly (a no-op
     until every job of the set is final)."""

@@ -64,3 +64,7 @@ class RetryLater(QJMError):
     def __init__(self, message: str, delay: float = 5.0) -> None:
         super().__init__(message)
         self.delay = delay
+
+
+class JobSetRunningError(QJMError):
+    """The call needs a final job set (e.g. ``rerun_failed()``), and this one is still running."""

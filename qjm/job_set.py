@@ -6,19 +6,21 @@ They hold only ids and a store, so any process that reaches the same Redis sees 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from qiskit.primitives import PrimitiveResult
 from qiskit.result import Result
 
-from . import codec, outputs
+from . import codec, outputs, rerun
 from . import progress as progress_bars
 from . import report as reporting
+from . import tags as tag_rules
 from .config import Settings
-from .dispatch import enqueue_cancel
-from .errors import ExperimentNotFoundError, JobSetFailedError, JobSetTimeoutError
-from .executors import RunOptions
+from .dispatch import enqueue_cancel, send_retag
+from .errors import ExperimentNotFoundError, InvalidInputError, JobSetFailedError, JobSetTimeoutError
+from .executors import RunOptions, is_local
 from .lifecycle import JobSetStatus, JobStatus
 from .results import Experiment, ManagedResults
 from .results import experiment_index as experiment_index_of
@@ -60,6 +62,33 @@ class ManagedJob:
     def experiments(self) -> range:
         return range(self.start, self.stop)
 
+    def creation_date(self) -> datetime:
+        """When the job was created: with its set, by ``run()`` (UTC)."""
+        return _utc(self._store.job_set(self.job_set_id).created)
+
+    def attempt(self) -> int:
+        """1 for the first run of the job; each retry, repost or re-run is one more."""
+        return self._store.job(self.job_set_id, self.index).attempt
+
+    def history(self) -> list[dict[str, object]]:
+        """The job's earlier attempts, oldest first: ``attempt``, ``remote_id``, ``error``,
+        ``ended`` (epoch seconds) and ``kind`` (what started the next one: repost, retry, rerun)."""
+        return [{k: v for k, v in past.items() if k != "times"}
+                for past in self._store.job(self.job_set_id, self.index).history]
+
+    def time_per_step(self) -> dict[int, dict[str, datetime]]:
+        """For each attempt (1, 2, ...), when the job reached each status it passed: QUEUED,
+        TRANSPILING, TRANSPILED, SUBMITTED (posted), RUNNING, DONE/ERROR/CANCELLED (UTC)."""
+        job = self._store.job(self.job_set_id, self.index)
+        created = self._store.job_set(self.job_set_id).created
+        out: dict[int, dict[str, datetime]] = {}
+        attempts = [(int(p["attempt"]), p.get("times") or {}) for p in job.history] + [(job.attempt, job.times)]
+        for n, times in attempts:
+            steps = dict(times) if n > 1 else {"QUEUED": created, **times}
+            order = {s.value: k for k, s in enumerate(JobStatus)}
+            out[n] = {s: _utc(t) for s, t in sorted(steps.items(), key=lambda kv: (kv[1], order.get(kv[0], 99)))}
+        return out
+
     def result(self) -> Result | PrimitiveResult:
         """This job's output (raises unless the job is DONE): its experiments as one qiskit
         Result, or for a set given as pubs the job's own PrimitiveResult (its pieces' results)."""
@@ -79,6 +108,10 @@ class ManagedJob:
     def __repr__(self) -> str:
         return (f"<ManagedJob {self.index} of {self.job_set_id}: experiments {self.start}-{self.stop - 1}, "
                 f"{self._status.value}>")
+
+
+def _utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, tz=timezone.utc)
 
 
 class ManagedJobSet:
@@ -209,6 +242,37 @@ class ManagedJobSet:
         if cancelled or self._record.batch_id:
             enqueue_cancel(self._cfg, self._id)
         return self.statuses()
+
+    def rerun_failed(self) -> list[ManagedJob]:
+        """Run again the jobs of this final set that ended ERROR or CANCELLED, under the same set
+        id, and nothing else; returns them (empty if none failed). The set is RUNNING again at
+        once; each job keeps its earlier attempts in its history. Raises ``JobSetRunningError``
+        while the set is still running."""
+        indices = rerun.rerun_failed(self._store, self._cfg, self._id)
+        self.record()
+        return [ManagedJob.of(self._store, self._id, self._store.job(self._id, i)) for i in indices]
+
+    # ---------------------------------------------------------------- name and tags
+    def update_name(self, name: str) -> str:
+        """Rename the set; returns the new name."""
+        if not isinstance(name, str) or not name.strip():
+            raise InvalidInputError(f"A job set's name must be a non-empty string, got {name!r}.")
+        self._record = self._store.relabel(self._id, name=name)
+        return name
+
+    def update_tags(self, replacement_tags: Iterable[str] | None = None, additional_tags: Iterable[str] | None = None,
+                    removal_tags: Iterable[str] | None = None) -> list[str]:
+        """Change the set's tags as the old Job Manager did: ``replacement_tags`` replace them all,
+        then ``additional_tags`` are added and ``removal_tags`` taken away. Returns the new tags.
+
+        The result is checked against qjm's and the service's rules (``qjm.tags``) before
+        anything is written; a worker then puts them on every remote job posted so far, beside
+        qjm's own ``qjm:*`` tags (jobs posted later carry them anyway)."""
+        new = tag_rules.updated_tags(self.record().tags, replacement_tags, additional_tags, removal_tags)
+        self._record = self._store.relabel(self._id, tags=new)
+        if not is_local(self._record.backend):
+            send_retag(self._cfg, self._id)
+        return new
 
     def __repr__(self) -> str:
         return f"<ManagedJobSet {self._id} name={self._record.name!r} backend={self._record.backend}>"

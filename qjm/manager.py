@@ -10,13 +10,14 @@ from typing import Any
 from qiskit import QuantumCircuit
 from qiskit.providers import BackendV2
 
-from . import codec, hooks, partition, pubs, tasks, validation
+from . import codec, deletion, hooks, listing, partition, pubs, tasks, validation
 from .config import Settings
 from .config import settings as load_settings
 from .dispatch import enqueue_job_set
 from .errors import InvalidInputError, QJMError, UnknownBackendError
 from .executors import Primitive, RunOptions, for_backend, is_local
 from .job_set import ManagedJobSet
+from .lifecycle import JobSetStatus
 from .store import JobSetRecord, Store, new_job_set_id
 
 
@@ -106,6 +107,7 @@ class JobManager:
         optimization_level: int = 2,
         seed_simulator: int | None = None,
         memory: bool = False,
+        max_retries: int = 0,
     ) -> ManagedJobSet:
         """Validate, split, store and enqueue; returns at once with the set's live view.
 
@@ -124,6 +126,7 @@ class JobManager:
                                  optimization_level, self._cfg.max_executions_per_job)
         primitive_options = validation.check_primitive_options(kind, options)
         tags = validation.check_tags(job_tags)
+        retries = validation.check_max_retries(max_retries)
         if name is not None and not isinstance(name, str):
             raise InvalidInputError(f"name must be a string, got {type(name).__name__}.")
         bname = backend_name(backend)
@@ -139,7 +142,8 @@ class JobManager:
             split = self._split_pubs(items, target, bname, kind, shots, precision, max_experiments_per_job)
         self._store.ping()
         rec = JobSetRecord(id=new_job_set_id(), name=name, backend=bname, tags=tags, created=time.time(),
-                           n_experiments=len(items), job_bounds=split.bounds, options=run_options.to_json())
+                           n_experiments=len(items), job_bounds=split.bounds, options=run_options.to_json(),
+                           max_retries=retries)
         self._store.create_job_set(rec, split.circuits, split.names, queue=tasks.ROUTES[tasks.TRANSPILE],
                                    job_pubs=split.entries, layout=split.layout)
         enqueue_job_set(self._cfg, rec.id, len(split.bounds), local=is_local(bname))
@@ -176,16 +180,19 @@ class JobManager:
         self._store.ping()
         return ManagedJobSet(job_set_id, self._store, self._cfg)
 
-    def job_sets(self, name: str | None = None, tags: list[str] | None = None) -> list[ManagedJobSet]:
-        """Job sets newest first, optionally those with this name and all of these tags."""
+    def job_sets(self, name: str | None = None, tags: list[str] | None = None, backend: str | None = None,
+                 status: JobSetStatus | str | None = None, limit: int | None = None) -> list[ManagedJobSet]:
+        """Job sets newest first: those with this name, all of these tags, on this backend, in this
+        status; at most ``limit`` of them. Answered from Redis indexes (``qjm.store.index``), so
+        a call costs what it returns, not what Redis keeps."""
+        return listing.job_sets(self._store, self._cfg, name, tags, backend, status, limit)
+
+    def delete_job_set(self, job_set_id: str) -> None:
+        """Delete the set: cancel it if it runs, then remove it from Redis and every listing.
+        Tasks still in flight end quietly; a remote set's keys go once a worker has cancelled
+        its remote jobs."""
         self._store.ping()
-        wanted = set(tags or ())
-        out = []
-        for sid in self._store.job_set_ids():
-            js = ManagedJobSet(sid, self._store, self._cfg)
-            if (name is None or js.name() == name) and wanted <= set(js.tags()):
-                out.append(js)
-        return out
+        deletion.delete_job_set(self._store, self._cfg, job_set_id)
 
     def report(self, detailed: bool = True) -> str:
         """The report of every job set, newest first."""

@@ -69,7 +69,9 @@ def _on_job_status(job_set_id: str, job: int, status: JobStatus, fields: dict[st
 
 
 def _on_job_set_final(job_set_id: str, status: JobSetStatus, record: JobSetRecord, **_: Any) -> None:
-    observe(_store(), SET_HISTOGRAM, record.backend, job_set_id, "set", time.time() - record.created)
+    # A set re-run by ``rerun_failed()`` ends once per run: each run's end is one observation.
+    member = f"set:rerun{record.reruns}" if record.reruns else "set"
+    observe(_store(), SET_HISTOGRAM, record.backend, job_set_id, member, time.time() - record.created)
 
 
 _installed = False

@@ -167,6 +167,9 @@ class Pipeline:
         final = job_set_outcome({job.status for job in jobs}, rec.cancel_requested)
         # Before the set reads as final, so nothing is left open behind it.
         self.runner(rec).close_batch(rec)
+        # The status index first (a step of its own, outside the set's hash slot; the reconciler
+        # repairs it): whoever wakes on the final notice then finds the set under its status.
+        self.store.index.set_status(rec, final.value)
         if not self.store.finish(sid, final):
             return self.store.job_set(sid).status  # another assembly finished it first
         hooks.emit("job_set_final", job_set_id=sid, status=final, record=rec)

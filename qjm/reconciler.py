@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import dispatch
+from . import dispatch, retries
 from .errors import JobSetNotFoundError
 from .lifecycle import Step
 from .pipeline import Pipeline
@@ -46,6 +46,8 @@ class TickReport:
     resent: Counter[Step] = field(default_factory=Counter)
     assembled: list[str] = field(default_factory=list)
     failed: list[tuple[str, int]] = field(default_factory=list)
+    #: Listing-index entries put right (``store.index.SetIndex.repair``).
+    index_fixes: int = 0
 
 
 class Reconciler:
@@ -84,7 +86,9 @@ class Reconciler:
         marks = self.store.steps.watermarks()
         lengths: dict[str, int] = {}
         restarted = self.store.restarted_at()
-        for sid in self.store.running_ids():
+        running = self.store.running_ids()
+        report.index_fixes = self.store.index.repair(running)
+        for sid in running:
             try:
                 rec = self.store.job_set(sid)
             except JobSetNotFoundError:  # expired or deleted
@@ -129,10 +133,10 @@ class Reconciler:
         assert job.step is not None
         step = job.step
         if job.resends >= MAX_RESENDS:
-            why = f"its {step.value} step was lost {job.resends + 1} times (worker or broker failures)"
-            log.error("job set %s job %d: %s; failing the job", rec.id, job.index, why)
-            self.pipeline.runner(rec).abandon(rec, job, why)
-            report.failed.append((rec.id, job.index))
+            why = retries.lost_step(step.value, job.resends + 1)
+            log.error("job set %s job %d: %s; failing the job unless it may retry", rec.id, job.index, why)
+            if not self.pipeline.runner(rec).abandon(rec, job, why):
+                report.failed.append((rec.id, job.index))
             return
         local = self.pipeline.is_local(rec)
         if not self.store.steps.plan(rec.id, job.index, step, job.queue or "", after=step):

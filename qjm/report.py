@@ -14,10 +14,14 @@ def error_line(job: JobRecord) -> str:
     return f"Experiments {job.start}-{job.stop - 1}, job index {job.index}, job ID {job.remote_id}: {what}"
 
 
+def _when(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC") if ts else "-"
+
+
 def job_set_report(rec: JobSetRecord, jobs: list[JobRecord], detailed: bool = True) -> str:
     counts = Counter(job.status for job in jobs)
     pending = sum(counts[s] for s in PENDING)
-    created = datetime.fromtimestamp(rec.created, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    created = _when(rec.created)
     lines = [
         f"Job set name: {rec.name or ''}",
         f"          ID: {rec.id}",
@@ -44,4 +48,10 @@ def job_set_report(rec: JobSetRecord, jobs: list[JobRecord], detailed: bool = Tr
             ]
             if job.error and job.status in (JobStatus.ERROR, JobStatus.CANCELLED):
                 lines.append(f"    error_message: {job.error}")
+            if job.history:
+                lines.append(f"    attempt: {job.attempt}")
+                for past in job.history:
+                    ended = _when(past.get("ended"))
+                    lines.append(f"    attempt {past.get('attempt')} ended {ended} ({past.get('kind') or 'repost'} "
+                                 f"followed), job ID {past.get('remote_id') or '-'}: {past.get('error') or '-'}")
     return "\n".join(lines)

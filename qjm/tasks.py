@@ -20,9 +20,12 @@ SUBMIT = "qjm.submit_job"
 POLL = "qjm.poll_job"
 ASSEMBLE = "qjm.assemble_job_set"
 CANCEL = "qjm.cancel_job_set"
+RETAG = "qjm.retag_job_set"
+PURGE = "qjm.purge_job_set"
 
 STEP_TASKS = {Step.TRANSPILE: TRANSPILE, Step.SUBMIT: SUBMIT, Step.POLL: POLL}
-ROUTES = {TRANSPILE: CPU_QUEUE, SUBMIT: IO_QUEUE, POLL: IO_QUEUE, ASSEMBLE: IO_QUEUE, CANCEL: IO_QUEUE}
+ROUTES = {TRANSPILE: CPU_QUEUE, SUBMIT: IO_QUEUE, POLL: IO_QUEUE, ASSEMBLE: IO_QUEUE, CANCEL: IO_QUEUE,
+          RETAG: IO_QUEUE, PURGE: IO_QUEUE}
 
 
 def celery_settings(cfg: Settings) -> dict[str, Any]:

@@ -30,12 +30,14 @@ class Transitions:
             hooks.emit("job_status", job_set_id=sid, job=i, status=status, fields=fields)
         return after
 
-    def new_attempt(self, sid: str, i: int, ended: int, why: str) -> int:
+    def new_attempt(self, sid: str, i: int, ended: int, why: str, kind: str = "repost",
+                    start: JobStatus = JobStatus.TRANSPILED) -> int:
         """Start the job's next attempt (see ``Store.new_attempt``); announce it."""
-        attempt = self.store.new_attempt(sid, i, ended, why)
+        attempt = self.store.new_attempt(sid, i, ended, why, kind=kind, start=start)
         if attempt:
-            log.info("job set %s job %d: attempt %d ended (%s); attempt %d begins", sid, i, ended, why, attempt)
-            hooks.emit("job_status", job_set_id=sid, job=i, status=JobStatus.TRANSPILED, fields={"attempt": attempt})
+            log.info("job set %s job %d: attempt %d ended (%s); attempt %d begins (%s)", sid, i, ended, why, attempt,
+                     kind)
+            hooks.emit("job_status", job_set_id=sid, job=i, status=start, fields={"attempt": attempt})
         return attempt
 
     def fail(self, sid: str, i: int, what: str, exc: BaseException) -> None:

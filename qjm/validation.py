@@ -12,6 +12,8 @@ from qiskit.providers import BackendV2
 
 from .errors import InvalidInputError
 from .executors.base import Primitive
+from .retries import MAX_RETRIES
+from .tags import check_user_tags
 
 _PUB_TYPES = (QuantumCircuit, tuple, SamplerPub, EstimatorPub)
 
@@ -131,14 +133,16 @@ def check_options(max_experiments_per_job: int | None, shots: int | None, optimi
 
 
 def check_tags(tags: Iterable[str] | None) -> list[str]:
-    if tags is None:
-        return []
-    if isinstance(tags, str):
-        raise InvalidInputError("job_tags must be a list of strings, e.g. job_tags=['sweep'].")
-    out = list(tags)
-    if not all(isinstance(t, str) and t for t in out):
-        raise InvalidInputError("job_tags must be non-empty strings.")
-    return out
+    """The user's job tags, within qjm's and the service's rules (``qjm.tags``)."""
+    return check_user_tags(tags, "job_tags")
+
+
+def check_max_retries(max_retries: Any) -> int:
+    """How often a job whose failure is transient (``qjm.retries``) may run again."""
+    if not isinstance(max_retries, int) or isinstance(max_retries, bool) or not 0 <= max_retries <= MAX_RETRIES:
+        raise InvalidInputError(
+            f"max_retries must be a whole number from 0 to {MAX_RETRIES}, got {max_retries!r}.")
+    return max_retries
 
 
 def experiments_per_job(requested: int | None, backend_limit: int | None, shots: int,

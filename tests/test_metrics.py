@@ -14,7 +14,7 @@ from qjm.config import Settings
 from qjm.lifecycle import Step
 from qjm.store import JobSetRecord, Store, new_job_set_id
 
-from .circuits import basis_state
+from .circuits import basis_state, untranslatable
 from .ops_fixtures import QJM, Proc, env_for, http_get, qjm_worker
 from .procs import RedisServer, free_port, wait_for
 
@@ -65,6 +65,23 @@ def test_job_sets_jobs_and_latency(stack):
     assert value(found, "qjm_job_set_result_seconds_count", backend="aer_simulator") == 1
     elapsed = time.time() - js.record().created
     assert 0 < value(found, "qjm_job_set_result_seconds_sum", backend="aer_simulator") <= elapsed
+
+
+def test_a_re_run_counts_each_run_of_the_set_and_each_job_result_once(stack):
+    redis_proc, url = stack
+    js = JobManager(redis_proc.url).run([basis_state(1), untranslatable()], backend="fake_quito",
+                                        max_experiments_per_job=1, shots=16)
+    assert js.wait(timeout=120) is JobSetStatus.ERROR
+
+    def counts() -> tuple[float, float]:
+        found = samples(url)
+        return (value(found, "qjm_job_result_seconds_count", backend="fake_quito"),
+                value(found, "qjm_job_set_result_seconds_count", backend="fake_quito"))
+
+    wait_for(lambda: counts() == (1, 1), 30, "the first run to be counted")
+    js.rerun_failed()
+    assert js.wait(timeout=120) is JobSetStatus.ERROR  # the circuit fails to transpile again
+    wait_for(lambda: counts() == (1, 2), 30, "the re-run's end to be counted, and no job twice")
 
 
 def test_unfinished_sets_and_remote_slots(stack):

@@ -8,7 +8,9 @@ from typing import Any
 import redis
 from celery import Task
 
+from qjm import tags
 from qjm import tasks as names
+from qjm.deletion import ends_quietly, purge
 from qjm.errors import RetryLater
 from qjm.pipeline import Pipeline
 
@@ -28,7 +30,8 @@ def pipeline() -> Pipeline:
 @app.task(name=names.TRANSPILE, bind=True, **_TRANSIENT)
 def transpile_job(self: Task, job_set_id: str, job: int) -> None:
     try:
-        pipeline().transpile(job_set_id, job, node=self.request.hostname or "")
+        with ends_quietly(pipeline().store, job_set_id):
+            pipeline().transpile(job_set_id, job, node=self.request.hostname or "")
     except RetryLater as later:
         raise self.retry(countdown=later.delay, max_retries=None) from later
 
@@ -36,23 +39,42 @@ def transpile_job(self: Task, job_set_id: str, job: int) -> None:
 @app.task(name=names.SUBMIT, bind=True, **_TRANSIENT)
 def submit_job(self: Task, job_set_id: str, job: int) -> None:
     try:
-        pipeline().submit(job_set_id, job, node=self.request.hostname or "")
+        with ends_quietly(pipeline().store, job_set_id):
+            pipeline().submit(job_set_id, job, node=self.request.hostname or "")
     except RetryLater as later:
         raise self.retry(countdown=later.delay, max_retries=None) from later
 
 
 @app.task(name=names.POLL, bind=True, **_TRANSIENT)
 def poll_job(self: Task, job_set_id: str, job: int, epoch: int = 0) -> None:
-    delay = pipeline().poll(job_set_id, job, node=self.request.hostname or "", epoch=epoch)
+    delay = None
+    with ends_quietly(pipeline().store, job_set_id):
+        delay = pipeline().poll(job_set_id, job, node=self.request.hostname or "", epoch=epoch)
     if delay is not None:
         raise self.retry(countdown=delay, max_retries=None)
 
 
 @app.task(name=names.ASSEMBLE, bind=True, **_TRANSIENT)
 def assemble_job_set(self: Task, job_set_id: str) -> str:
-    return pipeline().assemble(job_set_id).value
+    with ends_quietly(pipeline().store, job_set_id):
+        return pipeline().assemble(job_set_id).value
+    return "DELETED"
 
 
 @app.task(name=names.CANCEL, bind=True, **_TRANSIENT)
 def cancel_job_set(self: Task, job_set_id: str) -> None:
-    pipeline().cancel(job_set_id)
+    with ends_quietly(pipeline().store, job_set_id):
+        pipeline().cancel(job_set_id)
+
+
+@app.task(name=names.RETAG, bind=True, **_TRANSIENT)
+def retag_job_set(self: Task, job_set_id: str) -> int:
+    with ends_quietly(pipeline().store, job_set_id):
+        return tags.retag_job_set(pipeline().store, pipeline().executor_for, job_set_id)
+    return 0
+
+
+@app.task(name=names.PURGE, bind=True, **_TRANSIENT)
+def purge_job_set(self: Task, job_set_id: str) -> None:
+    p = pipeline()
+    purge(p.store, p.remote, job_set_id)

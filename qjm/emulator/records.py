@@ -40,6 +40,25 @@ class ServiceError(Exception):
         self.code = code if code is not None else status
 
 
+#: The service's limits on a job's tags, refused with its codes 1204 (too many tags) and 1205 (a
+#: tag too long). IBM's error registry names these limits without their values; qjm assumes the
+#: same ones (``qjm.tags``), and a test keeps the two in step.
+MAX_JOB_TAGS = 20
+MAX_TAG_LENGTH = 100
+
+
+def check_tags(tags: list[str]) -> list[str]:
+    """A job's tags as the service takes them on a post or a ``PUT /jobs/{id}/tags``."""
+    if len(tags) > MAX_JOB_TAGS:
+        raise ServiceError(400, f"The number of tags ({len(tags)}) exceeds the maximum number of tags a job can have "
+                                f"(max_tags = {MAX_JOB_TAGS}).", 1204)
+    for tag in tags:
+        if len(tag) > MAX_TAG_LENGTH:
+            raise ServiceError(400, f"The tag {tag[:20]!r}... exceeds the maximum length a job tag can have "
+                                    f"(max_length = {MAX_TAG_LENGTH}).", 1205)
+    return tags
+
+
 @dataclass
 class Job:
     """One posted job. ``fail`` holds the injected failure (reason, code) decided at post time."""

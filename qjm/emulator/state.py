@@ -29,6 +29,7 @@ from .records import (
     Batch,
     Job,
     ServiceError,
+    check_tags,
     new_id,
     now_iso,
 )
@@ -69,6 +70,7 @@ class ServiceState:
         session_id = body.get("session_id")
         if not program_id or "params" not in body:
             raise ServiceError(400, "Request validation of body failed: program_id and params are required", 1208)
+        tags = check_tags([str(t) for t in body.get("tags") or []])
         faults = self.faults
         with self.lock:
             self.expire_due()
@@ -96,7 +98,7 @@ class ServiceState:
             seq = self.counters["jobs_posted"]
             job = Job(
                 id=new_id(), seq=seq, instance=instance, backend=backend, program_id=program_id,
-                params=body["params"], session_id=session_id, tags=list(body.get("tags") or []),
+                params=body["params"], session_id=session_id, tags=tags,
                 created=now_iso(), ready_at=time.monotonic() + faults.job_seconds,
                 fail=faults.failure(seq) if faults.fails(seq) else None,
             )
@@ -195,9 +197,13 @@ class ServiceState:
         }
 
     def set_tags(self, job_id: str, tags: list[str]) -> None:
+        """``PUT /jobs/{id}/tags``: the job's tags become exactly these (as on IBM Quantum, whose
+        client sends the whole new list), within the service's limits."""
         job = self.job(job_id)
+        check_tags(tags)
         with self.lock:
-            job.tags = list(tags)
+            job.tags = list(dict.fromkeys(tags))
+            self.counters["retags"] += 1
 
     # ----- job transitions (called by the runner's timers) -----
     def start(self, job: Job) -> None:
@@ -327,6 +333,8 @@ class ServiceState:
                 "max_pending": self.max_pending,
                 "pending": by_status[QUEUED] + by_status[RUNNING],
                 "posts_by_tag": dict(self.posts_by_tag),
+                "tags_by_job": {j.id: list(j.tags) for j in self.jobs.values()},
+                "retags": self.counters["retags"],
                 "status_requests": sum(self.status_requests_by_job.values()),
                 "status_requests_by_job": dict(self.status_requests_by_job),
                 "cancelled": self.counters["cancelled"],

@@ -155,6 +155,9 @@ class Executor(ABC):
     def cancel(self, remote_id: str) -> None:
         """Best effort: ask the backend to stop a job."""
 
+    def update_tags(self, remote_id: str, tags: list[str]) -> None:
+        """Replace a posted job's tags on the backend (a backend without tags has nothing to do)."""
+
     def open_batch(self, job_set_id: str) -> str | None:
         """Open a batch for a job set; returns its id (None when the backend has no such thing)."""
         return None

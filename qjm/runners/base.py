@@ -81,9 +81,11 @@ class JobRunner(ABC):
     def cancel_set(self, rec: JobSetRecord) -> None:
         """Stop what the backend still runs of a cancelled set."""
 
-    def abandon(self, rec: JobSetRecord, job: JobRecord, why: str) -> None:
-        """Give up on a job whose steps keep getting lost: it fails, so its set can end."""
+    def abandon(self, rec: JobSetRecord, job: JobRecord, why: str) -> bool:
+        """Give up on a job whose steps keep getting lost: it fails, so its set can end.
+        Returns True when the job got a new attempt instead (``qjm.retries``)."""
         self.transitions.advance(rec.id, job.index, JobStatus.ERROR, error=why)
+        return False
 
     def load_work(self, rec: JobSetRecord, i: int, quiet: bool = False) -> JobWork | None:
         """The job's transpiled pubs and the set's options; None (and, unless ``quiet``, the job

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import time
 
-from .. import outputs
+from .. import outputs, retries
 from ..executors import Executor, SubmitContext
-from ..lifecycle import JobStatus
+from ..lifecycle import JobStatus, Step
 from ..store import JobRecord, JobSetRecord
 from .base import JobRunner
 
@@ -32,6 +32,16 @@ class LocalRunner(JobRunner):
             return
         t.advance(rec.id, job.index, JobStatus.DONE, result=outputs.encode(sub.output, work), remote_id=sub.remote_id,
                   finished_at=repr(time.time()))
+
+    def abandon(self, rec: JobSetRecord, job: JobRecord, why: str) -> bool:
+        """A worker lost mid-simulation is transient (``qjm.retries``): with retries left, the
+        job starts a new attempt from its transpiled circuits, and the reconciler sends its
+        submit step again; otherwise it fails."""
+        if job.step is not Step.SUBMIT or not retries.may_retry(rec.max_retries, job.history, why, local=True):
+            return super().abandon(rec, job, why)
+        if self.transitions.new_attempt(rec.id, job.index, job.attempt, why, kind=retries.RETRY):
+            self.store.set_job_fields(rec.id, job.index, resends=0)
+        return True
 
     def poll(self, rec: JobSetRecord, i: int) -> float | None:
         """Local jobs end inside submit; one that is not final here never recorded an outcome."""

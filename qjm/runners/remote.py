@@ -21,7 +21,7 @@ from contextlib import contextmanager
 
 import redis.lock
 
-from .. import outputs, polling
+from .. import outputs, polling, retries
 from ..errors import BatchClosedError, QJMError, RetryLater
 from ..executors import Executor, SubmitContext
 from ..lifecycle import JobStatus
@@ -128,8 +128,9 @@ class RemoteRunner(JobRunner):
             if not lock.owned():
                 raise RetryLater(f"job {i} of {rec.id}: the posting lock expired before the post", 1.0)
 
+        # The user's tags first: the attempt's own tag is the last (``find_submitted`` reads it).
         ctx = SubmitContext(rec.id, i, attempt=job.attempt, batch_id=self._batch(rec, executor),
-                            tags=job_tags(rec.id, i, job.attempt), fence=fence)
+                            tags=[*rec.tags, *job_tags(rec.id, i, job.attempt)], fence=fence)
         # An earlier delivery that got as far as posting may have died before recording the id:
         # then the attempt's tag on the service tells. So does Redis having restarted since the
         # job was last written (its run_id changed): with appendfsync everysec it may have lost
@@ -148,6 +149,7 @@ class RemoteRunner(JobRunner):
         self.transitions.advance(rec.id, i, JobStatus.SUBMITTED, remote_id=remote_id, submitted_at=repr(time.time()))
         current = self.store.job(rec.id, i)
         if current.remote_id == remote_id:
+            self._retag_if_changed(rec, job, remote_id, executor)
             return
         if current.status is JobStatus.CANCELLED and not current.remote_id:
             # Cancelled while we were posting: the job must not run, nor keep its slot.
@@ -160,6 +162,17 @@ class RemoteRunner(JobRunner):
         log.warning("job set %s job %d: a second post %s (the job is %s as %s); cancelling it",
                     rec.id, i, remote_id, current.status.value, current.remote_id)
         executor.cancel(remote_id)
+
+    def _retag_if_changed(self, rec: JobSetRecord, job: JobRecord, remote_id: str, executor: Executor) -> None:
+        """A retag's worker may have looked for posted jobs before this post was recorded: if the
+        set's tags changed since this delivery read them, the new post gets them now."""
+        tags = self.store.job_set(rec.id).tags
+        if tags == rec.tags:
+            return
+        try:
+            executor.update_tags(remote_id, [*tags, *job_tags(rec.id, job.index, job.attempt)])
+        except Exception as exc:  # noqa: BLE001 - the job runs either way; its tags are a label
+            log.warning("retagging job %s of set %s failed: %s", remote_id, rec.id, exc)
 
     def _batch(self, rec: JobSetRecord, executor: Executor) -> str | None:
         """The set's batch id, opening the batch if this is the set's first post."""
@@ -214,6 +227,9 @@ class RemoteRunner(JobRunner):
             if rec.batch_id:
                 store.drop_batch(rec.id, rec.batch_id)
             self.transitions.new_attempt(rec.id, i, job.attempt, state.error or "its batch ended")
+            return self._post_again(rec.id, i)
+        if state.status is JobStatus.ERROR and retries.may_retry(rec.max_retries, job.history, state.error, local=False):
+            t.new_attempt(rec.id, i, job.attempt, state.error or "", kind=retries.RETRY)
             return self._post_again(rec.id, i)
         if state.status is JobStatus.ERROR:
             t.advance(rec.id, i, JobStatus.ERROR, error=state.error or "the job failed on the service")
@@ -280,7 +296,7 @@ class RemoteRunner(JobRunner):
             except Exception:  # noqa: BLE001 - the waiter's own task will try again
                 log.exception("hand-off of a free slot to %s failed", ref)
 
-    def abandon(self, rec: JobSetRecord, job: JobRecord, why: str) -> None:
+    def abandon(self, rec: JobSetRecord, job: JobRecord, why: str) -> bool:
         """Fail the job, and stop its remote job and give its slot back: nobody polls it any more."""
         super().abandon(rec, job, why)
         if job.remote_id:
@@ -289,6 +305,7 @@ class RemoteRunner(JobRunner):
             except Exception as exc:  # noqa: BLE001 - best effort; the job is failed either way
                 log.warning("cancelling abandoned job %s failed: %s", job.remote_id, exc)
         self.release(rec, job.index)
+        return False
 
     # ------------------------------------------------------------------ batch and cancel
     def close_batch(self, rec: JobSetRecord) -> None:

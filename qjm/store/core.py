@@ -24,6 +24,7 @@ from ..lifecycle import FINAL_RANK, JobSetStatus, JobStatus, Step
 from . import keys, scripts
 from .durations import Durations
 from .histograms import Histograms
+from .index import SetIndex
 from .records import JobRecord, JobSetRecord
 from .slots import SlotPool
 from .steps import Steps
@@ -46,10 +47,12 @@ class Store:
         self._finish = scripts.load(self.r, "finish")
         self._new_attempt = scripts.load(self.r, "new_attempt")
         self._drop_batch = scripts.load(self.r, "drop_batch")
+        self._relabel = scripts.load(self.r, "relabel")
         self.slots = SlotPool(self.r)
         self.durations = Durations(self.r)
         self.histograms = Histograms(self.r, self.ttl)
         self.steps = Steps(self.r)
+        self.index = SetIndex(self.r)
 
     @property
     def ttl(self) -> int:
@@ -121,6 +124,7 @@ class Store:
         p = self.r.pipeline(transaction=False)
         p.zadd(keys.INDEX, {rec.id: rec.created})
         p.zadd(keys.RUNNING, {rec.id: rec.created})
+        self.index.add(rec, expires=now + ttl, pipe=p)
         p.execute()
 
     def running_ids(self) -> list[str]:
@@ -144,6 +148,8 @@ class Store:
                     f"Job set {sid} was written by qjm 0.1, whose Redis keys this version does not read. "
                     f"Fetch its results with qjm 0.1, or delete it: redis-cli --scan --pattern "
                     f"'{keys.legacy_job_set(sid)}*' | xargs redis-cli del")
+            if self.r.exists(keys.tombstone(sid)):
+                raise JobSetNotFoundError(f"Job set {sid} was deleted.")
             raise JobSetNotFoundError(
                 f"No job set with id {sid!r} in {self.shown_url} (wrong id, other Redis, or expired).")
         return JobSetRecord.from_hash(h)
@@ -208,6 +214,14 @@ class Store:
         if any(part is None for part in parts):
             raise JobSetNotFoundError(f"Job set {sid!r}: part of job {i}'s results has expired.")
         return b"".join(parts)
+
+    def output_parts(self, sid: str, i: int) -> list[str]:
+        """The keys of job ``i``'s output parts, if it was stored in parts."""
+        raw = self.r.get(keys.result(sid, i))
+        if raw is None or not raw.startswith(_PARTS):
+            return []
+        manifest = codec.loads(raw)["qjm_parts"]
+        return [keys.result_part(sid, i, manifest["token"], k) for k in range(manifest["n"])]
 
     def _in_parts(self, sid: str, i: int, output: bytes) -> bytes:
         """An output larger than one value may be is written in parts first; what the job's
@@ -303,12 +317,26 @@ class Store:
         """Forget the set's batch if it is still ``batch_id`` (the service closed it)."""
         return bool(self._drop_batch(keys=[keys.job_set(sid)], args=[batch_id]))
 
-    def new_attempt(self, sid: str, i: int, ended: int, why: str) -> int:
-        """Start job ``i``'s next attempt after attempt ``ended`` (see ``scripts/new_attempt.lua``).
+    def new_attempt(self, sid: str, i: int, ended: int, why: str, kind: str = "repost",
+                    start: JobStatus = JobStatus.TRANSPILED) -> int:
+        """Start job ``i``'s next attempt after attempt ``ended`` (see ``scripts/new_attempt.lua``),
+        from ``start``; ``kind`` says what started it (``qjm.retries``).
         Returns the new attempt, or 0 if the job had moved to another attempt already."""
-        start = JobStatus.TRANSPILED
         return int(self._new_attempt(keys=[keys.job(sid, i)], args=[ended, start.value, start.rank,
-                                                                    repr(time.time()), why]))
+                                                                    repr(time.time()), why, kind]))
+
+    def relabel(self, sid: str, name: str | None = None, tags: list[str] | None = None) -> JobSetRecord:
+        """Rename and/or retag a set (``scripts/relabel.lua``), then re-list it (``index``)."""
+        args: list[str] = []
+        if name is not None:
+            args += ["name", name]
+        if tags is not None:
+            args += ["tags", codec.dumps(tags).decode()]
+        if not self._relabel(keys=[keys.job_set(sid)], args=args):
+            self.job_set(sid)  # raises, saying why
+        rec = self.job_set(sid)
+        self.index.update(rec)
+        return rec
 
     def claim_batch_close(self, sid: str) -> bool:
         """True for the one caller that gets to close (or cancel) the set's batch."""

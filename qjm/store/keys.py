@@ -27,6 +27,10 @@ REDIS_RESTARTED = f"{PREFIX}:redis-restarted"
 REDIS_RUN_ID = f"{PREFIX}:redis-run-id"
 #: Hash: step -> how many times the reconciler re-sent it (``qjm_reconciler_resent_total``).
 RESENT = f"{PREFIX}:metrics:resent"
+#: Sorted set: job-set id -> when its keys expire; the listing indexes drop expired ids lazily.
+SETS_EXPIRY = f"{PREFIX}:sets:expiry"
+#: Hash: job-set id -> JSON of what the set is listed under (``store.index.Entry``).
+SETS_ENTRIES = f"{PREFIX}:sets:entries"
 #: Job-set ids are what ``new_job_set_id`` makes; anything else is an unknown id, never a key.
 JOB_SET_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -150,6 +154,27 @@ def queue_seq(queue: str) -> str:
 def worker_alive(node: str) -> str:
     """String with a short expiry: present while the worker node ``node`` is alive."""
     return f"{PREFIX}:worker:{{{node}}}"
+
+
+def sets_by(field: str, value: str) -> str:
+    """Sorted set: ids of the sets whose ``field`` (name, tag, backend, status) is ``value`` ->
+    creation time (``store.index``)."""
+    return f"{PREFIX}:sets:{field}:{value}"
+
+
+def tombstone(sid: str) -> str:
+    """String: present once the set was deleted, so late tasks end quietly (``qjm.deletion``)."""
+    return f"{_set(sid)}:deleted"
+
+
+def set_keys(sid: str, n_jobs: int) -> list[str]:
+    """Every key a set of ``n_jobs`` jobs may have (its tombstone and the parts of outputs
+    stored in parts aside: ``Store.output_parts`` names those)."""
+    out = [job_set(sid), names(sid), combined(sid), layout(sid), batch_lock(sid), metrics_seen(sid)]
+    for i in range(n_jobs):
+        out += [job(sid, i), circuits(sid, i), isa(sid, i), pubs(sid, i), prepared(sid, i), result(sid, i),
+                posting_lock(sid, i)]
+    return out
 
 
 def legacy_job_set(sid: str) -> str:

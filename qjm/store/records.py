@@ -63,8 +63,12 @@ class JobRecord:
     resends: int = 0
     #: Only the poll loop carrying this epoch may poll the job (a re-send starts a new one).
     poll_epoch: int = 0
-    #: Earlier attempts: ``{"attempt", "remote_id", "error", "ended"}`` each.
+    #: Earlier attempts: ``{"attempt", "remote_id", "error", "ended", "kind", "times"}`` each
+    #: (``kind``: repost, retry or rerun; ``times``: as ``times`` below).
     history: list[dict[str, Any]] = field(default_factory=list)
+    #: Status -> when this attempt reached it (``advance.lua``); QUEUED or TRANSPILED when the
+    #: attempt began, for attempts after the first.
+    times: dict[str, float] = field(default_factory=dict)
 
     @property
     def step_started(self) -> bool:
@@ -99,6 +103,7 @@ class JobRecord:
             resends=int(g("resends") or 0),
             poll_epoch=int(g("poll_epoch") or 0),
             history=codec.loads(g("history") or "[]"),
+            times={k.decode()[3:]: float(v) for k, v in h.items() if k.startswith(b"at_") and v},
         )
 
     def to_hash(self) -> dict[str, str]:
@@ -129,6 +134,10 @@ class JobSetRecord:
     #: When the reconciler last sent this set's assembly (it re-sends it after a grace period).
     assemble_sent_at: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: A job whose failure is transient (``qjm.retries``) runs again up to this many times.
+    max_retries: int = 0
+    #: How many times ``rerun_failed()`` reopened the set.
+    reruns: int = 0
 
     @property
     def n_jobs(self) -> int:
@@ -146,6 +155,7 @@ class JobSetRecord:
             "options": codec.dumps(self.options).decode(),
             "status": self.status.value,
             "extra": codec.dumps(self.extra).decode(),
+            "max_retries": str(self.max_retries),
         }
 
     @classmethod
@@ -166,6 +176,8 @@ class JobSetRecord:
             finished=_float(g("finished")),
             assemble_sent_at=_float(g("assemble_sent_at")),
             extra=codec.loads(g("extra") or "{}"),
+            max_retries=int(g("max_retries") or 0),
+            reruns=int(g("reruns") or 0),
         )
 
 

@@ -182,6 +182,11 @@ class IBMQuantumExecutor(Executor):
         self._forget(remote_id)
         return result
 
+    def update_tags(self, remote_id: str, tags: list[str]) -> None:
+        """``PUT /jobs/{id}/tags`` through the client: the job's tags become exactly ``tags``."""
+        job = self._job(remote_id)
+        call(lambda: job.update_tags(list(tags)), f"retagging job {remote_id}", self.delays)
+
     def cancel(self, remote_id: str) -> None:
         """Best effort; a job already final (409) or unknown is fine. Retries 429s briefly."""
         from qiskit_ibm_runtime.exceptions import RuntimeInvalidStateError
