@@ -181,7 +181,7 @@ def test_primitive_pubs_through_the_emulated_service(cluster, monkeypatch):
     from qiskit.circuit import Parameter
     from qiskit.quantum_info import SparsePauliOp, Statevector
 
-    emulator, _, _ = cluster(pending_limit=3)
+    emulator, redis, _ = cluster(pending_limit=3)
     monkeypatch.setenv("QJM_MAX_EXECUTIONS_PER_JOB", "2000")
     theta = Parameter("theta")
     ry = QuantumCircuit(1, name="ry")
@@ -206,5 +206,6 @@ def test_primitive_pubs_through_the_emulated_service(cluster, monkeypatch):
     # 5-qubit noisy device, and the stds are what 0.05 precision promises.
     assert np.all(np.abs(data.evs - exact) < 0.15), (data.evs, exact)
     assert np.all(data.stds < 0.1)
+    assert redis.client().exists(keys.prepared(estimator.job_set_id(), 0)), "prepared in the CPU step, not in the post"
     posts = emulator.stats()["posts_by_tag"]
     assert sum(posts.get(f"qjm:{sampler.job_set_id()}:{i}", 0) for i in range(3)) == 3

@@ -40,6 +40,12 @@ def exact(circuit: QuantumCircuit, observable: str, values: np.ndarray) -> float
     return float(Statevector(bound).expectation_value(SparsePauliOp(observable)).real)
 
 
+def error_bar(std: np.ndarray | float, precision: float) -> np.ndarray:
+    """The standard error to test against: the reported one, but not below a quarter of the
+    precision asked for (near +-1 the estimate of the spread itself shrinks towards 0)."""
+    return np.maximum(std, precision / 4)
+
+
 def p_one(bits: BitArray) -> np.ndarray:
     """Per parameter set, the fraction of shots that read 1."""
     return np.asarray(bits.bitcount(), dtype=float).mean(axis=-1)
@@ -87,9 +93,9 @@ def test_estimator_matches_statevector_within_its_standard_errors(jm):
     for r in range(4):
         for o, terms in enumerate(labels):
             want = sum(c * exact(circuit, label, values[r, 0]) for label, c in terms)
-            assert abs(evs[r, o] - want) <= 5 * stds[r, o] + 1e-9, (r, o, evs[r, o], want, stds[r, o])
+            assert abs(evs[r, o] - want) <= 5 * error_bar(stds[r, o], 0.03), (r, o, evs[r, o], want, stds[r, o])
     assert pr[1].data.evs.shape == ()
-    assert abs(pr[1].data.evs - exact(circuit, "ZZ", values[0, 0])) <= 5 * pr[1].data.stds + 1e-9
+    assert abs(pr[1].data.evs - exact(circuit, "ZZ", values[0, 0])) <= 5 * error_bar(pr[1].data.stds, 0.02)
     assert 0 < stds.max() < 0.2
 
 
@@ -122,7 +128,7 @@ def test_estimator_pub_split_across_jobs(redis_server, worker, monkeypatch):
     data = js.results(timeout=300).primitive_result()[0].data
     assert data.evs.shape == (6,)
     want = np.array([exact(circuit, "ZZ", v) for v in values])
-    assert np.all(np.abs(data.evs - want) <= 5 * data.stds + 1e-9)
+    assert np.all(np.abs(data.evs - want) <= 5 * error_bar(data.stds, 0.05))
 
 
 def test_sampler_on_a_fake_device_matches_the_local_testing_mode(jm):
@@ -200,4 +206,4 @@ def test_cli_writes_primitive_results_as_json(jm, redis_server, tmp_path):
     pub = doc["experiments"][0]
     assert pub["shape"] == [2, 2] and [v["index"] for v in pub["values"]] == [[0, 0], [0, 1], [1, 0], [1, 1]]
     zz = exact(circuit, "ZZ", values[0])
-    assert abs(pub["values"][0]["ev"] - zz) <= 5 * pub["values"][0]["std"] + 1e-9
+    assert abs(pub["values"][0]["ev"] - zz) <= 5 * error_bar(pub["values"][0]["std"], 1 / 64)
