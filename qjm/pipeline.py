@@ -11,11 +11,12 @@ Transpilation is the same for every backend; after it the pipeline only chooses 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from qiskit.transpiler import PassManager, generate_preset_pass_manager
 
-from . import codec, hooks, tasks
+from . import codec, dispatch, hooks, tasks
 from .config import Settings
 from .config import settings as load_settings
 from .errors import RetryLater
@@ -31,16 +32,21 @@ class Pipeline:
     """The job steps, bound to one store. Workers keep one per process.
 
     ``executor_for`` maps a backend name to its executor (``qjm.executors.for_backend``); tests of
-    the pipeline's decisions pass a stub (``qjm.testing.StubExecutor``)."""
+    the pipeline's decisions pass a stub (``qjm.testing.StubExecutor``). ``send_assemble(sid)``
+    sends a set's assembly when its last job becomes final (``qjm.dispatch`` by default); the set
+    is joined by that count in Redis, not by a Celery chord, so no task result is ever stored."""
 
     def __init__(self, store: Store | None = None, cfg: Settings | None = None,
-                 executor_for: ExecutorFor = for_backend) -> None:
+                 executor_for: ExecutorFor = for_backend,
+                 send_assemble: Callable[[str], None] | None = None) -> None:
         self.cfg = cfg or load_settings()
         self.store = store or Store(cfg=self.cfg)
         self.executor_for = executor_for
-        self.transitions = Transitions(self.store)
-        self.local = LocalRunner(self.store, self.cfg, executor_for)
-        self.remote = RemoteRunner(self.store, self.cfg, executor_for)
+        cfg_ = self.cfg
+        self.send_assemble = send_assemble or (lambda sid: dispatch.send_assemble(cfg_, sid))
+        self.transitions = Transitions(self.store, on_set_complete=self._set_complete)
+        self.local = LocalRunner(self.store, self.cfg, executor_for, self.transitions)
+        self.remote = RemoteRunner(self.store, self.cfg, executor_for, self.transitions)
         self._pass_managers: dict[tuple[str, int], PassManager] = {}
 
     def pass_manager(self, backend_name: str, optimization_level: int) -> PassManager:
@@ -61,6 +67,11 @@ class Pipeline:
         except Exception:  # noqa: BLE001 - the remote runner's guard records why it is unusable
             return False
 
+    def _set_complete(self, sid: str) -> None:
+        """The set's last job became final: assemble it. Were this message lost (or this worker
+        killed right here), the reconciler sends the assembly of a set whose jobs are all final."""
+        self.send_assemble(sid)
+
     def submit_queue(self, rec: JobSetRecord) -> str:
         """Local simulation is CPU work; a remote post is I/O."""
         return tasks.CPU_QUEUE if self.is_local(rec) else tasks.IO_QUEUE
@@ -70,7 +81,12 @@ class Pipeline:
     # (``store.steps``): the reconciler re-sends a step whose message was lost.
     def transpile(self, sid: str, i: int, node: str = "") -> None:
         """Transpile the job for its backend. Raises RetryLater when the backend's target cannot
-        be had just now."""
+        be had just now.
+
+        A local job is then simulated by this same task: a job once begun runs to its end before
+        the worker takes the next one (its run does not queue behind every other job's
+        transpilation), and a job costs one message. Its submit step is still recorded, so if
+        this worker dies mid-run the reconciler re-sends just that step."""
         self.store.steps.started(sid, i, Step.TRANSPILE, node)
         try:
             rec = self._transpile(sid, i)
@@ -78,7 +94,9 @@ class Pipeline:
             self.store.steps.plan(sid, i, Step.TRANSPILE, tasks.CPU_QUEUE, delay=later.delay, after=Step.TRANSPILE)
             raise
         if rec is not None:
-            self.store.steps.plan(sid, i, Step.SUBMIT, self.submit_queue(rec), after=Step.TRANSPILE)
+            planned = self.store.steps.plan(sid, i, Step.SUBMIT, self.submit_queue(rec), after=Step.TRANSPILE)
+            if planned and self.is_local(rec):
+                self.submit(sid, i, node)
 
     def _transpile(self, sid: str, i: int) -> JobSetRecord | None:
         """Returns the set's record when the job goes on to its submit step, None when it ended."""
@@ -169,3 +187,7 @@ class Pipeline:
         """Cancel the set's remote jobs and batch (runs in a worker, which has credentials)."""
         rec = self.store.job_set(sid)
         self.runner(rec).cancel_set(rec)
+        # The user's cancel may have made the set's last job final (the client does not send
+        # the assembly): send it now, after the remote jobs are cancelled.
+        if all(status.final for status in self.store.job_statuses(sid, rec.n_jobs)):
+            self.send_assemble(sid)

@@ -1,6 +1,6 @@
 """Task names, queues and Celery settings shared by the client (which sends) and the workers.
 
-qjm builds its chord from task *names*, so importing qjm never imports the worker code.
+qjm sends its tasks by *name*, so importing qjm never imports the worker code.
 """
 
 from __future__ import annotations
@@ -38,6 +38,9 @@ def celery_settings(cfg: Settings) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
         "result_expires": cfg.ttl_seconds,
+        # qjm reads its state from its own keys and joins a set there (``qjm.dispatch``): no
+        # task's result is stored, so none sits in Redis for ``result_expires``.
+        "task_ignore_result": True,
         "task_queues": [Queue(CPU_QUEUE, routing_key=CPU_QUEUE), Queue(IO_QUEUE, routing_key=IO_QUEUE)],
         "task_default_queue": IO_QUEUE,
         "task_routes": {name: {"queue": q} for name, q in ROUTES.items()},

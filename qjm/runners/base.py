@@ -16,11 +16,12 @@ ExecutorFor = Callable[[str], Executor]
 
 
 class JobRunner(ABC):
-    def __init__(self, store: Store, cfg: Settings, executor_for: ExecutorFor) -> None:
+    def __init__(self, store: Store, cfg: Settings, executor_for: ExecutorFor,
+                 transitions: Transitions | None = None) -> None:
         self.store = store
         self.cfg = cfg
         self.executor_for = executor_for
-        self.transitions = Transitions(store)
+        self.transitions = transitions or Transitions(store)
 
     def submit(self, rec: JobSetRecord, i: int) -> None:
         """Run or post job ``i`` unless an earlier delivery did, the job is final, or the set was

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -26,6 +27,15 @@ from .histograms import Histograms
 from .records import JobRecord, JobSetRecord
 from .slots import SlotPool
 from .steps import Steps
+
+
+@dataclass(frozen=True)
+class Move:
+    """What ``Store.move`` did to a job."""
+
+    status: JobStatus  # the job's status afterwards
+    moved: bool  # whether this call moved it
+    set_complete: bool  # whether this move made the set's last job final
 
 
 class Store:
@@ -209,6 +219,13 @@ class Store:
         Returns the status the job has afterwards and whether this call moved it: a job already
         final, further along or in that status stays as it is (and its fields unchanged).
         """
+        move = self.move(sid, i, status, result=result, isa=isa, **fields)
+        return move.status, move.moved
+
+    def move(self, sid: str, i: int, status: JobStatus, *, result: bytes | None = None,
+             isa: bytes | None = None, **fields: Any) -> Move:
+        """``advance``, also telling whether this move made the set's last job final (exactly one
+        move of a set is told so: its maker sends the set's assembly)."""
         blob: bytes | str = ""
         blob_key = keys.result(sid, i)
         if result is not None:  # already in the set's format (``qjm.outputs.encode``)
@@ -218,11 +235,11 @@ class Store:
         argv: list[Any] = [status.value, status.rank, FINAL_RANK, self.ttl, blob, repr(time.time())]
         for k, v in fields.items():
             argv += [k, "" if v is None else str(v)]
-        out = self._advance(keys=[keys.job(sid, i), blob_key], args=argv)
+        out = self._advance(keys=[keys.job(sid, i), blob_key, keys.job_set(sid)], args=argv)
         if out is None:
             raise JobSetNotFoundError(f"Job set {sid!r} has no job {i} (expired?).")
-        after, moved = out
-        return JobStatus(after.decode() if isinstance(after, bytes) else after), bool(moved)
+        after, moved, last = out
+        return Move(JobStatus(after.decode() if isinstance(after, bytes) else after), bool(moved), bool(last))
 
     def set_job_fields(self, sid: str, i: int, **fields: Any) -> None:
         """Record facts about a job (e.g. its remote id) without changing its status."""

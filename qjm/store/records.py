@@ -142,6 +142,7 @@ class JobSetRecord:
             "tags": codec.dumps(self.tags).decode(),
             "created": repr(self.created),
             "n_experiments": str(self.n_experiments),
+            "n_jobs": str(self.n_jobs),  # the set is complete when this many jobs are final
             "job_bounds": codec.dumps(self.job_bounds).decode(),
             "options": codec.dumps(self.options).decode(),
             "status": self.status.value,
