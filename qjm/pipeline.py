@@ -83,10 +83,7 @@ class Pipeline:
         """Transpile the job for its backend. Raises RetryLater when the backend's target cannot
         be had just now.
 
-        A local job is then simulated by this same task: a job once begun runs to its end before
-        the worker takes the next one (its run does not queue behind every other job's
-        transpilation), and a job costs one message. Its submit step is still recorded, so if
-        this worker dies mid-run the reconciler re-sends just that step."""
+        A local job is then simulated by this same task (``_transpile``)."""
         self.store.steps.started(sid, i, Step.TRANSPILE, node)
         try:
             rec = self._transpile(sid, i)
@@ -94,17 +91,22 @@ class Pipeline:
             self.store.steps.plan(sid, i, Step.TRANSPILE, tasks.CPU_QUEUE, delay=later.delay, after=Step.TRANSPILE)
             raise
         if rec is not None:
-            planned = self.store.steps.plan(sid, i, Step.SUBMIT, self.submit_queue(rec), after=Step.TRANSPILE)
-            if planned and self.is_local(rec):
-                self.submit(sid, i, node)
+            self.store.steps.plan(sid, i, Step.SUBMIT, self.submit_queue(rec), after=Step.TRANSPILE)
 
     def _transpile(self, sid: str, i: int) -> JobSetRecord | None:
-        """Returns the set's record when the job goes on to its submit step, None when it ended."""
+        """Returns the set's record when the job goes on to its submit step, None when it ended.
+
+        A local job runs to its end in this task, straight from its transpiled circuits: a job
+        once begun finishes before the worker takes the next (its run does not queue behind
+        every other job's transpilation), and it costs one message, no stored transpiled
+        circuits and no submit step. While it runs its step stays this transpile step, so if
+        the worker dies the reconciler re-sends it, and the job is transpiled and run again."""
         job = self.store.job(sid, i)
         if job.status.final:
             return None
         rec = self.store.job_set(sid)
-        if job.status.rank >= JobStatus.TRANSPILED.rank:  # a redelivery: transpiled already
+        local = self.is_local(rec)
+        if job.status.rank >= JobStatus.TRANSPILED.rank and not local:  # a redelivery: transpiled already
             return rec
         t = self.transitions
         if rec.cancel_requested:
@@ -121,6 +123,9 @@ class Pipeline:
             raise  # the backend's target could not be had just now (e.g. a 429): try again later
         except Exception as exc:  # noqa: BLE001 - any failure belongs to this job only
             t.fail(sid, i, "transpilation", exc)
+            return None
+        if local:
+            self.local.run(rec, job, isa)
             return None
         after = t.advance(sid, i, JobStatus.TRANSPILED, isa=codec.circuits_to_qpy(isa))
         return None if after.final else rec

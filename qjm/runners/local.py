@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import time
 
+from qiskit import QuantumCircuit
+
 from .. import outputs
-from ..executors import Executor, SubmitContext
+from ..executors import Executor, JobWork, RunOptions, SubmitContext
 from ..lifecycle import JobStatus
 from ..store import JobRecord, JobSetRecord
 from .base import JobRunner
@@ -18,19 +20,32 @@ from .base import JobRunner
 class LocalRunner(JobRunner):
     def _submit(self, rec: JobSetRecord, job: JobRecord, executor: Executor) -> None:
         work = self.load_work(rec, job.index)
-        if work is None:
-            return
-        t = self.transitions
-        t.advance(rec.id, job.index, JobStatus.RUNNING)
+        if work is not None:
+            self._run(rec, job.index, job.attempt, work, executor)
+
+    def run(self, rec: JobSetRecord, job: JobRecord, isa: list[QuantumCircuit]) -> None:
+        """Simulate a job its transpile task has just transpiled (``Pipeline.transpile``): the
+        circuits are at hand, so they are neither stored nor read back."""
         try:
-            sub = executor.submit(work, SubmitContext(rec.id, job.index, attempt=job.attempt))
+            executor = self.executor_for(rec.backend)
+            work = JobWork.from_circuits(isa, RunOptions.from_json(rec.options))
+        except Exception as exc:  # noqa: BLE001 - an unusable backend fails this job only
+            self.transitions.fail(rec.id, job.index, "submission", exc)
+            return
+        self._run(rec, job.index, job.attempt, work, executor)
+
+    def _run(self, rec: JobSetRecord, i: int, attempt: int, work: JobWork, executor: Executor) -> None:
+        t = self.transitions
+        t.advance(rec.id, i, JobStatus.RUNNING)
+        try:
+            sub = executor.submit(work, SubmitContext(rec.id, i, attempt=attempt))
         except Exception as exc:  # noqa: BLE001 - a failed simulation fails this job only
-            t.fail(rec.id, job.index, "simulation", exc)
+            t.fail(rec.id, i, "simulation", exc)
             return
         if sub.output is None:
-            t.advance(rec.id, job.index, JobStatus.ERROR, error=f"{executor.name} returned no results")
+            t.advance(rec.id, i, JobStatus.ERROR, error=f"{executor.name} returned no results")
             return
-        t.advance(rec.id, job.index, JobStatus.DONE, result=outputs.encode(sub.output, work), remote_id=sub.remote_id,
+        t.advance(rec.id, i, JobStatus.DONE, result=outputs.encode(sub.output, work), remote_id=sub.remote_id,
                   finished_at=repr(time.time()))
 
     def poll(self, rec: JobSetRecord, i: int) -> float | None:

@@ -206,9 +206,9 @@ class Store:
         ids = [raw.decode() for raw in self.r.zrange(keys.INDEX, 0, -1)]
         p = self.r.pipeline(transaction=False)
         for sid in ids:
-            p.hmget(keys.job_set(sid), "status", "backend", "job_bounds")
-        return [(sid, JobSetStatus(status.decode()), backend.decode(), len(codec.loads(bounds)))
-                for sid, (status, backend, bounds) in zip(ids, p.execute(), strict=True) if status]
+            p.hmget(keys.job_set(sid), "status", "backend", "n_jobs", "job_bounds")
+        return [(sid, JobSetStatus(status.decode()), backend.decode(), int(n) if n else len(codec.loads(bounds)))
+                for sid, (status, backend, n, bounds) in zip(ids, p.execute(), strict=True) if status]
 
     # ----------------------------------------------------------------- job transitions
     def advance(self, sid: str, i: int, status: JobStatus, *, result: bytes | None = None,

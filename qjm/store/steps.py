@@ -62,11 +62,11 @@ class Steps:
     def mark_startable(self, sid: str, i: int, now: float) -> float:
         """When the reconciler first saw the job's step startable (recorded on the first call)."""
         key = keys.job(sid, i)
-        p = self.r.pipeline(transaction=False)
-        p.hsetnx(key, "startable_at", repr(now))
-        p.hget(key, "startable_at")
-        _, raw = p.execute()
-        return float(raw or now)
+        raw = self.r.hget(key, "startable_at")  # '' once a step is planned or started
+        if raw:
+            return float(raw)
+        self.r.hset(key, "startable_at", repr(now))  # one reconciler runs a tick (its lock)
+        return now
 
     def resent(self, sid: str, i: int, step: Step, bump_epoch: bool) -> int:
         """Count a re-send of the job's step; a re-sent poll loop gets a new epoch. Returns the epoch."""
