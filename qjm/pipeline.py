@@ -188,6 +188,12 @@ class Pipeline:
         hooks.emit("job_set_final", job_set_id=sid, status=final, record=rec)
         return final
 
+    def send_jobs(self, sid: str, n_jobs: int, local: bool) -> None:
+        """Send a large set's job messages for its client, once: a redelivery of this task sends
+        nothing (the reconciler sends what a worker that died mid-way did not)."""
+        if self.store.claim_jobs_sent(sid):
+            dispatch.send_jobs(self.cfg, sid, n_jobs, local)
+
     def cancel(self, sid: str) -> None:
         """Cancel the set's remote jobs and batch (runs in a worker, which has credentials)."""
         rec = self.store.job_set(sid)

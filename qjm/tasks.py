@@ -20,9 +20,11 @@ SUBMIT = "qjm.submit_job"
 POLL = "qjm.poll_job"
 ASSEMBLE = "qjm.assemble_job_set"
 CANCEL = "qjm.cancel_job_set"
+SEND_JOBS = "qjm.send_jobs"  # a large set's job messages, sent by a worker (``qjm.dispatch``)
 
 STEP_TASKS = {Step.TRANSPILE: TRANSPILE, Step.SUBMIT: SUBMIT, Step.POLL: POLL}
-ROUTES = {TRANSPILE: CPU_QUEUE, SUBMIT: IO_QUEUE, POLL: IO_QUEUE, ASSEMBLE: IO_QUEUE, CANCEL: IO_QUEUE}
+ROUTES = {TRANSPILE: CPU_QUEUE, SUBMIT: IO_QUEUE, POLL: IO_QUEUE, ASSEMBLE: IO_QUEUE, CANCEL: IO_QUEUE,
+          SEND_JOBS: IO_QUEUE}
 
 
 def celery_settings(cfg: Settings) -> dict[str, Any]:

@@ -283,6 +283,10 @@ class Store:
         return int(self._new_attempt(keys=[keys.job(sid, i)], args=[ended, start.value, start.rank,
                                                                     repr(time.time()), why]))
 
+    def claim_jobs_sent(self, sid: str) -> bool:
+        """True for the one caller that gets to send the set's job messages."""
+        return bool(self.r.hsetnx(keys.job_set(sid), "jobs_sent", "1"))
+
     def claim_batch_close(self, sid: str) -> bool:
         """True for the one caller that gets to close (or cancel) the set's batch."""
         return bool(self.r.hsetnx(keys.job_set(sid), "batch_closed", "1"))
