@@ -12,6 +12,7 @@ Transpilation is the same for every backend; after it the pipeline only chooses 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from qiskit.transpiler import PassManager, generate_preset_pass_manager
@@ -24,7 +25,7 @@ from .executors import RunOptions, for_backend
 from .lifecycle import JobSetStatus, JobStatus, Step, job_set_outcome
 from .runners import JobRunner, LocalRunner, RemoteRunner
 from .runners.base import ExecutorFor
-from .store import JobSetRecord, Store
+from .store import JobRecord, JobSetRecord, Store
 from .transitions import Transitions
 
 
@@ -48,6 +49,7 @@ class Pipeline:
         self.local = LocalRunner(self.store, self.cfg, executor_for, self.transitions)
         self.remote = RemoteRunner(self.store, self.cfg, executor_for, self.transitions)
         self._pass_managers: dict[tuple[str, int], PassManager] = {}
+        self._records: dict[str, JobSetRecord] = {}
 
     def pass_manager(self, backend_name: str, optimization_level: int) -> PassManager:
         """Built once per worker process and backend: building it reads the whole target."""
@@ -84,16 +86,30 @@ class Pipeline:
         be had just now.
 
         A local job is then simulated by this same task (``_transpile``)."""
-        self.store.steps.started(sid, i, Step.TRANSPILE, node)
+        begun = self.store.steps.begin(sid, i, Step.TRANSPILE, node, JobStatus.TRANSPILING)
+        if begun is None:
+            return  # a stale delivery: the job is transpiled (or final) already
+        if begun.moved:
+            self.transitions.announce(sid, i, JobStatus.TRANSPILING)
         try:
-            rec = self._transpile(sid, i)
+            rec = self._transpile(begun.job, replace(self.set_record(sid), cancel_requested=begun.cancel_requested))
         except RetryLater as later:
             self.store.steps.plan(sid, i, Step.TRANSPILE, tasks.CPU_QUEUE, delay=later.delay, after=Step.TRANSPILE)
             raise
         if rec is not None:
             self.store.steps.plan(sid, i, Step.SUBMIT, self.submit_queue(rec), after=Step.TRANSPILE)
 
-    def _transpile(self, sid: str, i: int) -> JobSetRecord | None:
+    def set_record(self, sid: str) -> JobSetRecord:
+        """The set's record as first read by this process: for what never changes (backend,
+        options, jobs), so a transpile step does not read the whole record again."""
+        rec = self._records.get(sid)
+        if rec is None:
+            rec = self._records[sid] = self.store.job_set(sid)
+            while len(self._records) > 256:
+                self._records.pop(next(iter(self._records)))
+        return rec
+
+    def _transpile(self, job: JobRecord, rec: JobSetRecord) -> JobSetRecord | None:
         """Returns the set's record when the job goes on to its submit step, None when it ended.
 
         A local job runs to its end in this task, straight from its transpiled circuits: a job
@@ -101,10 +117,9 @@ class Pipeline:
         every other job's transpilation), and it costs one message, no stored transpiled
         circuits and no submit step. While it runs its step stays this transpile step, so if
         the worker dies the reconciler re-sends it, and the job is transpiled and run again."""
-        job = self.store.job(sid, i)
+        sid, i = rec.id, job.index
         if job.status.final:
             return None
-        rec = self.store.job_set(sid)
         local = self.is_local(rec)
         if job.status.rank >= JobStatus.TRANSPILED.rank and not local:  # a redelivery: transpiled already
             return rec
@@ -112,7 +127,6 @@ class Pipeline:
         if rec.cancel_requested:
             t.advance(sid, i, JobStatus.CANCELLED)
             return None
-        t.advance(sid, i, JobStatus.TRANSPILING)
         try:
             circuits = codec.circuits_from_qpy(self.store.circuits_qpy(sid, i) or b"")
             opts = RunOptions.from_json(rec.options)

@@ -36,6 +36,10 @@ class Transitions:
             self.on_set_complete(sid)
         return move.status
 
+    def announce(self, sid: str, i: int, status: JobStatus) -> None:
+        """Announce a move the store made along with another change (``Steps.begin``)."""
+        hooks.emit("job_status", job_set_id=sid, job=i, status=status, fields={})
+
     def new_attempt(self, sid: str, i: int, ended: int, why: str) -> int:
         """Start the job's next attempt (see ``Store.new_attempt``); announce it."""
         attempt = self.store.new_attempt(sid, i, ended, why)

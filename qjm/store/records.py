@@ -161,7 +161,8 @@ class JobSetRecord:
             "tags": codec.dumps(self.tags).decode(),
             "created": repr(self.created),
             "n_experiments": str(self.n_experiments),
-            "n_jobs": str(self.n_jobs),  # the set is complete when this many jobs are final
+            "n_jobs": str(self.n_jobs),
+            "jobs_left": str(self.n_jobs),  # counted down as jobs become final (``advance.lua``)
             **_bounds_fields(self.job_bounds, self.n_experiments),
             "options": codec.dumps(self.options).decode(),
             "status": self.status.value,

@@ -3,7 +3,7 @@
 --
 -- KEYS[1]  the job's hash                         (keys.job)
 -- KEYS[2]  the blob written with the status       (keys.result or keys.isa), used when ARGV[5] ~= ''
--- KEYS[3]  the set's hash                          (keys.job_set): counts its final jobs
+-- KEYS[3]  the set's hash                          (keys.job_set): counts down its jobs_left
 -- ARGV[1]  the new status
 -- ARGV[2]  its rank                               (JobStatus.rank)
 -- ARGV[3]  the rank of every final status         (lifecycle.FINAL_RANK)
@@ -14,7 +14,7 @@
 --
 -- Returns {status afterwards, 1 if this call moved the job else 0, 1 if this move made the set's
 -- last job final else 0}: a job that is final, further along, or already in that status stays as
--- it is. A job becomes final once, so the count of final jobs is exact and the last move is told
+-- it is. A job becomes final once, so the count of jobs left is exact and the last move is told
 -- to exactly one caller (who sends the set's assembly). False if the job does not exist.
 local h = redis.call('HMGET', KEYS[1], 'status', 'rank')
 local cur = h[1]
@@ -29,7 +29,6 @@ redis.call('HSET', KEYS[1], unpack(fields))
 if ARGV[5] ~= '' then redis.call('SET', KEYS[2], ARGV[5], 'EX', tonumber(ARGV[4])) end
 local last = 0
 if new_rank >= final_rank then
-  local done = redis.call('HINCRBY', KEYS[3], 'jobs_final', 1)
-  if done == tonumber(redis.call('HGET', KEYS[3], 'n_jobs') or '-1') then last = 1 end
+  if redis.call('HINCRBY', KEYS[3], 'jobs_left', -1) == 0 then last = 1 end
 end
 return {ARGV[1], 1, last}
