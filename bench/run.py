@@ -11,8 +11,14 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 import ibm  # noqa: E402
 import local  # noqa: E402
+import redis_cost  # noqa: E402
+import scale  # noqa: E402
 
 if __name__ == "__main__":
     local.main()
+    print()
+    scale.main()
+    print()
+    redis_cost.main()
     print()
     ibm.main()
