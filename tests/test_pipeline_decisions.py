@@ -16,7 +16,7 @@ import pytest
 from qiskit import QuantumCircuit
 from qiskit_ibm_runtime.fake_provider import FakeManilaV2
 
-from qjm import JobSetFailedError, JobSetStatus, JobStatus, ManagedJobSet, codec, hooks
+from qjm import JobSetFailedError, JobSetStatus, JobStatus, ManagedJobSet, codec, dispatch, hooks
 from qjm.config import Settings
 from qjm.errors import BatchClosedError, ExecutorError, RetryLater
 from qjm.pipeline import Pipeline
@@ -589,3 +589,13 @@ def test_a_job_failed_by_its_batchs_end_is_posted_again_as_a_new_attempt(make):
     assert job.attempt == 2 and job.remote_id == second.remote_id and job.status is JobStatus.DONE
     assert [(h["attempt"], h["remote_id"], h["error"]) for h in job.history] == [(1, first.remote_id, why)]
     assert len(stub.posts_for(sid, 0)) == 1 and in_use(pipe) == 0
+
+
+def test_a_large_sets_job_messages_are_sent_once_whatever_is_redelivered(make, monkeypatch):
+    pipe = make(StubExecutor("aer_simulator", local=True))
+    sid = create_job_set(pipe.store, [basis_state(k % 8, name=f"e{k}") for k in range(40)], "aer_simulator")
+    sent: list[tuple[str, int, bool]] = []
+    monkeypatch.setattr(dispatch, "send_jobs", lambda cfg, s, n, local: sent.append((s, n, local)))
+    pipe.send_jobs(sid, 40, True)
+    pipe.send_jobs(sid, 40, True)  # the send_jobs task redelivered
+    assert sent == [(sid, 40, True)]
