@@ -13,10 +13,16 @@ import estimator  # noqa: E402
 import ibm  # noqa: E402
 import listing  # noqa: E402
 import local  # noqa: E402
+import redis_cost  # noqa: E402
 import results_memory  # noqa: E402
+import scale  # noqa: E402
 
 if __name__ == "__main__":
     local.main()
+    print()
+    scale.main()
+    print()
+    redis_cost.main()
     print()
     ibm.main()
     print()

@@ -1,11 +1,17 @@
-"""Enqueueing a job set: one Celery chord built from task names (no worker code imported)."""
+"""Enqueueing a job set: one message per job, built from task names (no worker code imported).
+
+A set is joined in Redis, not by a Celery chord: the move that makes a set's last job final
+sends its assembly (``Transitions``), and the reconciler re-sends an assembly that was lost. A
+chord would store every task's result and count them in the result backend, which is most of
+a small job's Redis traffic; qjm reads no Celery result (``task_ignore_result``).
+"""
 
 from __future__ import annotations
 
 from functools import lru_cache
 from typing import Any
 
-from celery import Celery, Signature, chain, chord
+from celery import Celery, Signature, chain
 from celery.backends.redis import RedisBackend
 from kombu.exceptions import ChannelError
 
@@ -40,12 +46,14 @@ def client_app(cfg: Settings) -> Celery:
 
 def job_chain(app: Celery, job_set_id: str, i: int, local: bool, first: Step = Step.TRANSPILE,
               epoch: int = 0) -> Signature:
-    """A job's steps from ``first`` on: ``transpile -> submit [-> poll]``.
+    """A job's steps from ``first`` on: ``transpile -> submit -> poll`` for a remote job.
 
-    Local simulation is CPU work, so a local set's submit step goes to the CPU queue, and it
-    ends with the job final (a local job cannot be polled from another process), so local
-    chains have no poll step. The poll loop carries its ``epoch`` (see ``Pipeline.poll``)."""
-    steps = [Step.TRANSPILE, Step.SUBMIT] + ([] if local else [Step.POLL])
+    A local job is simulated by its transpile task (``Pipeline.transpile``), on the CPU queue,
+    and ends final (a local job cannot be polled from another process): its chain is that one
+    task, or its submit step alone when that is what is re-sent. The poll loop carries its
+    ``epoch`` (see ``Pipeline.poll``)."""
+    steps = [Step.TRANSPILE] if local and first is Step.TRANSPILE else \
+        [Step.TRANSPILE, Step.SUBMIT] + ([] if local else [Step.POLL])
     sigs = []
     for step in steps[steps.index(first):]:
         sig = app.signature(tasks.STEP_TASKS[step], args=(job_set_id, i), immutable=True)
@@ -54,25 +62,41 @@ def job_chain(app: Celery, job_set_id: str, i: int, local: bool, first: Step = S
         if step is Step.POLL and epoch:
             sig = app.signature(tasks.POLL, args=(job_set_id, i), kwargs={"epoch": epoch}, immutable=True)
         sigs.append(sig)
-    return chain(*sigs)
+    return sigs[0] if len(sigs) == 1 else chain(*sigs)
 
 
-def enqueue_job_set(cfg: Settings, job_set_id: str, n_jobs: int, local: bool) -> str:
-    """Every job's chain in one chord whose body assembles the set. Returns the chord's id."""
+#: A set of more jobs than this has its job messages sent by a worker: ``run()`` returns sooner.
+SEND_IN_CLIENT = 32
+
+
+def enqueue_job_set(cfg: Settings, job_set_id: str, n_jobs: int, local: bool) -> None:
+    """Every job's chain, in job order: from here for a small set; for a larger one, one message
+    asks a worker to send them (``send_jobs``), which takes the client ~2 ms per job otherwise.
+    Either way the set is in Redis first, so a message lost on the way (or a client or worker
+    that dies mid-way) costs a grace period: the reconciler sends the steps that never started."""
+    if n_jobs <= SEND_IN_CLIENT:
+        send_jobs(cfg, job_set_id, n_jobs, local)
+    else:
+        client_app(cfg).send_task(tasks.SEND_JOBS, args=(job_set_id, n_jobs, local))
+
+
+def send_jobs(cfg: Settings, job_set_id: str, n_jobs: int, local: bool) -> None:
+    """Send each job's first message, through one producer."""
     app = client_app(cfg)
-    body = app.signature(tasks.ASSEMBLE, args=(job_set_id,), immutable=True)
-    return chord([job_chain(app, job_set_id, i, local) for i in range(n_jobs)])(body).id
+    with app.producer_or_acquire() as producer:
+        for i in range(n_jobs):
+            job_chain(app, job_set_id, i, local).apply_async(producer=producer)
 
 
 def enqueue_jobs(cfg: Settings, job_set_id: str, first_steps: dict[int, Step], local: bool,
-                 epochs: dict[int, int] | None = None) -> str:
-    """Some jobs' chains, each from its own first step, in one chord whose body assembles the set
-    (a re-run of a set's failed jobs). Returns the chord's id."""
+                 epochs: dict[int, int] | None = None) -> None:
+    """Some jobs' chains, each from its own first step (a re-run of a set's failed jobs): the move
+    that makes the last of them final sends the set's assembly, as for a new set."""
     app = client_app(cfg)
-    body = app.signature(tasks.ASSEMBLE, args=(job_set_id,), immutable=True)
-    chains = [job_chain(app, job_set_id, i, local, first=step, epoch=(epochs or {}).get(i, 0))
-              for i, step in sorted(first_steps.items())]
-    return chord(chains)(body).id
+    with app.producer_or_acquire() as producer:
+        for i, step in sorted(first_steps.items()):
+            job_chain(app, job_set_id, i, local, first=step, epoch=(epochs or {}).get(i, 0)).apply_async(
+                producer=producer)
 
 
 def send_retag(cfg: Settings, job_set_id: str) -> None:
@@ -86,11 +110,9 @@ def send_purge(cfg: Settings, job_set_id: str) -> None:
 
 
 def resend_step(cfg: Settings, job_set_id: str, i: int, step: Step, local: bool, epoch: int) -> None:
-    """The reconciler's re-send: the job's remaining steps, then the set's assembly (a no-op
-    until every job of the set is final)."""
-    app = client_app(cfg)
-    rest = job_chain(app, job_set_id, i, local, first=step, epoch=epoch)
-    chain(rest, app.signature(tasks.ASSEMBLE, args=(job_set_id,), immutable=True)).apply_async()
+    """The reconciler's re-send: the job's remaining steps (the move that makes the set's last
+    job final sends the assembly)."""
+    job_chain(client_app(cfg), job_set_id, i, local, first=step, epoch=epoch).apply_async()
 
 
 def send_assemble(cfg: Settings, job_set_id: str) -> None:

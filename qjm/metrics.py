@@ -58,14 +58,22 @@ def _store() -> Store:
     return Store()
 
 
+@lru_cache(maxsize=256)
+def _set_origin(job_set_id: str) -> tuple[str, float]:
+    """A set's backend and creation time, which never change: read once per worker process."""
+    rec = _store().job_set(job_set_id)
+    return rec.backend, rec.created
+
+
 def _on_job_status(job_set_id: str, job: int, status: JobStatus, fields: dict[str, Any],
                    **_: Any) -> None:
     if status is not JobStatus.DONE:
         return
-    store = _store()
-    rec = store.job_set(job_set_id)
+    backend, created = _set_origin(job_set_id)
     finished = float(fields.get("finished_at") or time.time())
-    observe(store, JOB_HISTOGRAM, rec.backend, job_set_id, f"job:{job}", finished - rec.created)
+    # Told once per job (only the move that made it DONE announces it), so no seen-set is needed.
+    _store().histograms.observe(JOB_HISTOGRAM, backend, _bucket(max(0.0, finished - created)),
+                                max(0.0, finished - created))
 
 
 def _on_job_set_final(job_set_id: str, status: JobSetStatus, record: JobSetRecord, **_: Any) -> None:

@@ -11,9 +11,13 @@ Transpilation is the same for every backend; after it the pipeline only chooses 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
+
+from qiskit import QuantumCircuit
 from qiskit.transpiler import PassManager, generate_preset_pass_manager
 
-from . import codec, hooks, tasks
+from . import codec, dispatch, hooks, tasks
 from .config import Settings
 from .config import settings as load_settings
 from .errors import RetryLater
@@ -21,7 +25,7 @@ from .executors import Executor, RunOptions, for_backend
 from .lifecycle import JobSetStatus, JobStatus, Step, job_set_outcome
 from .runners import JobRunner, LocalRunner, RemoteRunner
 from .runners.base import ExecutorFor, work_from
-from .store import JobSetRecord, Store
+from .store import JobRecord, JobSetRecord, Store
 from .transitions import Transitions
 
 
@@ -29,17 +33,23 @@ class Pipeline:
     """The job steps, bound to one store. Workers keep one per process.
 
     ``executor_for`` maps a backend name to its executor (``qjm.executors.for_backend``); tests of
-    the pipeline's decisions pass a stub (``qjm.testing.StubExecutor``)."""
+    the pipeline's decisions pass a stub (``qjm.testing.StubExecutor``). ``send_assemble(sid)``
+    sends a set's assembly when its last job becomes final (``qjm.dispatch`` by default); the set
+    is joined by that count in Redis, not by a Celery chord, so no task result is ever stored."""
 
     def __init__(self, store: Store | None = None, cfg: Settings | None = None,
-                 executor_for: ExecutorFor = for_backend) -> None:
+                 executor_for: ExecutorFor = for_backend,
+                 send_assemble: Callable[[str], None] | None = None) -> None:
         self.cfg = cfg or load_settings()
         self.store = store or Store(cfg=self.cfg)
         self.executor_for = executor_for
-        self.transitions = Transitions(self.store)
-        self.local = LocalRunner(self.store, self.cfg, executor_for)
-        self.remote = RemoteRunner(self.store, self.cfg, executor_for)
+        cfg_ = self.cfg
+        self.send_assemble = send_assemble or (lambda sid: dispatch.send_assemble(cfg_, sid))
+        self.transitions = Transitions(self.store, on_set_complete=self._set_complete)
+        self.local = LocalRunner(self.store, self.cfg, executor_for, self.transitions)
+        self.remote = RemoteRunner(self.store, self.cfg, executor_for, self.transitions)
         self._pass_managers: dict[tuple[str, int], PassManager] = {}
+        self._records: dict[str, JobSetRecord] = {}
 
     def pass_manager(self, backend_name: str, optimization_level: int) -> PassManager:
         """Built once per worker process and backend: building it reads the whole target."""
@@ -59,6 +69,11 @@ class Pipeline:
         except Exception:  # noqa: BLE001 - the remote runner's guard records why it is unusable
             return False
 
+    def _set_complete(self, sid: str) -> None:
+        """The set's last job became final: assemble it. Were this message lost (or this worker
+        killed right here), the reconciler sends the assembly of a set whose jobs are all final."""
+        self.send_assemble(sid)
+
     def submit_queue(self, rec: JobSetRecord) -> str:
         """Local simulation is CPU work; a remote post is I/O."""
         return tasks.CPU_QUEUE if self.is_local(rec) else tasks.IO_QUEUE
@@ -68,29 +83,50 @@ class Pipeline:
     # (``store.steps``): the reconciler re-sends a step whose message was lost.
     def transpile(self, sid: str, i: int, node: str = "") -> None:
         """Transpile the job for its backend. Raises RetryLater when the backend's target cannot
-        be had just now."""
-        self.store.steps.started(sid, i, Step.TRANSPILE, node)
+        be had just now.
+
+        A local job is then simulated by this same task (``_transpile``)."""
+        begun = self.store.steps.begin(sid, i, Step.TRANSPILE, node, JobStatus.TRANSPILING)
+        if begun is None:
+            return  # a stale delivery: the job is transpiled (or final) already
+        if begun.moved:
+            self.transitions.announce(sid, i, JobStatus.TRANSPILING)
         try:
-            rec = self._transpile(sid, i)
+            rec = self._transpile(begun.job, replace(self.set_record(sid), cancel_requested=begun.cancel_requested))
         except RetryLater as later:
             self.store.steps.plan(sid, i, Step.TRANSPILE, tasks.CPU_QUEUE, delay=later.delay, after=Step.TRANSPILE)
             raise
         if rec is not None:
             self.store.steps.plan(sid, i, Step.SUBMIT, self.submit_queue(rec), after=Step.TRANSPILE)
 
-    def _transpile(self, sid: str, i: int) -> JobSetRecord | None:
-        """Returns the set's record when the job goes on to its submit step, None when it ended."""
-        job = self.store.job(sid, i)
+    def set_record(self, sid: str) -> JobSetRecord:
+        """The set's record as first read by this process: for what never changes (backend,
+        options, jobs), so a transpile step does not read the whole record again."""
+        rec = self._records.get(sid)
+        if rec is None:
+            rec = self._records[sid] = self.store.job_set(sid)
+            while len(self._records) > 256:
+                self._records.pop(next(iter(self._records)))
+        return rec
+
+    def _transpile(self, job: JobRecord, rec: JobSetRecord) -> JobSetRecord | None:
+        """Returns the set's record when the job goes on to its submit step, None when it ended.
+
+        A local job runs to its end in this task, straight from its transpiled circuits: a job
+        once begun finishes before the worker takes the next (its run does not queue behind
+        every other job's transpilation), and it costs one message, no stored transpiled
+        circuits and no submit step. While it runs its step stays this transpile step, so if
+        the worker dies the reconciler re-sends it, and the job is transpiled and run again."""
+        sid, i = rec.id, job.index
         if job.status.final:
             return None
-        rec = self.store.job_set(sid)
-        if job.status.rank >= JobStatus.TRANSPILED.rank:  # a redelivery: transpiled already
+        local = self.is_local(rec)
+        if job.status.rank >= JobStatus.TRANSPILED.rank and not local:  # a redelivery: transpiled already
             return rec
         t = self.transitions
         if rec.cancel_requested:
             t.advance(sid, i, JobStatus.CANCELLED)
             return None
-        t.advance(sid, i, JobStatus.TRANSPILING)
         try:
             circuits = codec.circuits_from_qpy(self.store.circuits_qpy(sid, i) or b"")
             opts = RunOptions.from_json(rec.options)
@@ -102,24 +138,26 @@ class Pipeline:
         except Exception as exc:  # noqa: BLE001 - any failure belongs to this job only
             t.fail(sid, i, "transpilation", exc)
             return None
-        isa_qpy = codec.circuits_to_qpy(isa)
+        if local:
+            self.local.run(rec, job, isa)
+            return None
         try:
-            self._prepare(rec, i, isa_qpy)
+            self._prepare(rec, i, isa)
         except RetryLater:
             raise
         except Exception as exc:  # noqa: BLE001 - a pub the primitive refuses fails this job only
             t.fail(sid, i, "preparation", exc)
             return None
-        after = t.advance(sid, i, JobStatus.TRANSPILED, isa=isa_qpy)
+        after = t.advance(sid, i, JobStatus.TRANSPILED, isa=codec.circuits_to_qpy(isa))
         return None if after.final else rec
 
-    def _prepare(self, rec: JobSetRecord, i: int, isa_qpy: bytes) -> None:
+    def _prepare(self, rec: JobSetRecord, i: int, isa: list[QuantumCircuit]) -> None:
         """The executor's CPU-side preparation of the job (e.g. the Estimator's program), stored
         before the job reads TRANSPILED, so a post never computes while it holds a slot."""
         executor = self.executor_for(rec.backend)
         if type(executor).prepare is Executor.prepare:
             return
-        work = work_from(self.store, rec, i, isa_qpy)
+        work = work_from(self.store, rec, i, isa)
         text = executor.prepare(work)
         if text is not None:
             self.store.set_prepared(rec.id, i, text)
@@ -175,7 +213,17 @@ class Pipeline:
         hooks.emit("job_set_final", job_set_id=sid, status=final, record=rec)
         return final
 
+    def send_jobs(self, sid: str, n_jobs: int, local: bool) -> None:
+        """Send a large set's job messages for its client, once: a redelivery of this task sends
+        nothing (the reconciler sends what a worker that died mid-way did not)."""
+        if self.store.claim_jobs_sent(sid):
+            dispatch.send_jobs(self.cfg, sid, n_jobs, local)
+
     def cancel(self, sid: str) -> None:
         """Cancel the set's remote jobs and batch (runs in a worker, which has credentials)."""
         rec = self.store.job_set(sid)
         self.runner(rec).cancel_set(rec)
+        # The user's cancel may have made the set's last job final (the client does not send
+        # the assembly): send it now, after the remote jobs are cancelled.
+        if all(status.final for status in self.store.job_statuses(sid, rec.n_jobs)):
+            self.send_assemble(sid)

@@ -4,6 +4,7 @@ hook event that observers (metrics) listen to. Every step moves jobs through her
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from . import hooks
@@ -18,17 +19,26 @@ def describe(exc: BaseException) -> str:
 
 
 class Transitions:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, on_set_complete: Callable[[str], None] | None = None) -> None:
+        """``on_set_complete(sid)`` is called by the one move that makes a set's last job final
+        (the pipeline sends the set's assembly from there)."""
         self.store = store
+        self.on_set_complete = on_set_complete
 
     def advance(self, sid: str, i: int, status: JobStatus, **kw: Any) -> JobStatus:
-        """Move job ``i`` (see ``Store.advance``); announce the move if this call made it.
+        """Move job ``i`` (see ``Store.move``); announce the move if this call made it.
         Returns the job's status afterwards."""
-        after, moved = self.store.advance(sid, i, status, **kw)
-        if moved:
+        move = self.store.move(sid, i, status, **kw)
+        if move.moved:
             fields = {k: v for k, v in kw.items() if k not in ("result", "isa")}
             hooks.emit("job_status", job_set_id=sid, job=i, status=status, fields=fields)
-        return after
+        if move.set_complete and self.on_set_complete is not None:
+            self.on_set_complete(sid)
+        return move.status
+
+    def announce(self, sid: str, i: int, status: JobStatus) -> None:
+        """Announce a move the store made along with another change (``Steps.begin``)."""
+        hooks.emit("job_status", job_set_id=sid, job=i, status=status, fields={})
 
     def new_attempt(self, sid: str, i: int, ended: int, why: str, kind: str = "repost",
                     start: JobStatus = JobStatus.TRANSPILED) -> int:

@@ -182,6 +182,17 @@ def test_lost_assembly_message(redis, workers):
     assert_right(js, 6)
 
 
+def test_lost_message_that_sends_a_large_sets_jobs(redis, workers):
+    """A set of more than 32 jobs is handed to a worker in one message; losing it costs a grace."""
+    workers(queues="qjm.cpu")  # nobody takes qjm.send_jobs from qjm.io
+    js = JobManager(redis.url).run(known(40), backend="aer_simulator", max_experiments_per_job=1, shots=32)
+    wait_for(lambda: redis.client().llen("qjm.io") > 0, 30, "the send_jobs message")
+    redis.client().delete("qjm.io")
+    workers(queues="qjm.io")  # for the assembly
+    assert_right(js, 40)
+    assert resent(redis) == {"transpile": 40}
+
+
 def test_redis_killed_and_restarted_mid_remote_set(redis, monkeypatch):
     """The same on IBM Quantum (the emulator): the set ends right, with one post per attempt."""
     emulator = EmulatorProcess(job_seconds=1.0, pending_limit=3).wait_ready()

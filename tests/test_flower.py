@@ -8,7 +8,7 @@ import json
 import pytest
 
 from qjm import JobManager, JobSetStatus
-from qjm.tasks import ASSEMBLE, CPU_QUEUE, IO_QUEUE, SUBMIT, TRANSPILE
+from qjm.tasks import ASSEMBLE, CPU_QUEUE, IO_QUEUE, TRANSPILE
 
 from .circuits import basis_state
 from .ops_fixtures import QJM, Proc, chromium, ensure_chromium, env_for, http_get, qjm_worker
@@ -63,7 +63,7 @@ def job_set_tasks(flower):
         seen.clear()
         seen.update({k: t for k, t in json.loads(body).items() if sid in (t.get("args") or "")})
         done = [t for t in seen.values() if t["state"] == "SUCCESS"]
-        return dict(seen) if len(done) == 5 else None  # 2 x (transpile, submit) + assemble
+        return dict(seen) if len(done) == 3 else None  # 2 x transpile (which runs a local job) + assemble
 
     try:
         return sid, wait_for(mine, 180, "Flower to see every task of the set succeed", interval=0.3)
@@ -76,14 +76,14 @@ def test_flower_sees_every_task_with_readable_arguments(job_set_tasks):
     by_name: dict[str, list[dict]] = {}
     for t in tasks.values():
         by_name.setdefault(t["name"], []).append(t)
-    # A local job ends inside its submit step: local sets have no poll step.
-    assert {n: len(v) for n, v in by_name.items()} == {TRANSPILE: 2, SUBMIT: 2, ASSEMBLE: 1}
+    # A local job is transpiled and run by one task: local sets have no submit or poll step.
+    assert {n: len(v) for n, v in by_name.items()} == {TRANSPILE: 2, ASSEMBLE: 1}
     for t in tasks.values():
         # Arguments are the set's id and the job index, never circuits.
         assert list(ast.literal_eval(t["args"])) in ([sid, 0], [sid, 1], [sid]), t["args"]
         assert t["sent"] is not None, "sent events are on: Flower knows a task from the moment it is queued"
         assert t["worker"] == f"{WORKER}@localhost"
-    assert {t["routing_key"] for t in by_name[TRANSPILE] + by_name[SUBMIT]} == {CPU_QUEUE}
+    assert {t["routing_key"] for t in by_name[TRANSPILE]} == {CPU_QUEUE}
     assert {t["routing_key"] for t in by_name[ASSEMBLE]} == {IO_QUEUE}
 
 
@@ -113,7 +113,7 @@ def test_tasks_page_in_headless_chromium(flower, job_set_tasks, browser, tmp_pat
         if TRANSPILE in dom:
             break
     assert "Flower" in dom, dom[:2000]
-    for name in (TRANSPILE, SUBMIT, ASSEMBLE):
+    for name in (TRANSPILE, ASSEMBLE):
         assert f">{name}<" in dom, name
     assert any(uuid in dom for uuid in tasks)
     shot = tmp_path / "flower-tasks.png"

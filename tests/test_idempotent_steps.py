@@ -14,7 +14,7 @@ def test_redelivered_steps_change_nothing(monkeypatch):
     server = RedisServer().start()
     try:
         monkeypatch.setenv("QJM_REDIS_URL", server.url)
-        # No worker listens here, so the enqueued chord just waits; the steps run in-process.
+        # No worker listens here, so the enqueued messages just wait; the steps run in-process.
         js = JobManager().run([basis_state(k, name=f"i{k}") for k in range(5)], backend="aer_simulator",
                               shots=32, max_experiments_per_job=3)
         sid, pipe, r = js.job_set_id(), Pipeline(), server.client()

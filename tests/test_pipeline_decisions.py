@@ -16,7 +16,7 @@ import pytest
 from qiskit import QuantumCircuit
 from qiskit_ibm_runtime.fake_provider import FakeManilaV2
 
-from qjm import JobSetFailedError, JobSetStatus, JobStatus, ManagedJobSet, codec, hooks
+from qjm import JobSetFailedError, JobSetStatus, JobStatus, ManagedJobSet, codec, dispatch, hooks
 from qjm.config import Settings
 from qjm.errors import BatchClosedError, ExecutorError, RetryLater
 from qjm.pipeline import Pipeline
@@ -489,13 +489,21 @@ def test_each_status_is_announced_once(make):
     assert seen == [JobStatus.SUBMITTED, JobStatus.RUNNING, JobStatus.DONE]
 
 
-def test_a_local_backend_runs_jobs_inside_submit_with_no_slot_and_no_poll(make):
+def test_a_local_job_runs_inside_its_transpile_task_with_no_slot_and_no_poll(make):
     stub = StubExecutor("aer_simulator", local=True)
     pipe = make(stub, max_pending=1)
-    sid = new_set(pipe, 3, per_job=2, backend="aer_simulator")
+    sent: list[str] = []
+    pipe.send_assemble = sent.append
+    sid = create_job_set(pipe.store, [basis_state(k % 8, name=f"e{k}") for k in range(3)], "aer_simulator", 2)
     stub.plan(sid, 1, Outcome(end=JobStatus.ERROR, error="out of memory"))
-    pipe.submit(sid, 0)
-    assert status(pipe, sid, 0) is JobStatus.DONE, "no poll step needed"
+    pipe.transpile(sid, 0)
+    assert status(pipe, sid, 0) is JobStatus.DONE, "begun, so run to its end: no submit message, no poll step"
+    assert status(pipe, sid, 1) is JobStatus.QUEUED and sent == []
+    pipe.transpile(sid, 1)
+    assert sent == [sid], "the move that made the set's last job final sends its assembly"
+    pipe.transpile(sid, 1)
+    pipe.submit(sid, 1)
+    assert sent == [sid], "a redelivered step sends no second assembly"
     assert drive(pipe, sid) == [JobSetStatus.ERROR]
     assert pipe.store.job(sid, 1).error == "simulation failed: ExecutorError: out of memory"
     assert stub.count("poll") == 0 and stub.posts == [] and stub.count("open_batch") == 0
@@ -601,3 +609,13 @@ def test_a_set_finished_with_one_combined_value_still_reads(make):
     pr = results.primitive_result()
     assert [pub.data.meas.get_counts() for pub in pr] == [{"001": 64}, {"010": 64}, {"100": 64}]
     assert results.combine_results().get_counts(2) == {"100": 64}
+
+
+def test_a_large_sets_job_messages_are_sent_once_whatever_is_redelivered(make, monkeypatch):
+    pipe = make(StubExecutor("aer_simulator", local=True))
+    sid = create_job_set(pipe.store, [basis_state(k % 8, name=f"e{k}") for k in range(40)], "aer_simulator")
+    sent: list[tuple[str, int, bool]] = []
+    monkeypatch.setattr(dispatch, "send_jobs", lambda cfg, s, n, local: sent.append((s, n, local)))
+    pipe.send_jobs(sid, 40, True)
+    pipe.send_jobs(sid, 40, True)  # the send_jobs task redelivered
+    assert sent == [(sid, 40, True)]

@@ -167,7 +167,7 @@ def test_a_set_whose_jobs_are_all_final_is_assembled(make):
         pipe.transpile(sid, i)
         pipe.submit(sid, i)
         while pipe.poll(sid, i) is not None:
-            pass  # every job DONE; the chord's assembly message is lost
+            pass  # every job DONE; the set's assembly message is lost
     now = time.time()
     assert rec.reconcile(now).assembled == []
     assert rec.reconcile(now + GRACE).assembled == [sid]

@@ -61,6 +61,11 @@ def assemble_job_set(self: Task, job_set_id: str) -> str:
     return "DELETED"
 
 
+@app.task(name=names.SEND_JOBS, bind=True, **_TRANSIENT)
+def send_jobs(self: Task, job_set_id: str, n_jobs: int, local: bool) -> None:
+    pipeline().send_jobs(job_set_id, n_jobs, local)
+
+
 @app.task(name=names.CANCEL, bind=True, **_TRANSIENT)
 def cancel_job_set(self: Task, job_set_id: str) -> None:
     with ends_quietly(pipeline().store, job_set_id):

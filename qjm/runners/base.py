@@ -7,6 +7,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 
 import numpy as np
+from qiskit import QuantumCircuit
 
 from .. import codec
 from ..config import Settings
@@ -27,12 +28,11 @@ def job_seed(seed: int | None, i: int) -> int | None:
     return int(np.random.SeedSequence([int(seed), i]).generate_state(1)[0])
 
 
-def work_from(store: Store, rec: JobSetRecord, i: int, isa_qpy: bytes) -> JobWork:
+def work_from(store: Store, rec: JobSetRecord, i: int, circuits: list[QuantumCircuit]) -> JobWork:
     """Job ``i``'s work from its transpiled circuits: one Sampler pub per circuit for a counts
     set; for a pub set its pieces' pubs on the ISA circuits (observables laid out on them)."""
     opts = RunOptions.from_json(rec.options)
     opts = dataclasses.replace(opts, seed_simulator=job_seed(opts.seed_simulator, i))
-    circuits = codec.circuits_from_qpy(isa_qpy)
     if not opts.pubs:
         return JobWork.from_circuits(circuits, opts)
     entries = store.job_pubs(rec.id, i)
@@ -45,11 +45,12 @@ def work_from(store: Store, rec: JobSetRecord, i: int, isa_qpy: bytes) -> JobWor
 
 
 class JobRunner(ABC):
-    def __init__(self, store: Store, cfg: Settings, executor_for: ExecutorFor) -> None:
+    def __init__(self, store: Store, cfg: Settings, executor_for: ExecutorFor,
+                 transitions: Transitions | None = None) -> None:
         self.store = store
         self.cfg = cfg
         self.executor_for = executor_for
-        self.transitions = Transitions(store)
+        self.transitions = transitions or Transitions(store)
 
     def submit(self, rec: JobSetRecord, i: int) -> None:
         """Run or post job ``i`` unless an earlier delivery did, the job is final, or the set was
@@ -97,7 +98,7 @@ class JobRunner(ABC):
                                          error="no transpiled circuits were stored for this job")
             return None
         try:
-            return work_from(self.store, rec, i, blob)
+            return work_from(self.store, rec, i, codec.circuits_from_qpy(blob))
         except Exception as exc:  # noqa: BLE001
             if quiet:
                 raise

@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -31,6 +32,15 @@ from .steps import Steps
 
 #: How a job's result key begins when its output was stored in parts (``Store._in_parts``).
 _PARTS = b'{"qjm_parts"'
+
+
+@dataclass(frozen=True)
+class Move:
+    """What ``Store.move`` did to a job."""
+
+    status: JobStatus  # the job's status afterwards
+    moved: bool  # whether this call moved it
+    set_complete: bool  # whether this move made the set's last job final
 
 
 class Store:
@@ -254,9 +264,9 @@ class Store:
         ids = [raw.decode() for raw in self.r.zrange(keys.INDEX, 0, -1)]
         p = self.r.pipeline(transaction=False)
         for sid in ids:
-            p.hmget(keys.job_set(sid), "status", "backend", "job_bounds")
-        return [(sid, JobSetStatus(status.decode()), backend.decode(), len(codec.loads(bounds)))
-                for sid, (status, backend, bounds) in zip(ids, p.execute(), strict=True) if status]
+            p.hmget(keys.job_set(sid), "status", "backend", "n_jobs", "job_bounds")
+        return [(sid, JobSetStatus(status.decode()), backend.decode(), int(n) if n else len(codec.loads(bounds)))
+                for sid, (status, backend, n, bounds) in zip(ids, p.execute(), strict=True) if status]
 
     # ----------------------------------------------------------------- job transitions
     def advance(self, sid: str, i: int, status: JobStatus, *, result: bytes | None = None,
@@ -267,6 +277,13 @@ class Store:
         Returns the status the job has afterwards and whether this call moved it: a job already
         final, further along or in that status stays as it is (and its fields unchanged).
         """
+        move = self.move(sid, i, status, result=result, isa=isa, **fields)
+        return move.status, move.moved
+
+    def move(self, sid: str, i: int, status: JobStatus, *, result: bytes | None = None,
+             isa: bytes | None = None, **fields: Any) -> Move:
+        """``advance``, also telling whether this move made the set's last job final (exactly one
+        move of a set is told so: its maker sends the set's assembly)."""
         blob: bytes | str = ""
         blob_key = keys.result(sid, i)
         if result is not None:  # already in the set's format (``qjm.outputs.encode``)
@@ -276,11 +293,11 @@ class Store:
         argv: list[Any] = [status.value, status.rank, FINAL_RANK, self.ttl, blob, repr(time.time())]
         for k, v in fields.items():
             argv += [k, "" if v is None else str(v)]
-        out = self._advance(keys=[keys.job(sid, i), blob_key], args=argv)
+        out = self._advance(keys=[keys.job(sid, i), blob_key, keys.job_set(sid)], args=argv)
         if out is None:
             raise JobSetNotFoundError(f"Job set {sid!r} has no job {i} (expired?).")
-        after, moved = out
-        return JobStatus(after.decode() if isinstance(after, bytes) else after), bool(moved)
+        after, moved, last = out
+        return Move(JobStatus(after.decode() if isinstance(after, bytes) else after), bool(moved), bool(last))
 
     def set_job_fields(self, sid: str, i: int, **fields: Any) -> None:
         """Record facts about a job (e.g. its remote id) without changing its status."""
@@ -322,8 +339,8 @@ class Store:
         """Start job ``i``'s next attempt after attempt ``ended`` (see ``scripts/new_attempt.lua``),
         from ``start``; ``kind`` says what started it (``qjm.retries``).
         Returns the new attempt, or 0 if the job had moved to another attempt already."""
-        return int(self._new_attempt(keys=[keys.job(sid, i)], args=[ended, start.value, start.rank,
-                                                                    repr(time.time()), why, kind]))
+        return int(self._new_attempt(keys=[keys.job(sid, i), keys.job_set(sid)],
+                                     args=[ended, start.value, start.rank, repr(time.time()), why, kind, FINAL_RANK]))
 
     def relabel(self, sid: str, name: str | None = None, tags: list[str] | None = None) -> JobSetRecord:
         """Rename and/or retag a set (``scripts/relabel.lua``), then re-list it (``index``)."""
@@ -337,6 +354,10 @@ class Store:
         rec = self.job_set(sid)
         self.index.update(rec)
         return rec
+
+    def claim_jobs_sent(self, sid: str) -> bool:
+        """True for the one caller that gets to send the set's job messages."""
+        return bool(self.r.hsetnx(keys.job_set(sid), "jobs_sent", "1"))
 
     def claim_batch_close(self, sid: str) -> bool:
         """True for the one caller that gets to close (or cancel) the set's batch."""

@@ -28,13 +28,17 @@ class Histograms:
         p.expire(seen, self.ttl)
         if not p.execute()[0]:
             return False
+        self.observe(metric, backend, bucket, seconds)
+        return True
+
+    def observe(self, metric: str, backend: str, bucket: str, seconds: float) -> None:
+        """Count one observation that its caller is told of once (e.g. a job's move to DONE)."""
         p = self.r.pipeline(transaction=False)
         hist = keys.histogram(metric, backend)
         p.hincrby(hist, bucket, 1)
         p.hincrby(hist, "count", 1)
         p.hincrbyfloat(hist, "sum", seconds)
         p.execute()
-        return True
 
     def read(self, metric: str) -> dict[str, dict[str, str]]:
         """Backend -> the histogram's fields."""

@@ -115,6 +115,25 @@ class JobRecord:
                 "step_at": repr(self.step_at or 0.0)}
 
 
+def _regular_bounds(n: int, size: int) -> list[tuple[int, int]]:
+    return [(start, min(start + size, n)) for start in range(0, n, size)]
+
+
+def _bounds_fields(bounds: list[tuple[int, int]], n: int) -> dict[str, str]:
+    """Jobs of one size are kept as that size: the set's hash is read by every step, and a list
+    of 1,000 ranges would make each read 12 KB."""
+    size = bounds[0][1] - bounds[0][0] if bounds else 0
+    if size > 0 and [tuple(b) for b in bounds] == _regular_bounds(n, size):
+        return {"job_size": str(size)}
+    return {"job_bounds": codec.dumps(bounds).decode()}
+
+
+def _bounds_from(g: Callable[[str], str]) -> list[tuple[int, int]]:
+    if g("job_size"):
+        return _regular_bounds(int(g("n_experiments")), int(g("job_size")))
+    return [(int(a), int(b)) for a, b in codec.loads(g("job_bounds"))]
+
+
 @dataclass
 class JobSetRecord:
     """The job set as stored: what was asked for and where it stands."""
@@ -151,7 +170,9 @@ class JobSetRecord:
             "tags": codec.dumps(self.tags).decode(),
             "created": repr(self.created),
             "n_experiments": str(self.n_experiments),
-            "job_bounds": codec.dumps(self.job_bounds).decode(),
+            "n_jobs": str(self.n_jobs),
+            "jobs_left": str(self.n_jobs),  # counted down as jobs become final (``advance.lua``)
+            **_bounds_fields(self.job_bounds, self.n_experiments),
             "options": codec.dumps(self.options).decode(),
             "status": self.status.value,
             "extra": codec.dumps(self.extra).decode(),
@@ -168,7 +189,7 @@ class JobSetRecord:
             tags=codec.loads(g("tags") or "[]"),
             created=float(g("created")),
             n_experiments=int(g("n_experiments")),
-            job_bounds=[(int(a), int(b)) for a, b in codec.loads(g("job_bounds"))],
+            job_bounds=_bounds_from(g),
             options=codec.loads(g("options")),
             status=JobSetStatus(g("status")),
             batch_id=g("batch_id") or None,

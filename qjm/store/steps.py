@@ -11,12 +11,24 @@ loss: a step behind a long queue is not startable until the queue has moved past
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import redis
 
-from ..lifecycle import Step
+from ..lifecycle import FINAL_RANK, JobStatus, Step
 from . import keys, scripts
+from .records import JobRecord
+
+
+@dataclass(frozen=True)
+class Begun:
+    """What ``Steps.begin`` found: the job before the move, whether it moved, and whether its
+    set is cancelled."""
+
+    job: JobRecord
+    moved: bool
+    cancel_requested: bool
 
 
 class Steps:
@@ -24,6 +36,7 @@ class Steps:
         self.r: Any = r  # sync and binary: answers are bytes (see ``Store``)
         self._plan = scripts.load(r, "plan_step")
         self._started = scripts.load(r, "step_started")
+        self._begin = scripts.load(r, "begin_step")
 
     def tickets(self, queue: str, n: int) -> int:
         """Reserve ``n`` consecutive tickets of ``queue``; returns the first."""
@@ -55,6 +68,20 @@ class Steps:
             self.r.zadd(keys.QUEUES_STARTED, {queue: ticket}, gt=True)
         return True
 
+    def begin(self, sid: str, i: int, step: Step, node: str, status: JobStatus) -> Begun | None:
+        """``started``, moving the job to ``status`` too (unless it is that far already), and
+        reading what the task needs first: the job and whether its set is cancelled. None for
+        a stale delivery (the job waits for another step)."""
+        args = [step.value, repr(time.time()), node, status.value, status.rank, FINAL_RANK]
+        out = self._begin(keys=[keys.job(sid, i), keys.job_set(sid)], args=args)
+        if not out:
+            return None
+        flat, moved, cancel = out
+        job = JobRecord.from_hash(dict(zip(flat[::2], flat[1::2], strict=True)))
+        if job.ticket > 0 and job.queue:
+            self.r.zadd(keys.QUEUES_STARTED, {job.queue: job.ticket}, gt=True)
+        return Begun(job, bool(moved), cancel in (b"1", "1"))
+
     def watermarks(self) -> dict[str, int]:
         """Queue -> the highest ticket whose task has started."""
         return {q.decode(): int(score) for q, score in self.r.zrange(keys.QUEUES_STARTED, 0, -1, withscores=True)}
@@ -62,11 +89,11 @@ class Steps:
     def mark_startable(self, sid: str, i: int, now: float) -> float:
         """When the reconciler first saw the job's step startable (recorded on the first call)."""
         key = keys.job(sid, i)
-        p = self.r.pipeline(transaction=False)
-        p.hsetnx(key, "startable_at", repr(now))
-        p.hget(key, "startable_at")
-        _, raw = p.execute()
-        return float(raw or now)
+        raw = self.r.hget(key, "startable_at")  # '' once a step is planned or started
+        if raw:
+            return float(raw)
+        self.r.hset(key, "startable_at", repr(now))  # one reconciler runs a tick (its lock)
+        return now
 
     def resent(self, sid: str, i: int, step: Step, bump_epoch: bool) -> int:
         """Count a re-send of the job's step; a re-sent poll loop gets a new epoch. Returns the epoch."""

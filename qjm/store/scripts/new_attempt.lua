@@ -5,16 +5,20 @@
 -- Only one caller per attempt wins.
 --
 -- KEYS[1]  the job's hash                          (keys.job)
+-- KEYS[2]  the set's hash                          (keys.job_set): a final job reopened counts
+--                                                  again in its jobs_left (see advance.lua)
 -- ARGV[1]  the attempt that ended (the call is refused if the job is on another one)
 -- ARGV[2]  the status the new attempt starts from  (TRANSPILED, or QUEUED when not transpiled)
 -- ARGV[3]  its rank                                (JobStatus.rank)
 -- ARGV[4]  now, epoch seconds
 -- ARGV[5]  why the previous attempt ended
 -- ARGV[6]  what starts the new attempt: repost, retry or rerun (qjm.retries)
+-- ARGV[7]  the rank of every final status          (lifecycle.FINAL_RANK)
 --
 -- Returns the new attempt number, or 0 if the job was on another attempt.
-local h = redis.call('HMGET', KEYS[1], 'attempt', 'remote_id', 'history')
+local h = redis.call('HMGET', KEYS[1], 'attempt', 'remote_id', 'history', 'rank')
 if (h[1] or '1') ~= ARGV[1] then return 0 end
+if tonumber(h[4] or '0') >= tonumber(ARGV[7]) then redis.call('HINCRBY', KEYS[2], 'jobs_left', 1) end
 local history = cjson.decode(h[3] or '[]')
 local all = redis.call('HGETALL', KEYS[1])
 local times, stale = {}, {}

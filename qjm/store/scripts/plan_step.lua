@@ -11,10 +11,9 @@
 -- ARGV[6]  when it is due, epoch seconds, or '' when sent now
 --
 -- Returns 1 when the plan was recorded, 0 otherwise.
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local cur = redis.call('HGET', KEYS[1], 'step') or ''
+local cur = redis.call('HGET', KEYS[1], 'step')
+if not cur then return 0 end  -- no such job (a job always has the field, '' when final)
 if ARGV[1] ~= '' and cur ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'step', ARGV[2], 'queue', ARGV[3], 'ticket', ARGV[4], 'step_at', ARGV[5],
-           'due', ARGV[6])
-redis.call('HDEL', KEYS[1], 'startable_at')
+           'due', ARGV[6], 'startable_at', '')
 return 1

@@ -11,6 +11,5 @@
 local h = redis.call('HMGET', KEYS[1], 'step', 'poll_epoch', 'ticket', 'queue')
 if h[1] ~= ARGV[1] then return false end
 if ARGV[2] ~= '' and (h[2] or '0') ~= ARGV[2] then return false end
-redis.call('HSET', KEYS[1], 'started_at', ARGV[3], 'started_by', ARGV[4])
-redis.call('HDEL', KEYS[1], 'startable_at')
+redis.call('HSET', KEYS[1], 'started_at', ARGV[3], 'started_by', ARGV[4], 'startable_at', '')
 return {h[3] or '0', h[4] or ''}
