@@ -160,9 +160,11 @@ class Pipeline:
                     "success": final is JobSetStatus.DONE, "results": results}
         # Before the set reads as final, so nothing is left open behind it.
         self.runner(rec).close_batch(rec)
+        # Listed under its final status before it reads final, so a listing right after wait()
+        # finds it; a step of its own, which the reconciler repairs if the set never ends here.
+        self.store.index.set_status(rec, final.value)
         if not self.store.finish(sid, final, combined, rec.n_jobs):
             return self.store.job_set(sid).status  # another assembly finished it first
-        self.store.index.set_status(rec, final.value)  # a step of its own; the reconciler repairs it
         hooks.emit("job_set_final", job_set_id=sid, status=final, record=rec)
         return final
 
