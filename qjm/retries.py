@@ -40,7 +40,7 @@ REPOST, RETRY, RERUN = "repost", "retry", "rerun"
 
 _CODE_RE = re.compile(r"[Ee]rror code:?\s*(\d{4})\b")
 #: How the reconciler says a job's step was lost (``lost_step``).
-_LOST_RE = re.compile(r"its (submit|poll) step was lost \d+ times")
+_LOST_RE = re.compile(r"its (transpile|submit|poll) step was lost \d+ times")
 
 
 def lost_step(step: str, times: int) -> str:

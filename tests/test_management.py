@@ -74,7 +74,7 @@ def test_time_per_step_of_a_done_job(jm):
     js.wait(timeout=120)
     (job,) = js.jobs()
     steps = job.time_per_step()[1]
-    assert list(steps) == ["QUEUED", "TRANSPILING", "TRANSPILED", "RUNNING", "DONE"]
+    assert list(steps) == ["QUEUED", "TRANSPILING", "RUNNING", "DONE"]  # a local job runs in its transpile task
     assert list(steps.values()) == sorted(steps.values())
 
 

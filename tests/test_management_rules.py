@@ -158,11 +158,12 @@ def test_the_emulator_produces_each_kind_of_failure():
         assert got == code and CODE_MESSAGES[code] in reason
 
 
-def _lose_submit_until_abandoned(pipe: Pipeline, rec: Reconciler, sid: str, start: float) -> float:
-    """The submit step's worker dies every time: the reconciler re-sends it until it gives up."""
+def _lose_step_until_abandoned(pipe: Pipeline, rec: Reconciler, sid: str, start: float,
+                               step: Step = Step.SUBMIT) -> float:
+    """The step's worker dies every time: the reconciler re-sends it until it gives up."""
     now = start
     for _ in range(MAX_RESENDS + 1):
-        pipe.store.steps.started(sid, 0, Step.SUBMIT, node="dead@host")
+        pipe.store.steps.started(sid, 0, step, node="dead@host")
         rec.reconcile(now)
         now += 2 * GRACE
         rec.reconcile(now)
@@ -178,11 +179,11 @@ def test_a_local_job_whose_worker_keeps_dying_gets_its_retries(server):
                      queue_length=lambda queue: 0)
     sid = create_job_set(pipe.store, [basis_state(1)], "stub-local")
     pipe.store.r.hset(keys.job_set(sid), "max_retries", 1)
-    pipe.transpile(sid, 0)
-    now = _lose_submit_until_abandoned(pipe, rec, sid, time.time())
+    # A local job is transpiled and simulated by one task (Pipeline._transpile): its worker dies.
+    now = _lose_step_until_abandoned(pipe, rec, sid, time.time(), Step.TRANSPILE)
     job = pipe.store.job(sid, 0)
-    assert (job.status, job.attempt) == (JobStatus.TRANSPILED, 2)
-    assert job.history[0]["kind"] == "retry" and "submit step was lost" in job.history[0]["error"]
-    _lose_submit_until_abandoned(pipe, rec, sid, now)
+    assert (job.status, job.attempt) == (JobStatus.QUEUED, 2)
+    assert job.history[0]["kind"] == "retry" and "transpile step was lost" in job.history[0]["error"]
+    _lose_step_until_abandoned(pipe, rec, sid, now, Step.TRANSPILE)
     job = pipe.store.job(sid, 0)
     assert (job.status, job.attempt) == (JobStatus.ERROR, 2)  # its one retry is spent

@@ -11,6 +11,8 @@
 -- ARGV[5]  its rank                                (JobStatus.rank)
 -- ARGV[6]  the rank of every final status          (lifecycle.FINAL_RANK)
 --
+-- The time of the move is kept as field at_<status>, as advance.lua does (ManagedJob.time_per_step).
+--
 -- Returns {job hash before the move as a flat list, 1 if moved else 0, the set's cancel_requested}
 -- when recorded, false otherwise.
 local flat = redis.call('HGETALL', KEYS[1])
@@ -20,7 +22,9 @@ if h['step'] ~= ARGV[1] then return false end
 local fields = {'started_at', ARGV[2], 'started_by', ARGV[3], 'startable_at', ''}
 local rank, moved = tonumber(h['rank'] or '0'), 0
 if rank < tonumber(ARGV[5]) and rank < tonumber(ARGV[6]) then
-  for _, v in ipairs({'status', ARGV[4], 'rank', ARGV[5], 'updated', ARGV[2]}) do fields[#fields + 1] = v end
+  for _, v in ipairs({'status', ARGV[4], 'rank', ARGV[5], 'updated', ARGV[2], 'at_' .. ARGV[4], ARGV[2]}) do
+    fields[#fields + 1] = v
+  end
   moved = 1
 end
 redis.call('HSET', KEYS[1], unpack(fields))
