@@ -89,8 +89,9 @@ class RemoteRunner(JobRunner):
         store, i, ref = self.store, job.index, job_ref(rec.id, job.index)
         if not store.slots.acquire(rec.backend, ref, self.cfg.max_pending_jobs, self.lease):
             since = store.waiting_since(rec.id, i)
-            store.slots.wait(rec.backend, ref, since)
-            delay = polling.slot_wait_retry_in(time.time() - since, store.durations.estimate(rec.backend), self.cfg)
+            ahead = store.slots.wait(rec.backend, ref, since)
+            delay = polling.slot_wait_retry_in(time.time() - since, store.durations.estimate(rec.backend), self.cfg,
+                                               ahead, self.cfg.max_pending_jobs)
             raise RetryLater(f"all {self.cfg.max_pending_jobs} pending-job slots on {rec.backend} are taken", delay)
         lock = store.posting_lock(rec.id, i)
         if not lock.acquire():
@@ -200,7 +201,7 @@ class RemoteRunner(JobRunner):
         age = time.time() - job.submitted_at if job.submitted_at else None
         first = polling.first_poll_age(est, self.cfg)
         if age is not None and age < first:  # just posted (or handed off): no point asking yet
-            return first - age
+            return polling.countdown(first - age)
         store.slots.renew(rec.backend, job_ref(rec.id, i), self.lease)
         state = executor.poll(job.remote_id)
         if state.status.final:
@@ -208,7 +209,7 @@ class RemoteRunner(JobRunner):
             # before spending time on fetching this one's results.
             self.release(rec, i)
         if state.status is JobStatus.DONE:
-            self._fetch(rec, job, executor, age)
+            self._fetch(rec, job, executor, None if age is None else polling.end_sample(job.seen_pending_age, age, est))
             return None
         if state.status is JobStatus.ERROR and state.repost and job.attempt <= MAX_REPOSTS:
             if rec.batch_id:
@@ -227,6 +228,11 @@ class RemoteRunner(JobRunner):
             return polling.age_based(0.0, self.cfg)
         store.set_job_fields(rec.id, i, seen_pending_age=repr(age))
         return polling.next_poll_in(age, est, self.cfg)
+
+    def waits_inline(self, rec: JobSetRecord, delay: float) -> bool:
+        """Only near an expected end, which needs a track record: elsewhere a pause this short is
+        the age-based schedule of a young job, and Celery's round trip costs nothing there."""
+        return polling.wait_inline(delay) and self.store.durations.estimate(rec.backend) is not None
 
     def _post_again(self, sid: str, i: int) -> float:
         """Post a job's new attempt from its poll loop, which then goes on polling it; returns
@@ -251,8 +257,8 @@ class RemoteRunner(JobRunner):
             self.transitions.fail(rec.id, job.index, "fetching results", exc)
             return
         self.transitions.advance(rec.id, job.index, JobStatus.DONE, result=result, finished_at=repr(time.time()))
-        if age is not None:  # the last age it was seen pending is the tighter (lower) bound
-            self.store.durations.record(rec.backend, job.seen_pending_age or age)
+        if age is not None:  # ``polling.end_sample``
+            self.store.durations.record(rec.backend, age)
 
     # ------------------------------------------------------------------ slots
     def release(self, rec: JobSetRecord, i: int) -> None:
