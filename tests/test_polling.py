@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from qjm.config import Settings
-from qjm.polling import (LEAD, Estimate, countdown, end_sample, first_poll_age, next_poll_in, slot_wait_retry_in,
-                         wait_inline)
+from qjm.polling import LEAD, Estimate, countdown, end_sample, first_poll_age, next_poll_in, slot_wait_retry_in, wait_inline
 from qjm.store import Store
 
 from .procs import RedisServer
