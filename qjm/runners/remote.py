@@ -167,8 +167,8 @@ class RemoteRunner(JobRunner):
         if rec.batch_id:
             return rec.batch_id
         lock = self.store.batch_lock(rec.id)
-        if not lock.acquire():  # never wait inside a worker: another delivery is opening it
-            raise RetryLater(f"the batch of {rec.id} is being opened by another delivery", 1.0)
+        if not lock.acquire():  # never wait inside a worker; opening takes one request, so come back soon
+            raise RetryLater(f"the batch of {rec.id} is being opened by another delivery", 0.1)
         try:
             with kept(lock):
                 current = self.store.job_set(rec.id)
