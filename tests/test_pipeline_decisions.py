@@ -581,3 +581,26 @@ def test_a_job_failed_by_its_batchs_end_is_posted_again_as_a_new_attempt(make):
     assert job.attempt == 2 and job.remote_id == second.remote_id and job.status is JobStatus.DONE
     assert [(h["attempt"], h["remote_id"], h["error"]) for h in job.history] == [(1, first.remote_id, why)]
     assert len(stub.posts_for(sid, 0)) == 1 and in_use(pipe) == 0
+
+
+def test_near_its_expected_end_one_poll_task_asks_until_the_job_ends(make):
+    """With a track record, the pauses around the expected end are waited in the task: the job's
+    end is seen without a Celery round trip between two polls. Without one, a task asks once."""
+    for track_record in (False, True):
+        stub = remote_stub()
+        pipe = make(stub)
+        if track_record:
+            del pipe.store.durations.estimate  # the fixture's "no track record" override
+            for _ in range(5):
+                pipe.store.durations.record(REMOTE, 0.05)
+        sid = new_set(pipe, 1, prefix=f"t{track_record}")
+        stub.plan(sid, 0, Outcome(polls_running=3))
+        pipe.submit(sid, 0)
+        [post] = stub.posts_for(sid, 0)
+        delay = pipe.poll(sid, 0)
+        if track_record:
+            assert delay is None and status(pipe, sid) is JobStatus.DONE
+            assert stub.polls()[post.remote_id] == 4, "three RUNNING answers, then DONE, in one task"
+        else:
+            assert delay is not None and status(pipe, sid) is JobStatus.RUNNING
+            assert stub.polls()[post.remote_id] == 1
