@@ -31,7 +31,7 @@ FINE_FLOOR = 0.02
 #: Pauses this short are waited in the task; a task waits at most ``INLINE_BUDGET`` in all.
 INLINE_PAUSE = 0.25
 INLINE_BUDGET = 2.0
-#: A job seen done at its first poll is taken to have ended this fraction of that poll's age.
+#: A job seen done at a first poll made on time is taken to have ended this fraction of its age.
 EARLY_END = 0.9
 #: How much early the skip ahead to the first poll is sent back to Celery.
 LEAD = 0.1
@@ -73,16 +73,21 @@ def first_poll_age(est: Estimate | None, cfg: Settings) -> float:
     return min(cfg.poll_cap, max(cfg.min_poll_interval, est.first))
 
 
-def end_sample(seen_pending_age: float | None, done_age: float, est: Estimate | None) -> float:
-    """What a finished job adds to its backend's estimate: the last age it was seen pending (just
-    below its end). A job already done at its first poll ended before that poll was planned,
-    maybe long before: it counts as ``EARLY_END`` of the planned age, so an estimate that aims
-    too late comes down within a few jobs, and never climbs by how late a poll landed."""
+def end_sample(seen_pending_age: float | None, done_age: float, est: Estimate | None) -> float | None:
+    """What a finished job adds to its backend's estimate (None: nothing).
+
+    The last age it was seen pending, just below its end. A job seen done at a first poll made
+    on time ended before that poll, maybe long before: it counts as ``EARLY_END`` of the poll's
+    planned age, so an estimate that aims too late comes down within a few jobs. A first poll
+    that landed late (a busy worker) says nothing of when the job ended: it adds nothing, so a
+    loaded machine neither pushes the estimate up nor drags it down."""
     if seen_pending_age is not None:
         return seen_pending_age
     if est is None:
         return done_age
-    return EARLY_END * min(done_age, est.first)
+    if done_age <= est.first + est.fine:
+        return EARLY_END * est.first
+    return None
 
 
 def countdown(wait: float) -> float:

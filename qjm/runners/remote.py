@@ -209,7 +209,8 @@ class RemoteRunner(JobRunner):
             # before spending time on fetching this one's results.
             self.release(rec, i)
         if state.status is JobStatus.DONE:
-            self._fetch(rec, job, executor, None if age is None else polling.end_sample(job.seen_pending_age, age, est))
+            sample = None if age is None else polling.end_sample(job.seen_pending_age, age, est)
+            self._fetch(rec, job, executor, sample)
             return None
         if state.status is JobStatus.ERROR and state.repost and job.attempt <= MAX_REPOSTS:
             if rec.batch_id:
@@ -244,7 +245,8 @@ class RemoteRunner(JobRunner):
         return polling.first_poll_age(self.store.durations.estimate(self.store.job_set(sid).backend), self.cfg)
 
     def _fetch(self, rec: JobSetRecord, job: JobRecord, executor: Executor, age: float | None) -> None:
-        """Store a DONE job's results with its status; on failure the job fails instead."""
+        """Store a DONE job's results with its status; on failure the job fails instead. ``age``
+        is what the job adds to the backend's duration estimate, if anything."""
         assert job.remote_id is not None
         try:
             work = self.load_work(rec, job.index, quiet=True)
