@@ -31,6 +31,8 @@ from .base import JobRunner
 
 log = logging.getLogger(__name__)
 
+#: Seconds a first submit waits for another delivery that is opening the set's batch.
+BATCH_OPEN_WAIT = 2.0
 #: A job whose batch ended before it ran is posted again, as a new attempt, at most this often.
 MAX_REPOSTS = 3
 
@@ -167,7 +169,9 @@ class RemoteRunner(JobRunner):
         if rec.batch_id:
             return rec.batch_id
         lock = self.store.batch_lock(rec.id)
-        if not lock.acquire():  # never wait inside a worker; opening takes one request, so come back soon
+        # Opening takes one request: wait for it here (briefly) rather than come back through
+        # Celery, which would start this job's slot a round trip late.
+        if not lock.acquire(blocking=True, blocking_timeout=BATCH_OPEN_WAIT, sleep=0.01):
             raise RetryLater(f"the batch of {rec.id} is being opened by another delivery", 0.1)
         try:
             with kept(lock):
