@@ -125,6 +125,7 @@ def process_env(redis_url: str, **extra: str) -> dict[str, str]:
     env.update({"QJM_REDIS_URL": redis_url, "C_FORCE_ROOT": "1", "PYTHONWARNINGS": "ignore"})
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     env.pop("QJM_BROKER_URL", None)
+    env.pop("QJM_RESULT_BACKEND_URL", None)
     env.update(extra)
     return env
 

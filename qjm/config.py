@@ -151,6 +151,9 @@ def _same_server(a: str, b: str) -> bool:
 class Settings:
     redis_url: str = field(default_factory=lambda: _env("QJM_REDIS_URL") or "redis://localhost:6379/0")
     broker_url: str | None = field(default_factory=lambda: _env("QJM_BROKER_URL"))
+    #: Celery's result backend, when it must not share qjm's Redis: a Redis Cluster holds qjm's
+    #: state, but Celery's Redis result backend knows no Cluster (qjm stores no task results).
+    result_backend_url: str | None = field(default_factory=lambda: _env("QJM_RESULT_BACKEND_URL"))
     #: How long job sets, their circuits and results are kept (and Celery results expire).
     ttl_seconds: int = field(default_factory=lambda: _int("QJM_TTL_SECONDS", 14 * DAY))
     #: Redis broker visibility timeout: an unacknowledged task is redelivered after this long.
@@ -190,11 +193,15 @@ class Settings:
         if self.redis_password:
             object.__setattr__(self, "redis_url", with_password(self.redis_url, self.redis_password))
             # A broker on the same Redis server shares its password; another server never gets it.
-            if self.broker_url and is_redis_url(self.broker_url) and _same_server(self.broker_url, self.redis_url):
-                object.__setattr__(self, "broker_url", with_password(self.broker_url, self.redis_password))
+            for name in ("broker_url", "result_backend_url"):
+                url = getattr(self, name)
+                if url and is_redis_url(url) and _same_server(url, self.redis_url):
+                    object.__setattr__(self, name, with_password(url, self.redis_password))
         check_redis_url(self.redis_url, "QJM_REDIS_URL")
         if self.broker_url and is_redis_url(self.broker_url):
             check_redis_url(self.broker_url, "QJM_BROKER_URL")
+        if self.result_backend_url and is_redis_url(self.result_backend_url):
+            check_redis_url(self.result_backend_url, "QJM_RESULT_BACKEND_URL")
 
     def __repr__(self) -> str:
         """Every shown field, URLs masked; secrets (``repr=False`` fields) left out."""
@@ -210,7 +217,7 @@ class Settings:
     def secrets(self) -> tuple[str, ...]:
         """Every secret these settings hold (passwords, the IBM token), for ``redact``."""
         found = {self.redis_password, self.flower_password, self.ibm_token}
-        for url in (self.redis_url, self.broker_url):
+        for url in (self.redis_url, self.broker_url, self.result_backend_url):
             try:
                 found.add(urlsplit(url).password if url else None)
             except ValueError:
@@ -239,6 +246,10 @@ class Settings:
     @property
     def broker(self) -> str:
         return self.broker_url or self.redis_url
+
+    @property
+    def result_backend(self) -> str:
+        return self.result_backend_url or self.redis_url
 
 
 def settings() -> Settings:

@@ -86,7 +86,8 @@ class JobManager:
     def __init__(self, redis_url: str | None = None) -> None:
         self._cfg: Settings = load_settings()
         if redis_url:
-            self._cfg = Settings(redis_url=redis_url, broker_url=self._cfg.broker_url)
+            self._cfg = Settings(redis_url=redis_url, broker_url=self._cfg.broker_url,
+                                 result_backend_url=self._cfg.result_backend_url)
         self._store = Store(cfg=self._cfg)
 
     @property

@@ -11,13 +11,14 @@ Transpilation is the same for every backend; after it the pipeline only chooses 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import replace
 
 from qiskit import QuantumCircuit
 from qiskit.transpiler import PassManager, generate_preset_pass_manager
 
-from . import codec, dispatch, hooks, tasks
+from . import codec, dispatch, hooks, polling, tasks
 from .config import Settings
 from .config import settings as load_settings
 from .errors import RetryLater
@@ -175,20 +176,29 @@ class Pipeline:
             self.store.steps.plan(sid, i, Step.POLL, tasks.IO_QUEUE, after=Step.SUBMIT)
 
     def poll(self, sid: str, i: int, node: str = "", epoch: int = 0) -> float | None:
-        """Check the job once. Returns seconds until the next check, None when final or when this
-        poll belongs to a loop that a re-send replaced (at most one live poll loop per job)."""
-        if not self.store.steps.started(sid, i, Step.POLL, node, epoch):
-            job = self.store.job(sid, i)
-            if job.poll_epoch != epoch or not job.status.final:
-                return None  # a stale loop, or a poll of a job that does not wait for one
-        rec = self.store.job_set(sid)
-        try:
-            delay = self.runner(rec).poll(rec, i)
-        except RetryLater as later:
-            delay = later.delay
+        """Check the job until it needs a pause longer than an inline one (``qjm.polling``).
+        Returns seconds until the next check, None when final or when this poll belongs to a
+        loop that a re-send replaced (at most one live poll loop per job)."""
+        deadline = time.monotonic() + polling.INLINE_BUDGET
+        while True:
+            rec = self.store.job_set(sid)
+            delay = self._poll_once(rec, i, node, epoch)
+            if delay is None or not self.runner(rec).waits_inline(rec, delay) or time.monotonic() + delay > deadline:
+                break
+            time.sleep(delay)
         if delay is not None:
             self.store.steps.plan(sid, i, Step.POLL, tasks.IO_QUEUE, delay=delay, after=Step.POLL)
         return delay
+
+    def _poll_once(self, rec: JobSetRecord, i: int, node: str, epoch: int) -> float | None:
+        if not self.store.steps.started(rec.id, i, Step.POLL, node, epoch):
+            job = self.store.job(rec.id, i)
+            if job.poll_epoch != epoch or not job.status.final:
+                return None  # a stale loop, or a poll of a job that does not wait for one
+        try:
+            return self.runner(rec).poll(rec, i)
+        except RetryLater as later:
+            return later.delay
 
     def assemble(self, sid: str) -> JobSetStatus:
         """Record the set's final state once every job is final; the results stay per job

@@ -33,7 +33,7 @@ def celery_settings(cfg: Settings) -> dict[str, Any]:
     """Settings for a queue that must not lose work: JSON only, late acks, one task at a time."""
     return {
         "broker_url": cfg.broker,
-        "result_backend": cfg.redis_url,
+        "result_backend": cfg.result_backend,
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],

@@ -619,3 +619,26 @@ def test_a_large_sets_job_messages_are_sent_once_whatever_is_redelivered(make, m
     pipe.send_jobs(sid, 40, True)
     pipe.send_jobs(sid, 40, True)  # the send_jobs task redelivered
     assert sent == [(sid, 40, True)]
+
+
+def test_near_its_expected_end_one_poll_task_asks_until_the_job_ends(make):
+    """With a track record, the pauses around the expected end are waited in the task: the job's
+    end is seen without a Celery round trip between two polls. Without one, a task asks once."""
+    for track_record in (False, True):
+        stub = remote_stub()
+        pipe = make(stub)
+        if track_record:
+            del pipe.store.durations.estimate  # the fixture's "no track record" override
+            for _ in range(5):
+                pipe.store.durations.record(REMOTE, 0.05)
+        sid = new_set(pipe, 1, prefix=f"t{track_record}")
+        stub.plan(sid, 0, Outcome(polls_running=3))
+        pipe.submit(sid, 0)
+        [post] = stub.posts_for(sid, 0)
+        delay = pipe.poll(sid, 0)
+        if track_record:
+            assert delay is None and status(pipe, sid) is JobStatus.DONE
+            assert stub.polls()[post.remote_id] == 4, "three RUNNING answers, then DONE, in one task"
+        else:
+            assert delay is not None and status(pipe, sid) is JobStatus.RUNNING
+            assert stub.polls()[post.remote_id] == 1

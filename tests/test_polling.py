@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from qjm.config import Settings
-from qjm.polling import Estimate, first_poll_age, next_poll_in, slot_wait_retry_in
+from qjm.polling import LEAD, Estimate, countdown, end_sample, first_poll_age, next_poll_in, slot_wait_retry_in, wait_inline
 from qjm.store import Store
 
 from .procs import RedisServer
@@ -66,6 +66,35 @@ def test_a_chunk_waiting_for_a_slot_comes_back_before_its_handed_off_job_is_due(
     for waited in (0.0, 1.0, 10.0, 1000.0):
         assert slot_wait_retry_in(waited, est, CFG) < first_poll_age(est, CFG)
     assert slot_wait_retry_in(5.0, None, CFG) == pytest.approx(0.5)
+
+
+def test_a_chunk_deep_in_the_slot_queue_comes_back_once_per_round_not_every_half_second():
+    est = Estimate(mean=1.0, dev=0.01)
+    near = slot_wait_retry_in(0.0, est, CFG, ahead=2, slots=3)
+    deep = [slot_wait_retry_in(0.0, est, CFG, ahead=k, slots=3) for k in (3, 12, 27)]
+    assert near < first_poll_age(est, CFG), "next in line: back before its job, handed off, is due a poll"
+    assert deep[0] > near and deep == sorted(deep)
+    # 27 jobs ahead on 3 slots: it is posted 9 rounds of ~1 s from now at the soonest, and back
+    # before that post's first poll is due.
+    assert 8 * est.mean < deep[-1] < 9 * est.mean + first_poll_age(est, CFG)
+    assert slot_wait_retry_in(0.0, Estimate(mean=7200.0, dev=60.0), CFG, ahead=30, slots=3) == CFG.poll_cap
+
+
+def test_an_estimate_that_aims_too_late_comes_down_and_late_polls_leave_it_alone():
+    est = Estimate(mean=2.0, dev=0.01)
+    # Seen done at a first poll made on time: counted well below the planned age.
+    assert end_sample(None, est.first, est) < est.first - est.fine
+    # A first poll that landed late (a busy worker) says nothing of when the job ended.
+    assert end_sample(None, est.first + 0.3, est) is None
+    # Seen pending first: the last pending age, a lower bound of its end.
+    assert end_sample(1.93, 1.95, est) == 1.93
+    assert end_sample(None, 3.0, None) == 3.0
+
+
+def test_only_short_pauses_are_waited_in_the_task_and_the_skip_ahead_lands_early():
+    assert wait_inline(0.02) and not wait_inline(5.0)
+    assert countdown(0.9) == pytest.approx(0.9 - LEAD) and countdown(0.05) == 0.05
+    assert wait_inline(0.9 - countdown(0.9)), "what the early return leaves is waited in the task"
 
 
 def test_estimate_follows_what_jobs_took(store):

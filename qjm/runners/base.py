@@ -76,6 +76,10 @@ class JobRunner(ABC):
     def poll(self, rec: JobSetRecord, i: int) -> float | None:
         """Check the job once; seconds until the next check, or None when it is final."""
 
+    def waits_inline(self, rec: JobSetRecord, delay: float) -> bool:
+        """Whether the poll task waits ``delay`` before its next check itself (``qjm.polling``)."""
+        return False
+
     def close_batch(self, rec: JobSetRecord) -> None:
         """Close the set's batch on its backend, if it has one."""
 

@@ -31,6 +31,8 @@ from .base import JobRunner
 
 log = logging.getLogger(__name__)
 
+#: Seconds a first submit waits for another delivery that is opening the set's batch.
+BATCH_OPEN_WAIT = 2.0
 #: A job whose batch ended before it ran is posted again, as a new attempt, at most this often.
 MAX_REPOSTS = 3
 
@@ -89,8 +91,9 @@ class RemoteRunner(JobRunner):
         store, i, ref = self.store, job.index, job_ref(rec.id, job.index)
         if not store.slots.acquire(rec.backend, ref, self.cfg.max_pending_jobs, self.lease):
             since = store.waiting_since(rec.id, i)
-            store.slots.wait(rec.backend, ref, since)
-            delay = polling.slot_wait_retry_in(time.time() - since, store.durations.estimate(rec.backend), self.cfg)
+            ahead = store.slots.wait(rec.backend, ref, since)
+            delay = polling.slot_wait_retry_in(time.time() - since, store.durations.estimate(rec.backend), self.cfg,
+                                               ahead, self.cfg.max_pending_jobs)
             raise RetryLater(f"all {self.cfg.max_pending_jobs} pending-job slots on {rec.backend} are taken", delay)
         lock = store.posting_lock(rec.id, i)
         if not lock.acquire():
@@ -179,8 +182,10 @@ class RemoteRunner(JobRunner):
         if rec.batch_id:
             return rec.batch_id
         lock = self.store.batch_lock(rec.id)
-        if not lock.acquire():  # never wait inside a worker: another delivery is opening it
-            raise RetryLater(f"the batch of {rec.id} is being opened by another delivery", 1.0)
+        # Opening takes one request: wait for it here (briefly) rather than come back through
+        # Celery, which would start this job's slot a round trip late.
+        if not lock.acquire(blocking=True, blocking_timeout=BATCH_OPEN_WAIT, sleep=0.01):
+            raise RetryLater(f"the batch of {rec.id} is being opened by another delivery", 0.1)
         try:
             with kept(lock):
                 current = self.store.job_set(rec.id)
@@ -213,7 +218,7 @@ class RemoteRunner(JobRunner):
         age = time.time() - job.submitted_at if job.submitted_at else None
         first = polling.first_poll_age(est, self.cfg)
         if age is not None and age < first:  # just posted (or handed off): no point asking yet
-            return first - age
+            return polling.countdown(first - age)
         store.slots.renew(rec.backend, job_ref(rec.id, i), self.lease)
         state = executor.poll(job.remote_id)
         if state.status.final:
@@ -221,7 +226,8 @@ class RemoteRunner(JobRunner):
             # before spending time on fetching this one's results.
             self.release(rec, i)
         if state.status is JobStatus.DONE:
-            self._fetch(rec, job, executor, age)
+            sample = None if age is None else polling.end_sample(job.seen_pending_age, age, est)
+            self._fetch(rec, job, executor, sample)
             return None
         if state.status is JobStatus.ERROR and state.repost and job.attempt <= MAX_REPOSTS:
             if rec.batch_id:
@@ -244,6 +250,11 @@ class RemoteRunner(JobRunner):
         store.set_job_fields(rec.id, i, seen_pending_age=repr(age))
         return polling.next_poll_in(age, est, self.cfg)
 
+    def waits_inline(self, rec: JobSetRecord, delay: float) -> bool:
+        """Only near an expected end, which needs a track record: elsewhere a pause this short is
+        the age-based schedule of a young job, and Celery's round trip costs nothing there."""
+        return polling.wait_inline(delay) and self.store.durations.estimate(rec.backend) is not None
+
     def _post_again(self, sid: str, i: int) -> float:
         """Post a job's new attempt from its poll loop, which then goes on polling it; returns
         the delay to the next poll (sooner while the post waits for a slot)."""
@@ -254,7 +265,8 @@ class RemoteRunner(JobRunner):
         return polling.first_poll_age(self.store.durations.estimate(self.store.job_set(sid).backend), self.cfg)
 
     def _fetch(self, rec: JobSetRecord, job: JobRecord, executor: Executor, age: float | None) -> None:
-        """Store a DONE job's results with its status; on failure the job fails instead."""
+        """Store a DONE job's results with its status; on failure the job fails instead. ``age``
+        is what the job adds to the backend's duration estimate, if anything."""
         assert job.remote_id is not None
         try:
             work = self.load_work(rec, job.index, quiet=True)
@@ -267,8 +279,8 @@ class RemoteRunner(JobRunner):
             self.transitions.fail(rec.id, job.index, "fetching results", exc)
             return
         self.transitions.advance(rec.id, job.index, JobStatus.DONE, result=result, finished_at=repr(time.time()))
-        if age is not None:  # the last age it was seen pending is the tighter (lower) bound
-            self.store.durations.record(rec.backend, job.seen_pending_age or age)
+        if age is not None:  # ``polling.end_sample``
+            self.store.durations.record(rec.backend, age)
 
     # ------------------------------------------------------------------ slots
     def release(self, rec: JobSetRecord, i: int) -> None:

@@ -322,8 +322,8 @@ class Store:
 
     # ----------------------------------------------------------------- job-set transitions
     def batch_lock(self, sid: str) -> redis.lock.Lock:
-        """Held while a set's batch is opened, so concurrent first submits open only one; never
-        waited for, and renewed by its holder (so it frees soon after a holder that died)."""
+        """Held while a set's batch is opened, so concurrent first submits open only one; waited
+        for a moment at most (``RemoteRunner._batch``), and renewed by its holder (so it frees soon after a holder that died)."""
         return self.r.lock(keys.batch_lock(sid), timeout=self.POSTING_LOCK_SECONDS, blocking=False)
 
     def set_batch(self, sid: str, batch_id: str) -> bool:

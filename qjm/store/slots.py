@@ -35,9 +35,14 @@ class SlotPool:
         """True only for the call that actually freed the slot."""
         return bool(self.r.hdel(keys.slots(backend), ref))
 
-    def wait(self, backend: str, ref: str, since: float) -> None:
-        """Queue a job for the next free slot, keeping its place if it already waits."""
-        self.r.zadd(keys.waiting(backend), {ref: since}, nx=True)
+    def wait(self, backend: str, ref: str, since: float) -> int:
+        """Queue a job for the next free slot, keeping its place if it already waits; returns how
+        many jobs wait before it."""
+        p = self.r.pipeline(transaction=False)
+        p.zadd(keys.waiting(backend), {ref: since}, nx=True)
+        p.zrank(keys.waiting(backend), ref)
+        _, rank = p.execute()
+        return int(rank or 0)
 
     def next_waiting(self, backend: str) -> str | None:
         """Take the longest-waiting job's ref off the backend's waiting set."""

@@ -254,3 +254,31 @@ def test_executor_primitives_post_as_qjm_does() -> None:
         run_source = inspect.getsource(__import__(f"qiskit_ibm_runtime.{module}", fromlist=["run"]))
         assert f"quantum_program.{client_patches.PROGRAM_SEMANTIC_ROLE} = " in run_source, changed(
             f"qiskit_ibm_runtime.{module} no longer sets the program's {client_patches.PROGRAM_SEMANTIC_ROLE}")
+
+
+# ----- a job object without a look-up -----
+def test_a_job_handle_costs_no_request_until_its_status(emulator: Emulator, account: Account) -> None:
+    """``_decode_job`` builds the job object from its JSON alone; the handle then answers like
+    the one ``service.job`` returns, with one request for its status."""
+    service = service_for(account)
+    assert inspect.isfunction(getattr(QiskitRuntimeService, client_patches.SERVICE_DECODE_JOB, None)), changed(
+        f"QiskitRuntimeService.{client_patches.SERVICE_DECODE_JOB} is gone")
+    assert parameters(getattr(QiskitRuntimeService, client_patches.SERVICE_DECODE_JOB)) == ["self", "raw_data"], changed(
+        f"QiskitRuntimeService.{client_patches.SERVICE_DECODE_JOB} changed its parameters")
+    from qiskit import QuantumCircuit
+    from qiskit.transpiler import generate_preset_pass_manager
+    from qiskit_ibm_runtime.executor_sampler import Sampler
+
+    qc = QuantumCircuit(1, 1)
+    qc.x(0)
+    qc.measure(0, 0)
+    backend = backend_for(account, BACKEND)
+    posted = Sampler(mode=backend).run([generate_preset_pass_manager(1, backend=backend).run(qc)])
+    before = emulator.stats()["requests"]
+    handle = client_patches.job_handle(service, posted.job_id(), BACKEND, "executor")
+    assert emulator.stats()["requests"] == before, "building a job handle made a request"
+    assert handle.job_id() == posted.job_id() and handle.status() in ("QUEUED", "RUNNING", "DONE")
+    assert emulator.stats()["requests"] == before + 1
+    handle.wait_for_final_state(timeout=30)
+    assert handle.status() == "DONE", handle.error_message()
+    assert handle.result()[0].join_data().get_counts() == posted.result()[0].join_data().get_counts()

@@ -1,6 +1,6 @@
 """Everything qjm does to qiskit-ibm-runtime beyond its public API, in one place.
 
-The pinned client (0.51) gives no public way to do six things qjm needs, so this module, and
+The pinned client (0.51) gives no public way to do seven things qjm needs, so this module, and
 no other, reaches into it; ``tests/ibm/test_client_patches.py`` fails loudly, naming the member,
 when a client upgrade moves any of them:
 
@@ -22,6 +22,10 @@ when a client upgrade moves any of them:
 - ``Batch._run`` / ``QiskitRuntimeService._run``: what ``Executor.run`` posts a job with, right
   after it encoded the program. qjm posts the params it encoded in the transpile step the same
   way, so that a post does not encode again (about 0.2 s for 20 Estimator pubs).
+- ``QiskitRuntimeService._decode_job``: builds a job object from the job's JSON. ``service.job(id)``
+  is a ``GET /jobs/{id}`` whose answer only builds that object, which then asks again for its
+  status; a worker process polling a job that another process posted paid two status requests
+  for one answer. qjm builds the object from what it knows (id, backend, program) instead.
 - ``IAM_URL`` and ``QISKIT_FUNCTIONS_EXPERIMENTAL``: the client reads them only from the process
   environment, so pointing it at an emulator means writing ``os.environ`` (nothing else in qjm
   does at run time).
@@ -46,6 +50,8 @@ BACKEND_ADVISORY_CHECK = "status"
 #: Private attributes read here.
 BATCH_BACKEND = "_backend"
 SERVICE_API_CLIENT = "_active_api_client"
+#: The service's method that turns a job's JSON into a ``RuntimeJobV2``.
+SERVICE_DECODE_JOB = "_decode_job"
 #: The API client's method that posts a job.
 API_PROGRAM_RUN = "program_run"
 #: The attribute of a ``QuantumProgram`` naming the primitive whose post-processing applies.
@@ -143,6 +149,12 @@ def fenced(check: Callable[[], None] | None) -> Iterator[None]:
         yield
     finally:
         _fence.check = None
+
+
+def job_handle(service: Any, job_id: str, backend_name: str, program_id: str) -> Any:
+    """A job object for a job posted elsewhere, built without a request: its first ``status()``
+    is then the only request, as for a job this process posted (an unknown id fails there)."""
+    return getattr(service, SERVICE_DECODE_JOB)({"id": job_id, "backend": backend_name, "program": {"id": program_id}})
 
 
 def point_client_at_emulator(url: str) -> None:

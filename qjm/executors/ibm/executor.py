@@ -31,8 +31,10 @@ from .errors import DELAYS, RetryDelays, backend_not_found, call, classify, ende
 
 log = logging.getLogger(__name__)
 
-#: Jobs a status look-up is reused for, per executor (``service.job`` costs a request).
+#: Job objects kept per executor (a job's status, once final, is answered without a request).
 JOB_CACHE_SIZE = 256
+#: The Runtime program of every job qjm posts (the client-side executor primitives).
+PROGRAM = "executor"
 #: Tries of a cancel refused with 429 before giving up on it.
 CANCEL_ATTEMPTS = 3
 #: How many of a tag's jobs ``find_submitted`` looks at (newest first).
@@ -86,18 +88,15 @@ class IBMQuantumExecutor(Executor):
         return backend_for(self.account, self.name)
 
     def _job(self, remote_id: str) -> Any:
+        """The job's client object: the one this process posted or used last, or one built
+        without a request (``client_patches.job_handle``), so a job polled by another worker
+        process than the one that posted it costs no extra look-up."""
         with self._jobs_lock:
             job = self._jobs.get(remote_id)
         if job is not None:
             return job
-        from qiskit_ibm_runtime.exceptions import RuntimeJobNotFound
-
-        try:
-            job = self.service.job(remote_id)
-        except RuntimeJobNotFound as exc:
-            raise ExecutorError(f"IBM Quantum job {remote_id} not found") from exc
-        except Exception as exc:
-            raise classify(exc, f"look-up of job {remote_id}", self.delays) from exc
+        job = call(lambda: client_patches.job_handle(self.service, remote_id, self.name, PROGRAM),
+                   f"look-up of job {remote_id}", self.delays)
         self._remember(job)
         return job
 
