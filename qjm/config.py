@@ -171,6 +171,8 @@ class Settings:
     #: Largest single Redis value qjm writes for a job's output; larger outputs are stored in parts
     #: (Redis refuses values over ``proto-max-bulk-len``, 512 MB by default).
     result_chunk_bytes: int = field(default_factory=lambda: _int("QJM_RESULT_CHUNK_BYTES", 32 * 1024 * 1024))
+    #: Log level of the libraries a worker calls (Qiskit, Aer, the IBM client) in workers.
+    library_log_level: str = field(default_factory=lambda: (_env("QJM_LIBRARY_LOG_LEVEL") or "WARNING").upper())
     #: How long a step that could have run may stay unstarted (or a started one stay on a dead
     #: worker) before the reconciler re-sends it. See README, "What qjm guarantees".
     reconcile_grace: float = field(default_factory=lambda: _float("QJM_RECONCILE_GRACE", 60.0))
