@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 # Imported once in the parent so that forked pool processes share them instead of each
 # paying seconds of import time on their first task.
 import qiskit.transpiler.preset_passmanagers  # noqa: F401
 import qiskit_aer  # noqa: F401
 import qiskit_ibm_runtime.fake_provider  # noqa: F401
-import logging
-from typing import Any
-
 from celery import Celery, signals
 
 from qjm import tasks as names
