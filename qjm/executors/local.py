@@ -81,13 +81,11 @@ class LocalExecutor(Executor):
         return self._simulator
 
     def primitive_mode(self) -> BackendV2:
-        """What the local testing mode's executor primitives run on: the fake device itself (they
-        simulate it with ``AerSimulator.from_backend``'s noise model), or an ideal simulator."""
-        if self.name == AER:
-            from qiskit_aer import AerSimulator
-
-            return AerSimulator(max_parallel_threads=_threads())
-        return self.backend()
+        """What the local testing mode's executor primitives run on. Given a fake device they
+        would simulate ``AerSimulator.from_backend(device)`` on every core; given that simulator
+        they use it as it is, so the worker passes its own: the same noise model, built once per
+        process, on ``QJM_SIM_THREADS`` threads (qjm scales by processes, not threads)."""
+        return self.simulator()
 
     def run_primitive(self, work: JobWork) -> PrimitiveResult:
         """The job's pubs through qiskit-ibm-runtime's executor Sampler or Estimator in local
