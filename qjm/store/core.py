@@ -135,6 +135,9 @@ class Store:
         p.zadd(keys.INDEX, {rec.id: rec.created})
         p.zadd(keys.RUNNING, {rec.id: rec.created})
         self.index.add(rec, expires=now + ttl, pipe=p)
+        # The run_id this set was written under, unless one is known already: a Redis restart
+        # before any reconciler tick (a fast set) is then still noticed (``restarted_at``).
+        p.set(keys.REDIS_RUN_ID, run_id, nx=True)
         p.execute()
 
     def running_ids(self) -> list[str]:
