@@ -36,6 +36,24 @@ GLOBAL_KEYS = {keys.INDEX, keys.RUNNING, keys.QUEUES_STARTED, keys.RECONCILER_LO
                keys.REDIS_RUN_ID, keys.RESENT, keys.SETS_EXPIRY, keys.SETS_ENTRIES}
 
 
+def cluster_port() -> int:
+    """A free port for a Cluster node: its bus listens 10,000 above it, so the port must be at most
+    55535 and that one free too (an ephemeral port from the kernel is often higher)."""
+    import socket
+
+    for _ in range(200):
+        port = free_port()
+        if port > 55535:
+            continue
+        with socket.socket() as bus:
+            try:
+                bus.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair for a Redis Cluster node")
+
+
 @pytest.fixture(scope="module")
 def written() -> Iterator[tuple[set[str], list[str]]]:
     """Every qjm key seen in Redis during and after a local and a remote set; and the set ids."""
@@ -117,7 +135,7 @@ class OneNodeCluster:
     (CROSSSLOT)."""
 
     def __init__(self) -> None:
-        self.port = free_port()
+        self.port = cluster_port()
         self.dir = tempfile.mkdtemp(prefix="qjm-cluster-")
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc = subprocess.Popen(
