@@ -6,7 +6,11 @@ deltas of ``INFO commandstats`` (every command, those run inside qjm's Lua scrip
 ``INFO cpu`` (the server's user + system time) and ``INFO stats`` (bytes in + out), divided by the
 number of jobs; they include the idle work of the connected workers and Flower over the run.
 
-Run twice: with the Redis broker (queues, unacked messages and events in Redis too) and with a
+Small local jobs share a Celery message (``qjm.dispatch.RUN_CIRCUITS``: 8 of these to a message):
+the Redis broker is also measured with one message per job (``QJM_JOBS_PER_MESSAGE=1``), to show
+what a message costs.
+
+Run with the Redis broker (queues, unacked messages and events in Redis too) and with a
 RabbitMQ broker (``QJM_BENCH_AMQP``, default ``amqp://guest:guest@127.0.0.1:5672``), where Redis
 holds qjm's own state only: the second figure is qjm's share, the difference Celery's. RabbitMQ
 runs in a private vhost made with ``rabbitmqctl`` when it can be (so other users of that broker
@@ -103,8 +107,17 @@ class Vhost:
         subprocess.run(["rabbitmqctl", "delete_vhost", self.name], capture_output=True, timeout=60)
 
 
-def measure(broker: str | None) -> dict[str, Any]:
-    """Run one set of ``N_JOBS`` one-circuit jobs; Redis's work per job while it ran."""
+def client_env(stack: ExitStack, **env: str) -> None:
+    """Set the client's environment for the rest of ``stack``."""
+    for name, value in env.items():
+        old = os.environ.get(name)
+        os.environ[name] = value
+        stack.callback(lambda n=name, o=old: os.environ.__setitem__(n, o) if o is not None else os.environ.pop(n, None))
+
+
+def measure(broker: str | None, jobs_per_message: int | None = None) -> dict[str, Any]:
+    """Run one set of ``N_JOBS`` one-circuit jobs; Redis's work per job while it ran. With
+    ``jobs_per_message``, the client sends that many jobs per message at most (``QJM_JOBS_PER_MESSAGE``)."""
     env = {"QJM_BROKER_URL": broker} if broker else {}
     with ExitStack() as stack:
         redis = RedisProcess().start()
@@ -113,11 +126,7 @@ def measure(broker: str | None) -> dict[str, Any]:
         stack.callback(worker.stop)
         flower = Flower(redis.url, **env).wait_ready()
         stack.callback(flower.stop)
-        old = os.environ.get("QJM_BROKER_URL")
-        if broker:
-            os.environ["QJM_BROKER_URL"] = broker
-        stack.callback(lambda: os.environ.__setitem__("QJM_BROKER_URL", old) if old is not None
-                       else os.environ.pop("QJM_BROKER_URL", None))
+        client_env(stack, **env, **({"QJM_JOBS_PER_MESSAGE": str(jobs_per_message)} if jobs_per_message else {}))
         jm = JobManager(redis.url)
         jm.run([circuit(k) for k in range(4)], backend="aer_simulator", max_experiments_per_job=1,
                shots=16).results(timeout=300)  # warm the pool processes
@@ -145,6 +154,8 @@ def main() -> dict[str, Any]:
           f"on, Flower listening); goals <= {GOALS['commands']} commands, {GOALS['cpu_ms']} ms, {GOALS['kib']} KiB:")
     out = {"redis": measure(None)}
     show("Redis broker", out["redis"])
+    out["redis_one_per_message"] = measure(None, jobs_per_message=1)
+    show("  1 job/message", out["redis_one_per_message"])
     vhost = Vhost()
     amqp = vhost.create()
     if amqp is None:

@@ -176,6 +176,9 @@ class Settings:
     #: How long a step that could have run may stay unstarted (or a started one stay on a dead
     #: worker) before the reconciler re-sends it. See README, "What qjm guarantees".
     reconcile_grace: float = field(default_factory=lambda: _float("QJM_RECONCILE_GRACE", 60.0))
+    #: Most small local jobs one Celery message carries (``qjm.dispatch.RUN_JOBS``); 1 gives
+    #: every job a message (and a task of its own in Flower), at a message's broker cost per job.
+    jobs_per_message: int = field(default_factory=lambda: _int("QJM_JOBS_PER_MESSAGE", 8))
     #: Aer threads per worker process: qjm scales by processes, so one thread each by default.
     sim_threads: int = field(default_factory=lambda: _int("QJM_SIM_THREADS", 1))
     #: Flower's basic auth (``qjm flower``); both or neither.
@@ -204,6 +207,9 @@ class Settings:
             check_redis_url(self.broker_url, "QJM_BROKER_URL")
         if self.result_backend_url and is_redis_url(self.result_backend_url):
             check_redis_url(self.result_backend_url, "QJM_RESULT_BACKEND_URL")
+        if self.jobs_per_message < 1:
+            raise SettingsError(f"QJM_JOBS_PER_MESSAGE={self.jobs_per_message}: a message carries at least one job "
+                                "(1 sends one message per job).")
 
     def __repr__(self) -> str:
         """Every shown field, URLs masked; secrets (``repr=False`` fields) left out."""

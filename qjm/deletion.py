@@ -47,7 +47,7 @@ def remove_keys(store: Store, rec: JobSetRecord) -> None:
         ref = keys.job_ref(rec.id, i)
         store.slots.release(rec.backend, ref)
         store.r.zrem(keys.waiting(rec.backend), ref)
-    parts = [key for i in range(rec.n_jobs) for key in store.output_parts(rec.id, i)]
+    parts = [key for i in range(rec.n_jobs) for key in store.outputs.parts(rec.id, i)]
     store.r.delete(*keys.set_keys(rec.id, rec.n_jobs), *parts)
 
 

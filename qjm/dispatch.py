@@ -65,27 +65,52 @@ def job_chain(app: Celery, job_set_id: str, i: int, local: bool, first: Step = S
     return sigs[0] if len(sigs) == 1 else chain(*sigs)
 
 
-#: A set of more jobs than this has its job messages sent by a worker: ``run()`` returns sooner.
+#: A set of more messages than this has them sent by a worker: ``run()`` returns sooner.
 SEND_IN_CLIENT = 32
 
+#: Small local jobs share a message, a *run* of consecutive jobs that one task transpiles and
+#: simulates one after another (``Pipeline.transpile``). A message costs the broker a queue push,
+#: an unacknowledged copy, an ack and its task events: with the Redis broker about 9 KiB and eight
+#: round trips, more than a one-circuit job's own state. A run holds at most
+#: ``Settings.jobs_per_message`` jobs (``QJM_JOBS_PER_MESSAGE``, 8), ``RUN_CIRCUITS`` circuits and
+#: ``RUN_EXECUTIONS`` shots in all, and a set keeps at least ``RUN_MIN_MESSAGES`` messages, so
+#: every worker still gets a share and the last message is short.
+RUN_CIRCUITS = 16
+RUN_EXECUTIONS = 1 << 16
+RUN_MIN_MESSAGES = 32
 
-def enqueue_job_set(cfg: Settings, job_set_id: str, n_jobs: int, local: bool) -> None:
-    """Every job's chain, in job order: from here for a small set; for a larger one, one message
-    asks a worker to send them (``send_jobs``), which takes the client ~2 ms per job otherwise.
-    Either way the set is in Redis first, so a message lost on the way (or a client or worker
-    that dies mid-way) costs a grace period: the reconciler sends the steps that never started."""
-    if n_jobs <= SEND_IN_CLIENT:
-        send_jobs(cfg, job_set_id, n_jobs, local)
+
+def jobs_per_message(cfg: Settings, circuits_per_job: list[int], shots: int | None, local: bool) -> int:
+    """How many consecutive jobs of a set one message carries (see ``RUN_CIRCUITS``). Remote
+    jobs, and jobs of pubs (whose executions the primitive decides), get a message each."""
+    if not local or shots is None or not circuits_per_job:
+        return 1
+    widest = max(circuits_per_job)
+    by_size = min(cfg.jobs_per_message, RUN_CIRCUITS // widest, RUN_EXECUTIONS // max(1, widest * shots))
+    return max(1, min(by_size, len(circuits_per_job) // RUN_MIN_MESSAGES))
+
+
+def enqueue_job_set(cfg: Settings, job_set_id: str, n_jobs: int, local: bool, per_message: int = 1) -> None:
+    """Every job's chain, in job order, ``per_message`` local jobs to a message: from here for a
+    small set; for a larger one, one message asks a worker to send them (``send_jobs``), which
+    takes the client ~2 ms per message otherwise. Either way the set is in Redis first, so a
+    message lost on the way (or a client or worker that dies mid-way) costs a grace period: the
+    reconciler sends the steps that never started."""
+    if -(-n_jobs // per_message) <= SEND_IN_CLIENT:
+        send_jobs(cfg, job_set_id, n_jobs, local, per_message)
     else:
-        client_app(cfg).send_task(tasks.SEND_JOBS, args=(job_set_id, n_jobs, local))
+        client_app(cfg).send_task(tasks.SEND_JOBS, args=(job_set_id, n_jobs, local, per_message))
 
 
-def send_jobs(cfg: Settings, job_set_id: str, n_jobs: int, local: bool) -> None:
-    """Send each job's first message, through one producer."""
+def send_jobs(cfg: Settings, job_set_id: str, n_jobs: int, local: bool, per_message: int = 1) -> None:
+    """Send each job's first message (or each run's, see ``RUN_JOBS``), through one producer."""
     app = client_app(cfg)
     with app.producer_or_acquire() as producer:
-        for i in range(n_jobs):
-            job_chain(app, job_set_id, i, local).apply_async(producer=producer)
+        for first in range(0, n_jobs, per_message):
+            count = min(per_message, n_jobs - first)
+            sig = job_chain(app, job_set_id, first, local) if count == 1 else \
+                app.signature(tasks.TRANSPILE, args=(job_set_id, first), kwargs={"count": count}, immutable=True)
+            sig.apply_async(producer=producer)
 
 
 def enqueue_jobs(cfg: Settings, job_set_id: str, first_steps: dict[int, Step], local: bool,

@@ -24,7 +24,7 @@ from .executors import RunOptions, is_local
 from .lifecycle import JobSetStatus, JobStatus
 from .results import Experiment, ManagedResults
 from .results import experiment_index as experiment_index_of
-from .store import JobRecord, JobSetRecord, Snapshot, Store
+from .store import OUTCOME_FIELDS, JobRecord, JobSetRecord, Snapshot, Store
 
 
 @dataclass
@@ -95,12 +95,12 @@ class ManagedJob:
         if self.status() is not JobStatus.DONE:
             raise JobSetFailedError(f"Job {self.index} of set {self.job_set_id} is {self._status.value}"
                                     + (f": {self._error}" if self._error else ""))
-        raw = self._store.job_output(self.job_set_id, self.index)
+        raw = self._store.outputs.read(self.job_set_id, self.index)
         if raw is not None and RunOptions.from_json(self._store.job_set(self.job_set_id).options).pubs:
             return outputs.decode_result(raw)
         records = codec.loads(raw)
         if records is None:
-            combined = self._store.combined_result(self.job_set_id) or {"results": []}
+            combined = self._store.outputs.legacy_combined(self.job_set_id) or {"results": []}
             records = combined["results"][self.start:self.stop]
         return Result.from_dict({"backend_name": "", "backend_version": "", "qobj_id": self.job_set_id,
                                  "job_id": self.remote_job_id or "", "success": True, "results": records})
@@ -227,7 +227,7 @@ class ManagedJobSet:
         naming them; with it, the experiments that have results are returned.
         """
         self.wait(timeout)
-        jobs = self._store.jobs(self._id, self._record.n_jobs)
+        jobs = self._store.jobs(self._id, self._record.n_jobs, fields=OUTCOME_FIELDS)
         bad = [job for job in jobs if job.status is not JobStatus.DONE]
         if bad and not partial:
             raise JobSetFailedError(

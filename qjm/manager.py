@@ -13,7 +13,7 @@ from qiskit.providers import BackendV2
 from . import codec, deletion, hooks, listing, partition, pubs, tasks, validation
 from .config import Settings
 from .config import settings as load_settings
-from .dispatch import enqueue_job_set
+from .dispatch import enqueue_job_set, jobs_per_message
 from .errors import InvalidInputError, QJMError, UnknownBackendError
 from .executors import Primitive, RunOptions, for_backend, is_local
 from .job_set import ManagedJobSet
@@ -147,7 +147,9 @@ class JobManager:
                            max_retries=retries)
         self._store.create_job_set(rec, split.circuits, split.names, queue=tasks.ROUTES[tasks.TRANSPILE],
                                    job_pubs=split.entries, layout=split.layout)
-        enqueue_job_set(self._cfg, rec.id, len(split.bounds), local=is_local(bname))
+        local = is_local(bname)
+        per_message = jobs_per_message(self._cfg, [b - a for a, b in split.bounds], shots if counts else None, local)
+        enqueue_job_set(self._cfg, rec.id, len(split.bounds), local=local, per_message=per_message)
         hooks.emit("job_set_created", record=rec)
         return ManagedJobSet(rec.id, self._store, self._cfg)
 

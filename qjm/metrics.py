@@ -71,9 +71,10 @@ def _on_job_status(job_set_id: str, job: int, status: JobStatus, fields: dict[st
         return
     backend, created = _set_origin(job_set_id)
     finished = float(fields.get("finished_at") or time.time())
-    # Told once per job (only the move that made it DONE announces it), so no seen-set is needed.
-    _store().histograms.observe(JOB_HISTOGRAM, backend, _bucket(max(0.0, finished - created)),
-                                max(0.0, finished - created))
+    # Told once per job (only the move that made it DONE announces it), so no seen-set is needed;
+    # written within a second, with the other jobs this process finished meanwhile.
+    seconds = max(0.0, finished - created)
+    _store().histograms.observe_later(JOB_HISTOGRAM, backend, _bucket(seconds), seconds)
 
 
 def _on_job_set_final(job_set_id: str, status: JobSetStatus, record: JobSetRecord, **_: Any) -> None:
@@ -98,6 +99,12 @@ def _install_in_worker(**_: Any) -> None:
     install()
 
 
+def _flush_in_worker(**_: Any) -> None:
+    """A pool process that ends (a warm shutdown, ``max_tasks_per_child``) writes what it gathered."""
+    if _store.cache_info().currsize:
+        _store().histograms.flush()
+
+
 # ``celery worker -I qjm.metrics`` (what ``qjm worker`` runs) imports this module; the signals make
 # the worker and its pool processes listen, while a mere import elsewhere (a client) changes nothing.
 try:
@@ -105,6 +112,7 @@ try:
 
     _celery_signals.worker_init.connect(_install_in_worker, weak=False)
     _celery_signals.worker_process_init.connect(_install_in_worker, weak=False)
+    _celery_signals.worker_process_shutdown.connect(_flush_in_worker, weak=False)
 except ImportError:  # pragma: no cover - celery is a dependency
     pass
 

@@ -82,18 +82,25 @@ class Pipeline:
     # ------------------------------------------------------------------ steps
     # Each step records that it started and, when the job goes on, the step it waits for next
     # (``store.steps``): the reconciler re-sends a step whose message was lost.
-    def transpile(self, sid: str, i: int, node: str = "") -> None:
-        """Transpile the job for its backend. Raises RetryLater when the backend's target cannot
-        be had just now.
+    def transpile(self, sid: str, i: int, node: str = "", count: int = 1) -> None:
+        """Transpile the job for its backend (and the ``count - 1`` jobs after it, one after
+        another: small local jobs share a message, see ``dispatch.RUN_JOBS``). Raises RetryLater
+        when the backend's target cannot be had just now; the message then comes back whole, and
+        the jobs it finished meanwhile are stale deliveries.
 
         A local job is then simulated by this same task (``_transpile``)."""
+        for j in range(i, i + count):
+            self._transpile_step(sid, j, node)
+
+    def _transpile_step(self, sid: str, i: int, node: str) -> None:
         begun = self.store.steps.begin(sid, i, Step.TRANSPILE, node, JobStatus.TRANSPILING)
         if begun is None:
             return  # a stale delivery: the job is transpiled (or final) already
         if begun.moved:
             self.transitions.announce(sid, i, JobStatus.TRANSPILING)
         try:
-            rec = self._transpile(begun.job, replace(self.set_record(sid), cancel_requested=begun.cancel_requested))
+            rec = self._transpile(begun.job, replace(self.set_record(sid), cancel_requested=begun.cancel_requested),
+                                  begun.circuits)
         except RetryLater as later:
             self.store.steps.plan(sid, i, Step.TRANSPILE, tasks.CPU_QUEUE, delay=later.delay, after=Step.TRANSPILE)
             raise
@@ -110,8 +117,9 @@ class Pipeline:
                 self._records.pop(next(iter(self._records)))
         return rec
 
-    def _transpile(self, job: JobRecord, rec: JobSetRecord) -> JobSetRecord | None:
+    def _transpile(self, job: JobRecord, rec: JobSetRecord, qpy: bytes | None) -> JobSetRecord | None:
         """Returns the set's record when the job goes on to its submit step, None when it ended.
+        ``qpy`` is the job's circuits, as ``Steps.begin`` read them.
 
         A local job runs to its end in this task, straight from its transpiled circuits: a job
         once begun finishes before the worker takes the next (its run does not queue behind
@@ -129,7 +137,7 @@ class Pipeline:
             t.advance(sid, i, JobStatus.CANCELLED)
             return None
         try:
-            circuits = codec.circuits_from_qpy(self.store.circuits_qpy(sid, i) or b"")
+            circuits = codec.circuits_from_qpy(qpy or b"")
             opts = RunOptions.from_json(rec.options)
             # One job per task: parallelism comes from many workers, not from forking here.
             isa = self.pass_manager(rec.backend, opts.optimization_level).run(circuits, num_processes=1)
@@ -209,10 +217,10 @@ class Pipeline:
         rec = self.store.job_set(sid)
         if rec.status.final:
             return rec.status
-        jobs = self.store.jobs(sid, rec.n_jobs)
-        if not all(job.status.final for job in jobs):
+        statuses = self.store.job_statuses(sid, rec.n_jobs)
+        if not all(status.final for status in statuses):
             return rec.status
-        final = job_set_outcome({job.status for job in jobs}, rec.cancel_requested)
+        final = job_set_outcome(set(statuses), rec.cancel_requested)
         # Before the set reads as final, so nothing is left open behind it.
         self.runner(rec).close_batch(rec)
         # The status index first (a step of its own, outside the set's hash slot; the reconciler
@@ -223,11 +231,11 @@ class Pipeline:
         hooks.emit("job_set_final", job_set_id=sid, status=final, record=rec)
         return final
 
-    def send_jobs(self, sid: str, n_jobs: int, local: bool) -> None:
+    def send_jobs(self, sid: str, n_jobs: int, local: bool, per_message: int = 1) -> None:
         """Send a large set's job messages for its client, once: a redelivery of this task sends
         nothing (the reconciler sends what a worker that died mid-way did not)."""
         if self.store.claim_jobs_sent(sid):
-            dispatch.send_jobs(self.cfg, sid, n_jobs, local)
+            dispatch.send_jobs(self.cfg, sid, n_jobs, local, per_message)
 
     def cancel(self, sid: str) -> None:
         """Cancel the set's remote jobs and batch (runs in a worker, which has credentials)."""

@@ -31,7 +31,7 @@ def _restore_results(store: Store, rec: JobSetRecord, jobs: list[JobRecord]) -> 
     for job in done:
         p.exists(keys.result(rec.id, job.index))
     missing = [job for job, there in zip(done, p.execute(), strict=True) if not there]
-    combined = store.combined_result(rec.id) if missing else None
+    combined = store.outputs.legacy_combined(rec.id) if missing else None
     if not combined:
         return
     p = store.r.pipeline(transaction=False)

@@ -66,7 +66,7 @@ class ManagedResults:
         self._names: list[str | None] = list(store.names(rec.id))
         self._starts = [a for a, _ in rec.job_bounds]
         self._cache: LRUCache[int, Any] = LRUCache(maxsize=JOBS_KEPT)
-        self._legacy = None if self._options.pubs else store.combined_result(rec.id)
+        self._legacy = None if self._options.pubs else store.outputs.legacy_combined(rec.id)
         # pub -> [(job, position in the job, piece)], for sets given as pubs
         self._pieces: dict[int, list[tuple[int, int, Piece]]] = {}
         if self._options.pubs:
@@ -124,7 +124,7 @@ class ManagedResults:
     def _job_output(self, i: int) -> Any:
         """Job ``i``'s records or PrimitiveResult, read once and kept among the last few."""
         if i not in self._cache:
-            raw = self._store.job_output(self._rec.id, i) if self._jobs[i].status.value == "DONE" else None
+            raw = self._store.outputs.read(self._rec.id, i) if self._jobs[i].status.value == "DONE" else None
             if raw is None:
                 self._cache[i] = None
             elif self._options.pubs:

@@ -172,6 +172,29 @@ def test_worker_killed_mid_step(redis, workers, step):
     assert sum(resent(redis).values()) > 0
 
 
+def test_worker_killed_mid_message_of_small_jobs(redis, workers):
+    """Small local jobs share a message (96 one-circuit jobs: three to a message). A worker killed
+    after the first job of a message, with the second under way and the third not begun, leaves
+    the message's other jobs to the reconciler: each ends once, with its result."""
+    victim = workers(concurrency=2)
+    n = 96
+    js = JobManager(redis.url).run(slow(n, seed=300), backend="fake_manila", max_experiments_per_job=1,
+                                   shots=256, optimization_level=3)
+    under_way = (JobStatus.TRANSPILING, JobStatus.RUNNING)
+
+    def mid_message() -> bool:
+        s = js.statuses()
+        return any(s[i] is JobStatus.DONE and s[i + 1] in under_way and s[i + 2] is JobStatus.QUEUED
+                   for i in range(0, n, 3))
+
+    wait_for(mid_message, 60, "a message with one job done, one under way and one not begun", interval=0.005)
+    victim.kill()
+    workers(concurrency=2)
+    assert js.wait(timeout=FINISH) is JobSetStatus.DONE, js.report()
+    assert len(js.results().combine_results().results) == n
+    assert resent(redis).get("transpile", 0) >= 1
+
+
 def test_lost_assembly_message(redis, workers):
     workers(queues="qjm.cpu")  # local jobs run to the end; nobody takes the assembly from qjm.io
     js = JobManager(redis.url).run(known(6), backend="aer_simulator", max_experiments_per_job=2, shots=32)

@@ -59,7 +59,13 @@ def test_job_sets_jobs_and_latency(stack):
     found = samples(url)
     assert value(found, "qjm_job_sets", state="DONE", backend="aer_simulator") == 1
     assert value(found, "qjm_job_sets", state="RUNNING", backend="aer_simulator") == 0
-    # The worker observed each of the 3 jobs and the set once, from the set's submit time.
+    # The worker observed each of the 3 jobs and the set once, from the set's submit time; a
+    # worker process writes its jobs' observations within a second (``Histograms.observe_later``).
+    def all_three() -> dict | None:
+        now = samples(url)
+        return now if value(now, "qjm_job_result_seconds_count", backend="aer_simulator") == 3 else None
+
+    found = wait_for(all_three, 10, "the jobs' observations to be written")
     assert value(found, "qjm_job_result_seconds_count", backend="aer_simulator") == 3
     assert value(found, "qjm_job_result_seconds_bucket", backend="aer_simulator", le="+Inf") == 3
     assert value(found, "qjm_job_set_result_seconds_count", backend="aer_simulator") == 1

@@ -614,11 +614,11 @@ def test_a_set_finished_with_one_combined_value_still_reads(make):
 def test_a_large_sets_job_messages_are_sent_once_whatever_is_redelivered(make, monkeypatch):
     pipe = make(StubExecutor("aer_simulator", local=True))
     sid = create_job_set(pipe.store, [basis_state(k % 8, name=f"e{k}") for k in range(40)], "aer_simulator")
-    sent: list[tuple[str, int, bool]] = []
-    monkeypatch.setattr(dispatch, "send_jobs", lambda cfg, s, n, local: sent.append((s, n, local)))
-    pipe.send_jobs(sid, 40, True)
-    pipe.send_jobs(sid, 40, True)  # the send_jobs task redelivered
-    assert sent == [(sid, 40, True)]
+    sent: list[tuple[str, int, bool, int]] = []
+    monkeypatch.setattr(dispatch, "send_jobs", lambda cfg, s, n, local, per: sent.append((s, n, local, per)))
+    pipe.send_jobs(sid, 40, True, 4)
+    pipe.send_jobs(sid, 40, True, 4)  # the send_jobs task redelivered
+    assert sent == [(sid, 40, True, 4)]
 
 
 def test_near_its_expected_end_one_poll_task_asks_until_the_job_ends(make):
@@ -642,3 +642,34 @@ def test_near_its_expected_end_one_poll_task_asks_until_the_job_ends(make):
         else:
             assert delay is not None and status(pipe, sid) is JobStatus.RUNNING
             assert stub.polls()[post.remote_id] == 1
+
+
+def test_a_message_of_small_local_jobs_runs_each_once_even_when_redelivered(make):
+    """Small local jobs share a message (``dispatch.jobs_per_message``): its task runs them one
+    after another, each job moving on its own; a redelivery of the message after some of them
+    finished runs only the rest."""
+    stub = StubExecutor("aer_simulator", local=True)
+    pipe = make(stub)
+    sid = create_job_set(pipe.store, [basis_state(k, name=f"r{k}") for k in range(4)], "aer_simulator")
+    pipe.transpile(sid, 0, count=2)
+    assert [status(pipe, sid, i) for i in range(4)] == [JobStatus.DONE, JobStatus.DONE, JobStatus.QUEUED,
+                                                          JobStatus.QUEUED]
+    assert stub.count("submit") == 2
+    pipe.transpile(sid, 0, count=4)  # e.g. the whole message redelivered after a worker died mid-run
+    assert all(status(pipe, sid, i) is JobStatus.DONE for i in range(4))
+    assert stub.count("submit") == 4, "jobs 0 and 1 were not run again"
+    assert pipe.assemble(sid) is JobSetStatus.DONE
+
+
+def test_how_many_jobs_share_a_message():
+    cfg = Settings(redis_url="redis://localhost:6379/0", jobs_per_message=8)
+    assert dispatch.jobs_per_message(cfg, [1] * 1000, 16, local=True) == 8
+    assert dispatch.jobs_per_message(cfg, [1] * 1000, 16, local=False) == 1, "remote jobs: one message each"
+    assert dispatch.jobs_per_message(cfg, [1] * 1000, None, local=True) == 1, "pubs: one message each"
+    assert dispatch.jobs_per_message(cfg, [1] * 96, 16, local=True) == 3, "at least 32 messages per set"
+    assert dispatch.jobs_per_message(cfg, [1] * 63, 16, local=True) == 1
+    assert dispatch.jobs_per_message(cfg, [4] * 1000, 16, local=True) == 4, "16 circuits per message"
+    assert dispatch.jobs_per_message(cfg, [100] * 1000, 16, local=True) == 1
+    assert dispatch.jobs_per_message(cfg, [1] * 1000, 20_000, local=True) == 3, "65,536 shots per message"
+    one = Settings(redis_url="redis://localhost:6379/0", jobs_per_message=1)
+    assert dispatch.jobs_per_message(one, [1] * 1000, 16, local=True) == 1

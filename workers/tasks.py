@@ -28,10 +28,10 @@ def pipeline() -> Pipeline:
 
 
 @app.task(name=names.TRANSPILE, bind=True, **_TRANSIENT)
-def transpile_job(self: Task, job_set_id: str, job: int) -> None:
+def transpile_job(self: Task, job_set_id: str, job: int, count: int = 1) -> None:
     try:
         with ends_quietly(pipeline().store, job_set_id):
-            pipeline().transpile(job_set_id, job, node=self.request.hostname or "")
+            pipeline().transpile(job_set_id, job, node=self.request.hostname or "", count=count)
     except RetryLater as later:
         raise self.retry(countdown=later.delay, max_retries=None) from later
 
@@ -62,8 +62,8 @@ def assemble_job_set(self: Task, job_set_id: str) -> str:
 
 
 @app.task(name=names.SEND_JOBS, bind=True, **_TRANSIENT)
-def send_jobs(self: Task, job_set_id: str, n_jobs: int, local: bool) -> None:
-    pipeline().send_jobs(job_set_id, n_jobs, local)
+def send_jobs(self: Task, job_set_id: str, n_jobs: int, local: bool, per_message: int = 1) -> None:
+    pipeline().send_jobs(job_set_id, n_jobs, local, per_message)
 
 
 @app.task(name=names.CANCEL, bind=True, **_TRANSIENT)

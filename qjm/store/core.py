@@ -8,7 +8,6 @@ run as a Lua script (``scripts/advance.lua``) so that two workers, or a worker a
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,12 +25,10 @@ from . import keys, scripts
 from .durations import Durations
 from .histograms import Histograms
 from .index import SetIndex
+from .outputs import Outputs
 from .records import JobRecord, JobSetRecord
 from .slots import SlotPool
 from .steps import Steps
-
-#: How a job's result key begins when its output was stored in parts (``Store._in_parts``).
-_PARTS = b'{"qjm_parts"'
 
 
 @dataclass(frozen=True)
@@ -61,6 +58,7 @@ class Store:
         self.slots = SlotPool(self.r)
         self.durations = Durations(self.r)
         self.histograms = Histograms(self.r, self.ttl)
+        self.outputs = Outputs(self.r, self.ttl, self.cfg.result_chunk_bytes)
         self.steps = Steps(self.r)
         self.index = SetIndex(self.r)
 
@@ -167,13 +165,23 @@ class Store:
                 f"No job set with id {sid!r} in {self.shown_url} (wrong id, other Redis, or expired).")
         return JobSetRecord.from_hash(h)
 
-    def jobs(self, sid: str, n: int | None = None) -> list[JobRecord]:
+    def jobs(self, sid: str, n: int | None = None, fields: tuple[str, ...] | None = None) -> list[JobRecord]:
+        """Every job of the set; with ``fields``, records with only those read (e.g.
+        ``OUTCOME_FIELDS``), which costs a large set's reader a fraction of the bytes."""
         if n is None:
             n = self.job_set(sid).n_jobs
         p = self.r.pipeline(transaction=False)
         for i in range(n):
-            p.hgetall(keys.job(sid, i))
-        return [JobRecord.from_hash(h) for h in p.execute()]
+            if fields:
+                p.hmget(keys.job(sid, i), fields)
+            else:
+                p.hgetall(keys.job(sid, i))
+        found = p.execute()
+        if fields:
+            found = [{f.encode(): v for f, v in zip(fields, values, strict=True) if v is not None} for values in found]
+        if not all(found):
+            raise JobSetNotFoundError(f"Job set {sid!r} has expired.")
+        return [JobRecord.from_hash(h) for h in found]
 
     def job(self, sid: str, i: int) -> JobRecord:
         h = self.r.hgetall(keys.job(sid, i))
@@ -194,15 +202,12 @@ class Store:
     def names(self, sid: str) -> list[str]:
         return codec.loads(self.r.get(keys.names(sid))) or []
 
-    def circuits_qpy(self, sid: str, i: int) -> bytes | None:
-        return self.r.get(keys.circuits(sid, i))
-
     def isa_qpy(self, sid: str, i: int) -> bytes | None:
         return self.r.get(keys.isa(sid, i))
 
     def job_result(self, sid: str, i: int) -> list[dict[str, Any]] | None:
         """A counts set's job result: its experiment records."""
-        return codec.loads(self.job_output(sid, i))
+        return codec.loads(self.outputs.read(sid, i))
 
     def job_pubs(self, sid: str, i: int) -> list[dict[str, Any]] | None:
         return codec.loads(self.r.get(keys.pubs(sid, i)))
@@ -216,42 +221,6 @@ class Store:
 
     def set_prepared(self, sid: str, i: int, text: str) -> None:
         self.r.set(keys.prepared(sid, i), text, ex=self.ttl)
-
-    def job_output(self, sid: str, i: int) -> bytes | None:
-        """A job's stored output as written (``qjm.outputs``), its parts joined."""
-        raw = self.r.get(keys.result(sid, i))
-        if raw is None or not raw.startswith(_PARTS):
-            return raw
-        manifest = codec.loads(raw)["qjm_parts"]
-        parts = self.r.mget([keys.result_part(sid, i, manifest["token"], k) for k in range(manifest["n"])])
-        if any(part is None for part in parts):
-            raise JobSetNotFoundError(f"Job set {sid!r}: part of job {i}'s results has expired.")
-        return b"".join(parts)
-
-    def output_parts(self, sid: str, i: int) -> list[str]:
-        """The keys of job ``i``'s output parts, if it was stored in parts."""
-        raw = self.r.get(keys.result(sid, i))
-        if raw is None or not raw.startswith(_PARTS):
-            return []
-        manifest = codec.loads(raw)["qjm_parts"]
-        return [keys.result_part(sid, i, manifest["token"], k) for k in range(manifest["n"])]
-
-    def _in_parts(self, sid: str, i: int, output: bytes) -> bytes:
-        """An output larger than one value may be is written in parts first; what the job's
-        result key then holds is the list of them (written with the job's DONE status)."""
-        size = max(1024, self.cfg.result_chunk_bytes)
-        if len(output) <= size:
-            return output
-        token = uuid.uuid4().hex[:16]
-        n = -(-len(output) // size)
-        p = self.r.pipeline(transaction=False)
-        for k in range(n):
-            p.set(keys.result_part(sid, i, token, k), output[k * size:(k + 1) * size], ex=self.ttl)
-        p.execute()
-        return codec.dumps({"qjm_parts": {"token": token, "n": n, "bytes": len(output)}})
-
-    def combined_result(self, sid: str) -> dict[str, Any] | None:
-        return codec.loads(self.r.get(keys.combined(sid)))
 
     def job_set_ids(self) -> Iterator[str]:
         """Ids newest first; ids whose job set has expired are pruned on the way."""
@@ -290,7 +259,7 @@ class Store:
         blob: bytes | str = ""
         blob_key = keys.result(sid, i)
         if result is not None:  # already in the set's format (``qjm.outputs.encode``)
-            blob = self._in_parts(sid, i, result)
+            blob = self.outputs.write_parts(sid, i, result)
         elif isa is not None:
             blob, blob_key = isa, keys.isa(sid, i)
         argv: list[Any] = [status.value, status.rank, FINAL_RANK, self.ttl, blob, repr(time.time())]
@@ -397,3 +366,4 @@ class Store:
             yield lambda seconds: pubsub.get_message(timeout=max(0.0, seconds))
         finally:
             pubsub.close()
+

@@ -169,7 +169,7 @@ def tombstone(sid: str) -> str:
 
 def set_keys(sid: str, n_jobs: int) -> list[str]:
     """Every key a set of ``n_jobs`` jobs may have (its tombstone and the parts of outputs
-    stored in parts aside: ``Store.output_parts`` names those)."""
+    stored in parts aside: ``Outputs.parts`` names those)."""
     out = [job_set(sid), names(sid), combined(sid), layout(sid), batch_lock(sid), metrics_seen(sid)]
     for i in range(n_jobs):
         out += [job(sid, i), circuits(sid, i), isa(sid, i), pubs(sid, i), prepared(sid, i), result(sid, i),

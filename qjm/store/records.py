@@ -27,6 +27,11 @@ def _float(raw: str) -> float | None:
     return float(raw) if raw else None
 
 
+#: What a reader of a set's outcome needs of each job (``Store.jobs(fields=...)``): a job's whole
+#: hash is several times larger (its liveness and timing fields).
+OUTCOME_FIELDS = ("index", "start", "stop", "status", "attempt", "remote_id", "error")
+
+
 @dataclass
 class JobRecord:
     """One job of a set: experiments ``start`` to ``stop - 1`` of the set."""

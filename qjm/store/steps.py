@@ -20,15 +20,21 @@ from ..lifecycle import FINAL_RANK, JobStatus, Step
 from . import keys, scripts
 from .records import JobRecord
 
+#: Seconds a process may hold back a queue's watermark (``Steps.note_started``): one write a
+#: second per process, not one per task. A watermark late by that much only makes a lost step
+#: look like backlog that much longer.
+MARK_EVERY = 1.0
+
 
 @dataclass(frozen=True)
 class Begun:
-    """What ``Steps.begin`` found: the job before the move, whether it moved, and whether its
-    set is cancelled."""
+    """What ``Steps.begin`` found: the job before the move, whether it moved, whether its set is
+    cancelled, and its circuits (QPY; None if there are none)."""
 
     job: JobRecord
     moved: bool
     cancel_requested: bool
+    circuits: bytes | None = None
 
 
 class Steps:
@@ -37,6 +43,8 @@ class Steps:
         self._plan = scripts.load(r, "plan_step")
         self._started = scripts.load(r, "step_started")
         self._begin = scripts.load(r, "begin_step")
+        self._marks: dict[str, int] = {}  # queue -> highest started ticket not yet written
+        self._marked_at = 0.0
 
     def tickets(self, queue: str, n: int) -> int:
         """Reserve ``n`` consecutive tickets of ``queue``; returns the first."""
@@ -64,8 +72,7 @@ class Steps:
         if not out:
             return False
         ticket, queue = int(out[0] or 0), (out[1].decode() if isinstance(out[1], bytes) else out[1])
-        if ticket > 0 and queue:
-            self.r.zadd(keys.QUEUES_STARTED, {queue: ticket}, gt=True)
+        self.note_started(queue, ticket)
         return True
 
     def begin(self, sid: str, i: int, step: Step, node: str, status: JobStatus) -> Begun | None:
@@ -73,14 +80,29 @@ class Steps:
         reading what the task needs first: the job and whether its set is cancelled. None for
         a stale delivery (the job waits for another step)."""
         args = [step.value, repr(time.time()), node, status.value, status.rank, FINAL_RANK]
-        out = self._begin(keys=[keys.job(sid, i), keys.job_set(sid)], args=args)
+        out = self._begin(keys=[keys.job(sid, i), keys.job_set(sid), keys.circuits(sid, i)], args=args)
         if not out:
             return None
-        flat, moved, cancel = out
+        flat, moved, cancel, circuits = out
         job = JobRecord.from_hash(dict(zip(flat[::2], flat[1::2], strict=True)))
-        if job.ticket > 0 and job.queue:
-            self.r.zadd(keys.QUEUES_STARTED, {job.queue: job.ticket}, gt=True)
-        return Begun(job, bool(moved), cancel in (b"1", "1"))
+        self.note_started(job.queue or "", job.ticket)
+        return Begun(job, bool(moved), cancel in (b"1", "1"), circuits or None)
+
+    def note_started(self, queue: str, ticket: int) -> None:
+        """The queue has moved past ``ticket``: raise its watermark, at once if this process has
+        not written one for ``MARK_EVERY`` seconds, else with its next write (``flush_marks``)."""
+        if ticket <= 0 or not queue:
+            return
+        if ticket > self._marks.get(queue, 0):
+            self._marks[queue] = ticket
+        if time.monotonic() - self._marked_at >= MARK_EVERY:
+            self.flush_marks()
+
+    def flush_marks(self) -> None:
+        """Write the watermarks this process holds back."""
+        marks, self._marks, self._marked_at = self._marks, {}, time.monotonic()
+        if marks:
+            self.r.zadd(keys.QUEUES_STARTED, marks, gt=True)
 
     def watermarks(self) -> dict[str, int]:
         """Queue -> the highest ticket whose task has started."""

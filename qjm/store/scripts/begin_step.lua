@@ -4,6 +4,8 @@
 --
 -- KEYS[1]  the job's hash                          (keys.job)
 -- KEYS[2]  the set's hash                          (keys.job_set)
+-- KEYS[3]  the job's circuits                      (keys.circuits): returned, so the task reads
+--          them in the same round trip
 -- ARGV[1]  the step the task performs              (lifecycle.Step)
 -- ARGV[2]  now, epoch seconds
 -- ARGV[3]  the worker node running the task
@@ -13,8 +15,8 @@
 --
 -- The time of the move is kept as field at_<status>, as advance.lua does (ManagedJob.time_per_step).
 --
--- Returns {job hash before the move as a flat list, 1 if moved else 0, the set's cancel_requested}
--- when recorded, false otherwise.
+-- Returns {job hash before the move as a flat list, 1 if moved else 0, the set's cancel_requested,
+-- the job's circuits or ''} when recorded, false otherwise.
 local flat = redis.call('HGETALL', KEYS[1])
 local h = {}
 for i = 1, #flat, 2 do h[flat[i]] = flat[i + 1] end
@@ -28,4 +30,4 @@ if rank < tonumber(ARGV[5]) and rank < tonumber(ARGV[6]) then
   moved = 1
 end
 redis.call('HSET', KEYS[1], unpack(fields))
-return {flat, moved, redis.call('HGET', KEYS[2], 'cancel_requested') or ''}
+return {flat, moved, redis.call('HGET', KEYS[2], 'cancel_requested') or '', redis.call('GET', KEYS[3]) or ''}
