@@ -89,6 +89,7 @@ class Pipeline:
         the jobs it finished meanwhile are stale deliveries.
 
         A local job is then simulated by this same task (``_transpile``)."""
+        self.store.steps.started_together(sid, range(i + 1, i + count), Step.TRANSPILE, node)
         for j in range(i, i + count):
             self._transpile_step(sid, j, node)
 

@@ -22,7 +22,7 @@ from qjm.lifecycle import Step
 from qjm.pipeline import Pipeline
 from qjm.reconciler import MAX_RESENDS, Reconciler
 from qjm.store import Store, keys
-from qjm.testing import Outcome, StubExecutor, create_job_set
+from qjm.testing import Outcome, StubExecutor, WorkerCrash, create_job_set
 
 from .circuits import basis_state
 from .procs import RedisServer
@@ -158,6 +158,37 @@ def test_a_step_on_a_dead_worker_is_re_sent_and_one_on_a_live_worker_is_not(make
     rec.reconcile(now)
     rec.reconcile(now + GRACE)
     assert [(s, i) for s, i, _, _ in broker.sent] == [(sid, 0)]
+
+
+def test_a_message_of_small_jobs_counts_as_started_by_its_worker(server):
+    """Small local jobs share a message (``dispatch.jobs_per_message``): the jobs at the back of a
+    run count as started by the run's worker. A live worker's run is not taken for lost however
+    long its first jobs take; a dead worker's unfinished jobs are re-sent, each on its own."""
+    server.client().flushdb()
+    stub = StubExecutor("aer_simulator", local=True)
+    cfg = Settings(redis_url=server.url, reconcile_grace=GRACE)
+    pipe = Pipeline(Store(cfg=cfg), cfg, executor_for=lambda name: stub)
+    broker = Broker(pipe)
+    rec = Reconciler(pipe, node="reconciler", resend=broker.resend, assemble=broker.assembled.append,
+                     queue_length=lambda queue: 0)
+    sid = create_job_set(pipe.store, [basis_state(k, name=f"r{k}") for k in range(6)], "aer_simulator")
+    stub.plan(sid, 1, Outcome(crash="before_post"))
+    stub.plan(sid, 3, Outcome(crash="before_post"))
+    with pytest.raises(WorkerCrash):  # jobs 0-2 on a worker that dies while it runs job 1
+        pipe.transpile(sid, 0, node="dead@host", count=3)
+    with pytest.raises(WorkerCrash):  # jobs 3-5 on a worker that lives on, stopped here at job 3
+        pipe.transpile(sid, 3, node="live@host", count=3)
+    pipe.store.steps.heartbeat("live@host", ttl=600)
+    assert [pipe.store.job(sid, i).status for i in range(3)] == [JobStatus.DONE, JobStatus.RUNNING,
+                                                                 JobStatus.QUEUED]
+    now = time.time()
+    rec.reconcile(now)
+    rec.reconcile(now + GRACE)
+    assert sorted(i for _, i, _, _ in broker.sent) == [1, 2]
+    for i in (1, 2):
+        pipe.transpile(sid, i, node="w")
+    pipe.transpile(sid, 3, node="live@host", count=3)
+    assert pipe.assemble(sid) is JobSetStatus.DONE
 
 
 def test_a_set_whose_jobs_are_all_final_is_assembled(make):

@@ -75,6 +75,20 @@ class Steps:
         self.note_started(queue, ticket)
         return True
 
+    def started_together(self, sid: str, indices: range, step: Step, node: str) -> None:
+        """``started`` for jobs a task will run one after another (a run of small local jobs,
+        ``dispatch.jobs_per_message``), in one round trip: while the task lives, the jobs at the
+        back of its run are not taken for lost; if its worker dies, they are re-sent as its own."""
+        if not indices:
+            return
+        p = self.r.pipeline(transaction=False)
+        now = repr(time.time())
+        for i in indices:
+            self._started(keys=[keys.job(sid, i)], args=[step.value, "", now, node], client=p)
+        for out in p.execute():
+            if out:
+                self.note_started(out[1].decode() if isinstance(out[1], bytes) else out[1], int(out[0] or 0))
+
     def begin(self, sid: str, i: int, step: Step, node: str, status: JobStatus) -> Begun | None:
         """``started``, moving the job to ``status`` too (unless it is that far already), and
         reading what the task needs first: the job and whether its set is cancelled. None for
