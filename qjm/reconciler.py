@@ -27,7 +27,7 @@ from . import dispatch, retries
 from .errors import JobSetNotFoundError
 from .lifecycle import Step
 from .pipeline import Pipeline
-from .store import JobRecord, JobSetRecord
+from .store import LIVENESS_FIELDS, JobRecord, JobSetRecord
 from .store import keys as store_keys
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,10 @@ class Reconciler:
                 self.store.forget_running(sid)
                 continue
             report.sets += 1
-            jobs = self.store.jobs(sid, rec.n_jobs)
+            try:
+                jobs = self.store.jobs(sid, rec.n_jobs, fields=LIVENESS_FIELDS)  # a tick reads what it needs
+            except JobSetNotFoundError:  # deleted or expired since its record was read
+                continue
             if all(job.status.final for job in jobs):
                 self._assembly(rec, jobs, now, report)
                 continue
@@ -135,7 +138,7 @@ class Reconciler:
         if job.resends >= MAX_RESENDS:
             why = retries.lost_step(step.value, job.resends + 1)
             log.error("job set %s job %d: %s; failing the job unless it may retry", rec.id, job.index, why)
-            if not self.pipeline.runner(rec).abandon(rec, job, why):
+            if not self.pipeline.runner(rec).abandon(rec, self.store.job(rec.id, job.index), why):
                 report.failed.append((rec.id, job.index))
             return
         local = self.pipeline.is_local(rec)

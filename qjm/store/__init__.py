@@ -3,6 +3,6 @@
 latency histograms (``histograms``) and job outputs (``outputs``), behind one ``Store``."""
 
 from .core import Store
-from .records import OUTCOME_FIELDS, JobRecord, JobSetRecord, Snapshot, new_job_set_id
+from .records import LIVENESS_FIELDS, OUTCOME_FIELDS, JobRecord, JobSetRecord, Snapshot, new_job_set_id
 
-__all__ = ["Store", "OUTCOME_FIELDS", "JobRecord", "JobSetRecord", "Snapshot", "new_job_set_id"]
+__all__ = ["Store", "LIVENESS_FIELDS", "OUTCOME_FIELDS", "JobRecord", "JobSetRecord", "Snapshot", "new_job_set_id"]

@@ -30,6 +30,9 @@ def _float(raw: str) -> float | None:
 #: What a reader of a set's outcome needs of each job (``Store.jobs(fields=...)``): a job's whole
 #: hash is several times larger (its liveness and timing fields).
 OUTCOME_FIELDS = ("index", "start", "stop", "status", "attempt", "remote_id", "error")
+#: What the reconciler needs of each job of a running set, every tick.
+LIVENESS_FIELDS = ("index", "status", "attempt", "remote_id", "updated", "step", "queue", "ticket", "due", "step_at",
+                   "started_at", "started_by", "startable_at", "resends")
 
 
 @dataclass
