@@ -7,6 +7,14 @@ from qjm import JobManager
 from .procs import RedisServer, Worker
 
 
+@pytest.fixture(scope="module")
+def server():
+    """A Redis of the test module's own (its tests flush it as they need)."""
+    s = RedisServer().start()
+    yield s
+    s.stop()
+
+
 @pytest.fixture(scope="session")
 def redis_server():
     server = RedisServer().start()

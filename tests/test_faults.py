@@ -24,7 +24,7 @@ from qjm.dispatch import client_app
 from qjm.store import keys
 
 from .circuits import basis_state, expected
-from .procs import ROOT, RedisServer, Worker, wait_for, worker_env
+from .procs import ROOT, RedisServer, Worker, wait_for, worker_env, worker_starter
 
 pytestmark = pytest.mark.fault
 
@@ -44,17 +44,8 @@ def redis() -> Iterator[RedisServer]:
 
 @pytest.fixture
 def workers(redis: RedisServer) -> Iterator[Callable[..., Worker]]:
-    started: list[Worker] = []
-
-    def start(queues: str | None = None, concurrency: int = 2, wait: bool = True, **env: str) -> Worker:
-        w = Worker(redis.url, concurrency=concurrency, queues=queues, **{**ENV, **env})
-        started.append(w)
-        return w.wait_ready() if wait else w
-
-    yield start
-    for w in started:
-        w.kill()
-        w.stop()
+    with worker_starter(redis.url, **ENV) as start:
+        yield start
 
 
 def heard_again_or_replaced(redis: RedisServer, worker: Worker, replace: Callable[[], object]) -> None:

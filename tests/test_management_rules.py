@@ -6,7 +6,6 @@ executor, ``qjm.testing.StubExecutor``). End-to-end tests with workers are in
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -26,13 +25,6 @@ from .circuits import basis_state
 from .procs import RedisServer
 
 GRACE = 30.0
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[RedisServer]:
-    s = RedisServer().start()
-    yield s
-    s.stop()
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ target; only what happens after it (the service) is scripted.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -28,13 +28,6 @@ from .procs import RedisServer
 
 REMOTE = "fake_manila"
 MakePipeline = Callable[..., Pipeline]
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[RedisServer]:
-    s = RedisServer().start()
-    yield s
-    s.stop()
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from qjm.dispatch import queue_length
 from qjm.tasks import CPU_QUEUE, IO_QUEUE
 
 from .circuits import basis_state
-from .procs import RedisServer, Worker, wait_for
+from .procs import RedisServer, Worker, wait_for, worker_starter
 from .rabbitmq import private_vhost, queue_depths, rabbitmqctl, vhost_of
 from .test_faults import ENV, FINISH, assert_right, heard_again_or_replaced, known, resent, slow
 
@@ -48,17 +48,8 @@ def redis(broker: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[RedisServer]
 
 @pytest.fixture
 def workers(redis: RedisServer, broker: str) -> Iterator[Callable[..., Worker]]:
-    started: list[Worker] = []
-
-    def start(concurrency: int = 2, wait: bool = True, **env: str) -> Worker:
-        w = Worker(redis.url, concurrency=concurrency, **{**ENV, "QJM_BROKER_URL": broker, **env})
-        started.append(w)
-        return w.wait_ready() if wait else w
-
-    yield start
-    for w in started:
-        w.kill()
-        w.stop()
+    with worker_starter(redis.url, **ENV, QJM_BROKER_URL=broker) as start:
+        yield start
 
 
 def no_queues_in_redis(redis: RedisServer) -> list[bytes]:

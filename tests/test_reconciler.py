@@ -9,7 +9,7 @@ End-to-end fault tests (real workers, lost messages, SIGKILL, Redis restarts) li
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,13 +29,6 @@ from .procs import RedisServer
 
 GRACE = 30.0
 REMOTE = "fake_manila"
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[RedisServer]:
-    s = RedisServer().start()
-    yield s
-    s.stop()
 
 
 @dataclass
