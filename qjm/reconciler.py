@@ -12,7 +12,11 @@ have lost what that task wrote). A re-sent step gets a new ticket, so it has at 
 outstanding; a re-sent poll starts a new poll loop (an epoch) that retires the old one. A step
 lost ``MAX_RESENDS`` times fails its job, so a set always ends.
 
-The work per tick is proportional to the sets still running, not to all sets kept.
+The work per tick is proportional to the sets still running, not to all sets kept, and bounded:
+a tick reads at most ``SCAN_BUDGET`` jobs, shared among the running sets (each gets at least
+``MIN_SHARE``). A set larger than its share is read in turns, a window a tick, so a deep backlog of
+small jobs costs Redis a bounded read every tick; a lost step in such a set is found within a
+pass over it instead of a tick.
 """
 
 from __future__ import annotations
@@ -34,6 +38,9 @@ log = logging.getLogger(__name__)
 
 #: A step lost this many times fails its job instead of being sent again.
 MAX_RESENDS = 3
+#: Jobs a tick reads at most, among all running sets, and the least any one set gets.
+SCAN_BUDGET = 20_000
+MIN_SHARE = 1_000
 
 Resend = Callable[[str, int, Step, bool, int], None]
 
@@ -48,12 +55,14 @@ class TickReport:
     failed: list[tuple[str, int]] = field(default_factory=list)
     #: Listing-index entries put right (``store.index.SetIndex.repair``).
     index_fixes: int = 0
+    #: Jobs read.
+    jobs_read: int = 0
 
 
 class Reconciler:
     def __init__(self, pipeline: Pipeline, node: str, resend: Resend | None = None,
                  assemble: Callable[[str], None] | None = None,
-                 queue_length: Callable[[str], int] | None = None) -> None:
+                 queue_length: Callable[[str], int] | None = None, scan_budget: int = SCAN_BUDGET) -> None:
         """``resend``, ``assemble`` and ``queue_length`` talk to the broker (``qjm.dispatch``);
         in-process tests pass their own."""
         self.pipeline, self.node = pipeline, node
@@ -63,6 +72,7 @@ class Reconciler:
                                  dispatch.resend_step(cfg, sid, i, step, local, epoch))
         self.assemble = assemble or (lambda sid: dispatch.send_assemble(cfg, sid))
         self.queue_length = queue_length or (lambda queue: dispatch.queue_length(cfg, queue))
+        self.scan_budget = scan_budget
 
     @property
     def grace(self) -> float:
@@ -88,6 +98,7 @@ class Reconciler:
         restarted = self.store.restarted_at()
         running = self.store.running_ids()
         report.index_fixes = self.store.index.repair(running)
+        share = max(min(MIN_SHARE, self.scan_budget), self.scan_budget // max(1, len(running)))
         for sid in running:
             try:
                 rec = self.store.job_set(sid)
@@ -98,11 +109,13 @@ class Reconciler:
                 self.store.forget_running(sid)
                 continue
             report.sets += 1
+            window = self._window(rec, share)
             try:
-                jobs = self.store.jobs(sid, rec.n_jobs, fields=LIVENESS_FIELDS)  # a tick reads what it needs
+                jobs = self.store.jobs(sid, fields=LIVENESS_FIELDS, indices=window)  # a tick reads what it needs
             except JobSetNotFoundError:  # deleted or expired since its record was read
                 continue
-            if all(job.status.final for job in jobs):
+            report.jobs_read += len(jobs)
+            if len(window) == rec.n_jobs and all(job.status.final for job in jobs):
                 self._assembly(rec, jobs, now, report)
                 continue
             started_by = sorted({j.started_by for j in jobs if j.step_started and j.started_by})
@@ -116,6 +129,19 @@ class Reconciler:
                 if now - since >= self.grace:
                     self._resend(rec, job, report)
         return report
+
+    def _window(self, rec: JobSetRecord, share: int) -> range | list[int]:
+        """The jobs of the set this tick reads: all of them, unless the set has more unfinished
+        jobs than ``share`` (then ``share`` of them from where the last look stopped, and the
+        next look goes on from there). A set whose jobs are all final is read whole (its
+        assembly may be lost), as is one written before qjm counted its unfinished jobs."""
+        n = rec.n_jobs
+        if n <= share or not rec.jobs_left:
+            return range(n)
+        start = rec.scan_from % n
+        stop = start + share
+        self.store.note_scan_from(rec.id, stop % n)
+        return [*range(start, min(stop, n)), *range(0, max(0, stop - n))]
 
     def _could_have_started(self, job: JobRecord, now: float, marks: dict[str, int], lengths: dict[str, int],
                             alive: dict[str, bool], restarted: float | None) -> bool:

@@ -184,6 +184,24 @@ def test_a_message_of_small_jobs_counts_as_started_by_its_worker(server):
     assert pipe.assemble(sid) is JobSetStatus.DONE
 
 
+def test_a_tick_reads_a_bounded_number_of_jobs_and_a_large_set_in_turns(make):
+    """A deep backlog must not cost Redis a read of every job every tick: a tick reads at most its
+    budget, a set larger than its share a window at a time. A lost step is still re-sent, once,
+    a pass over the set after its grace."""
+    pipe, _, broker, _ = make()
+    rec = Reconciler(pipe, node="reconciler", resend=broker.resend, assemble=broker.assembled.append,
+                     queue_length=lambda queue: 0, scan_budget=4)
+    sid = new_set(pipe, 10)  # its messages never left the client
+    now, ran = time.time(), 0
+    for tick in range(10):  # a look every 10 s: the first pass notes, the first after the grace re-sends
+        assert rec.reconcile(now + 10 * tick).jobs_read <= 4
+        for sent in broker.sent[ran:]:  # what is re-sent runs
+            broker.run(*sent)
+        ran = len(broker.sent)
+    assert sorted(i for _, i, _, _ in broker.sent) == list(range(10)), "each job re-sent once"
+    assert pipe.store.job_set(sid).status is JobSetStatus.DONE
+
+
 def test_a_set_whose_jobs_are_all_final_is_assembled(make):
     pipe, rec, broker, _ = make()
     sid = new_set(pipe)

@@ -145,6 +145,9 @@ class Store:
     def forget_running(self, sid: str) -> None:
         self.r.zrem(keys.RUNNING, sid)
 
+    def note_scan_from(self, sid: str, i: int) -> None:
+        self.r.hset(keys.job_set(sid), "scan_from", str(i))
+
     def note_assemble_sent(self, sid: str, when: float) -> None:
         self.r.hset(keys.job_set(sid), "assemble_sent_at", repr(when))
 
@@ -165,13 +168,14 @@ class Store:
                 f"No job set with id {sid!r} in {self.shown_url} (wrong id, other Redis, or expired).")
         return JobSetRecord.from_hash(h)
 
-    def jobs(self, sid: str, n: int | None = None, fields: tuple[str, ...] | None = None) -> list[JobRecord]:
-        """Every job of the set; with ``fields``, records with only those read (e.g.
-        ``OUTCOME_FIELDS``), which costs a large set's reader a fraction of the bytes."""
-        if n is None:
-            n = self.job_set(sid).n_jobs
+    def jobs(self, sid: str, n: int | None = None, fields: tuple[str, ...] | None = None,
+             indices: list[int] | range | None = None) -> list[JobRecord]:
+        """Every job of the set (or those at ``indices``); with ``fields``, records with only
+        those read (e.g. ``OUTCOME_FIELDS``), which costs a large set's reader a fraction of the bytes."""
+        if indices is None:
+            indices = range(self.job_set(sid).n_jobs if n is None else n)
         p = self.r.pipeline(transaction=False)
-        for i in range(n):
+        for i in indices:
             if fields:
                 p.hmget(keys.job(sid, i), fields)
             else:

@@ -165,6 +165,10 @@ class JobSetRecord:
     max_retries: int = 0
     #: How many times ``rerun_failed()`` reopened the set.
     reruns: int = 0
+    #: Jobs not yet final (``advance.lua``); None for a set written before qjm counted them.
+    jobs_left: int | None = None
+    #: Where the reconciler's next look at a set larger than its share of a tick begins.
+    scan_from: int = 0
 
     @property
     def n_jobs(self) -> int:
@@ -207,6 +211,8 @@ class JobSetRecord:
             extra=codec.loads(g("extra") or "{}"),
             max_retries=int(g("max_retries") or 0),
             reruns=int(g("reruns") or 0),
+            jobs_left=int(g("jobs_left")) if g("jobs_left") else None,
+            scan_from=int(g("scan_from") or 0),
         )
 
 
