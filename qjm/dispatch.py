@@ -103,7 +103,7 @@ def enqueue_job_set(cfg: Settings, job_set_id: str, n_jobs: int, local: bool, pe
 
 
 def send_jobs(cfg: Settings, job_set_id: str, n_jobs: int, local: bool, per_message: int = 1) -> None:
-    """Send each job's first message (or each run's, see ``RUN_JOBS``), through one producer."""
+    """Send each job's first message (or each run's, see ``jobs_per_message``), through one producer."""
     app = client_app(cfg)
     with app.producer_or_acquire() as producer:
         for first in range(0, n_jobs, per_message):

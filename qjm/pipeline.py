@@ -84,7 +84,7 @@ class Pipeline:
     # (``store.steps``): the reconciler re-sends a step whose message was lost.
     def transpile(self, sid: str, i: int, node: str = "", count: int = 1) -> None:
         """Transpile the job for its backend (and the ``count - 1`` jobs after it, one after
-        another: small local jobs share a message, see ``dispatch.RUN_JOBS``). Raises RetryLater
+        another: small local jobs share a message, see ``dispatch.jobs_per_message``). Raises RetryLater
         when the backend's target cannot be had just now; the message then comes back whole, and
         the jobs it finished meanwhile are stale deliveries.
 

@@ -71,8 +71,7 @@ class Steps:
         out = self._started(keys=[keys.job(sid, i)], args=args)
         if not out:
             return False
-        ticket, queue = int(out[0] or 0), (out[1].decode() if isinstance(out[1], bytes) else out[1])
-        self.note_started(queue, ticket)
+        self.note_started(_text(out[1]), int(out[0] or 0))
         return True
 
     def started_together(self, sid: str, indices: range, step: Step, node: str) -> None:
@@ -87,7 +86,7 @@ class Steps:
             self._started(keys=[keys.job(sid, i)], args=[step.value, "", now, node], client=p)
         for out in p.execute():
             if out:
-                self.note_started(out[1].decode() if isinstance(out[1], bytes) else out[1], int(out[0] or 0))
+                self.note_started(_text(out[1]), int(out[0] or 0))
 
     def begin(self, sid: str, i: int, step: Step, node: str, status: JobStatus) -> Begun | None:
         """``started``, moving the job to ``status`` too (unless it is that far already), and
@@ -151,3 +150,7 @@ class Steps:
             return {}
         found = self.r.mget([keys.worker_alive(n) for n in nodes])
         return {n: v is not None for n, v in zip(nodes, found, strict=True)}
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
