@@ -113,7 +113,7 @@ class IBMQuantumExecutor(Executor):
         return batches.open_batch(self.account, self.backend(), job_set_id, self.batch_max_ttl)
 
     def close_batch(self, batch_id: str, cancel: bool = False) -> None:
-        batches.close(self.account, batch_id, cancel)
+        batches.close(self.account, self.backend(), batch_id, cancel)
 
     # ----- jobs -----
     def prepare(self, work: JobWork) -> str | None:
@@ -130,7 +130,7 @@ class IBMQuantumExecutor(Executor):
 
         prepared = primitives.Prepared.from_json(work.prepared) if work.prepared is not None else None
         prepared = prepared or primitives.prepare(work, self.backend())
-        mode = batches.attach(self.account, ctx.batch_id) if ctx.batch_id else self.backend()
+        mode = batches.attach(self.account, ctx.batch_id, self.backend()) if ctx.batch_id else self.backend()
         what = f"job submission ({ctx.job_set_id} job {ctx.job} attempt {ctx.attempt})"
         try:
             with client_patches.fenced(ctx.fence):
