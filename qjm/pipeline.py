@@ -86,7 +86,8 @@ class Pipeline:
         """Transpile the job for its backend. Raises RetryLater when the backend's target cannot
         be had just now.
 
-        A local job is then simulated by this same task (``_transpile``)."""
+        A local job is then simulated by this same task (``_transpile``); a remote one is posted
+        by it when a slot is free (``RemoteRunner.post_if_free``)."""
         begun = self.store.steps.begin(sid, i, Step.TRANSPILE, node, JobStatus.TRANSPILING)
         if begun is None:
             return  # a stale delivery: the job is transpiled (or final) already
@@ -99,6 +100,8 @@ class Pipeline:
             raise
         if rec is not None:
             self.store.steps.plan(sid, i, Step.SUBMIT, self.submit_queue(rec), after=Step.TRANSPILE)
+            if not self.is_local(rec):
+                self.remote.post_if_free(rec.backend, sid, i)
 
     def set_record(self, sid: str) -> JobSetRecord:
         """The set's record as first read by this process: for what never changes (backend,

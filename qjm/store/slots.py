@@ -49,6 +49,15 @@ class SlotPool:
         popped = self.r.zpopmin(keys.waiting(backend))
         return popped[0][0].decode() if popped else None
 
+    def free_for_newcomer(self, backend: str, limit: int) -> bool:
+        """Whether a job that does not wait yet may take a slot now: one is free and no job waits
+        for one (those come first)."""
+        p = self.r.pipeline(transaction=False)
+        p.hlen(keys.slots(backend))
+        p.zcard(keys.waiting(backend))
+        used, waiting = p.execute()
+        return int(used) < limit and not int(waiting)
+
     def in_use(self, backend: str) -> int:
         return int(self.r.hlen(keys.slots(backend)))
 
