@@ -680,3 +680,33 @@ def test_near_its_expected_end_one_poll_task_asks_until_the_job_ends(make):
         else:
             assert delay is not None and status(pipe, sid) is JobStatus.RUNNING
             assert stub.polls()[post.remote_id] == 1
+
+
+def test_near_its_expected_end_a_pause_between_polls_runs_from_each_polls_start(make, monkeypatch):
+    """A status check that itself takes time (a slow service, a busy worker) does not stretch the
+    pause near a job's end: checks start a fine pause apart, or back to back when a check takes
+    longer than the pause, never a check's time plus the pause."""
+    import time
+
+    stub = remote_stub()
+    pipe = make(stub)
+    del pipe.store.durations.estimate  # the fixture's "no track record" override
+    for _ in range(5):
+        pipe.store.durations.record(REMOTE, 0.05)  # steady 50 ms jobs: a 20 ms fine pause
+    sid = new_set(pipe, 1)
+    stub.plan(sid, 0, Outcome(polls_running=4))
+    pipe.submit(sid, 0)
+    starts: list[float] = []
+    check = stub.poll
+
+    def slow_check(remote_id: str) -> Any:
+        starts.append(time.monotonic())
+        time.sleep(0.1)  # five times the fine pause
+        return check(remote_id)
+
+    monkeypatch.setattr(stub, "poll", slow_check)
+    assert pipe.poll(sid, 0) is None and status(pipe, sid) is JobStatus.DONE
+    spacing = sorted(b - a for a, b in zip(starts, starts[1:], strict=False))
+    assert len(starts) == 5
+    # Back to back: 0.1 s and what the loop itself costs. Check, then pause: at least 0.12 s.
+    assert spacing[len(spacing) // 2] < 0.115, spacing
