@@ -710,3 +710,32 @@ def test_near_its_expected_end_a_pause_between_polls_runs_from_each_polls_start(
     assert len(starts) == 5
     # Back to back: 0.1 s and what the loop itself costs. Check, then pause: at least 0.12 s.
     assert spacing[len(spacing) // 2] < 0.115, spacing
+
+
+def test_near_a_jobs_end_the_post_of_the_job_waiting_for_its_slot_is_made_ready(make, monkeypatch):
+    """The task that polls a job near its expected end prepares the post of the job waiting
+    longest for a slot; when the end comes, the hand-off posts exactly that, without loading the
+    waiting job's circuits again."""
+    import dataclasses
+
+    stub = remote_stub()
+    pipe = make(stub, max_pending=1)
+    del pipe.store.durations.estimate  # the fixture's "no track record" override
+    for _ in range(5):
+        pipe.store.durations.record(REMOTE, 0.05)
+    x, w = new_set(pipe, prefix="x"), new_set(pipe, prefix="w")
+    stub.plan(x, 0, Outcome(polls_running=3))
+    pipe.submit(x, 0)
+    waits(pipe, w)
+    readied: list[str] = []
+    monkeypatch.setattr(stub, "ready_to_post", lambda work: readied.append(work.pubs[0].circuit.name)
+                        or dataclasses.replace(work, prepared="made ready"))
+    loads: list[tuple[str, int]] = []
+    load_work = pipe.remote.load_work
+    monkeypatch.setattr(pipe.remote, "load_work", lambda rec, i, quiet=False: loads.append((rec.id, i))
+                        or load_work(rec, i, quiet))
+    assert pipe.poll(x, 0) is None and status(pipe, x) is JobStatus.DONE
+    [post] = stub.posts_for(w, 0)
+    assert readied == ["w0"], "made ready once, however many polls came near the end"
+    assert post.work.prepared == "made ready" and loads.count((w, 0)) == 1, loads
+    assert status(pipe, w) is JobStatus.SUBMITTED

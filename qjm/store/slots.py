@@ -44,6 +44,11 @@ class SlotPool:
         _, rank = p.execute()
         return int(rank or 0)
 
+    def first_waiting(self, backend: str) -> str | None:
+        """The longest-waiting job's ref, left in its place."""
+        first = self.r.zrange(keys.waiting(backend), 0, 0)
+        return first[0].decode() if first else None
+
     def next_waiting(self, backend: str) -> str | None:
         """Take the longest-waiting job's ref off the backend's waiting set."""
         popped = self.r.zpopmin(keys.waiting(backend))

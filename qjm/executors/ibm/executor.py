@@ -10,6 +10,7 @@ tagged, which makes submits exactly-once across crashes: ``find_submitted`` look
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -122,6 +123,12 @@ class IBMQuantumExecutor(Executor):
         if not primitives.worth_preparing(work):
             return None
         return primitives.prepare(work, self.backend()).to_json()
+
+    def ready_to_post(self, work: JobWork) -> JobWork:
+        """The job with its program prepared (what ``submit`` would otherwise do first)."""
+        if work.prepared is not None:
+            return work
+        return dataclasses.replace(work, prepared=primitives.prepare(work, self.backend()).to_json())
 
     def submit(self, work: JobWork, ctx: SubmitContext) -> Submission:
         """Post the pubs as one executor-primitive job, in the set's batch, with the context's
