@@ -88,7 +88,8 @@ class Pipeline:
         when the backend's target cannot be had just now; the message then comes back whole, and
         the jobs it finished meanwhile are stale deliveries.
 
-        A local job is then simulated by this same task (``_transpile``)."""
+        A local job is then simulated by this same task (``_transpile``); a remote one is posted
+        by it when a slot is free (``RemoteRunner.post_if_free``)."""
         self.store.steps.started_together(sid, range(i + 1, i + count), Step.TRANSPILE, node)
         for j in range(i, i + count):
             self._transpile_step(sid, j, node)
@@ -107,6 +108,8 @@ class Pipeline:
             raise
         if rec is not None:
             self.store.steps.plan(sid, i, Step.SUBMIT, self.submit_queue(rec), after=Step.TRANSPILE)
+            if not self.is_local(rec):
+                self.remote.post_if_free(rec.backend, sid, i)
 
     def set_record(self, sid: str) -> JobSetRecord:
         """The set's record as first read by this process: for what never changes (backend,
@@ -190,11 +193,14 @@ class Pipeline:
         loop that a re-send replaced (at most one live poll loop per job)."""
         deadline = time.monotonic() + polling.INLINE_BUDGET
         while True:
+            # A pause runs from the check's start: the check's own requests (Redis, the service)
+            # took 5-10 ms of a 20 ms pause near a job's end, which the end then waited longer.
+            began = time.monotonic()
             rec = self.store.job_set(sid)
             delay = self._poll_once(rec, i, node, epoch)
-            if delay is None or not self.runner(rec).waits_inline(rec, delay) or time.monotonic() + delay > deadline:
+            if delay is None or not self.runner(rec).waits_inline(rec, delay) or began + delay > deadline:
                 break
-            time.sleep(delay)
+            time.sleep(max(0.0, began + delay - time.monotonic()))
         if delay is not None:
             self.store.steps.plan(sid, i, Step.POLL, tasks.IO_QUEUE, delay=delay, after=Step.POLL)
         return delay

@@ -19,6 +19,7 @@ from qiskit_ibm_runtime.fake_provider import FakeManilaV2
 from qjm import JobSetFailedError, JobSetStatus, JobStatus, ManagedJobSet, codec, dispatch, hooks
 from qjm.config import Settings
 from qjm.errors import BatchClosedError, ExecutorError, RetryLater
+from qjm.lifecycle import Step
 from qjm.pipeline import Pipeline
 from qjm.store import Store, keys
 from qjm.testing import Outcome, StubExecutor, WorkerCrash, create_job_set, drive
@@ -43,6 +44,10 @@ def make(server: RedisServer) -> MakePipeline:
         # of a job just posted by however long the previous ones took on this machine: here
         # every poll asks the service, whatever the machine's load.
         pipe.store.durations.estimate = lambda backend: None  # type: ignore[method-assign]
+        # The submit step's decisions are staged one at a time: a transpile here leaves its job
+        # ready to submit. Posting from the transpile task when a slot is free has its own test
+        # (``test_a_transpiled_job_is_posted_by_its_transpile_task_when_a_slot_is_free``).
+        pipe.remote.post_if_free = lambda backend, sid, i: None  # type: ignore[method-assign]
         return pipe
     return build
 
@@ -121,6 +126,39 @@ def test_a_freed_slot_skips_a_waiter_whose_set_was_cancelled(make):
     pipe.store.request_cancel(b)
     pipe.poll(x, 0)
     assert status(pipe, c) is JobStatus.SUBMITTED, "the freed slot went to the next waiter that wants it"
+
+
+def test_a_transpiled_job_is_posted_by_its_transpile_task_when_a_slot_is_free(make):
+    """A set's first jobs go out from their transpile task while slots are free; the rest, and any
+    job once others wait for a slot, are left to their submit step, which queues them in order.
+    The submit step that follows an early post finds the job posted and does not post again."""
+    stub = remote_stub()
+    pipe = make(stub, max_pending=2)
+    del pipe.remote.post_if_free  # the fixture's "transpile only" override
+    first = create_job_set(pipe.store, [basis_state(k, name=f"f{k}") for k in range(3)], REMOTE, 1)
+    for i in range(3):
+        pipe.transpile(first, i)
+    assert [p.job for p in stub.posts] == [0, 1] and in_use(pipe) == 2
+    assert [status(pipe, first, i) for i in range(3)] == [JobStatus.SUBMITTED, JobStatus.SUBMITTED, JobStatus.TRANSPILED]
+    pipe.submit(first, 0)  # the chain's submit step after the early post
+    assert len(stub.posts) == 2 and pipe.store.job(first, 0).step is Step.POLL
+    waits(pipe, first, 2)
+    pipe.poll(first, 0)  # frees a slot and hands it to job 2, which waited
+    assert [p.job for p in stub.posts] == [0, 1, 2]
+
+    later = create_job_set(pipe.store, [basis_state(1, name="l0"), basis_state(2, name="l1")], REMOTE, 1)
+    pipe.transpile(later, 0)  # every slot taken: nothing posted, nothing queued
+    assert len(stub.posts) == 3 and status(pipe, later) is JobStatus.TRANSPILED
+    waits(pipe, later, 0)
+    pipe.submit(first, 1)
+    pipe.poll(first, 1)  # the freed slot goes to the waiter: the later set's job 0
+    assert stub.posts[-1].job_set_id == later and stub.posts[-1].job == 0
+    pipe.submit(first, 2)
+    pipe.poll(first, 2)  # a slot is free, but ...
+    pipe.store.slots.wait(REMOTE, "someone-else:0", 0.0)  # ... a job waits for it: it comes first
+    pipe.transpile(later, 1)
+    assert len(stub.posts) == 4 and status(pipe, later, 1) is JobStatus.TRANSPILED and in_use(pipe) == 1
+    assert stub.peak_pending == 2
 
 
 # ---------------------------------------------------------------------------- exactly once
@@ -666,3 +704,62 @@ def test_how_many_jobs_share_a_message():
     assert dispatch.jobs_per_message(cfg, [1] * 1000, 20_000, local=True) == 3, "65,536 shots per message"
     one = Settings(redis_url="redis://localhost:6379/0", jobs_per_message=1)
     assert dispatch.jobs_per_message(one, [1] * 1000, 16, local=True) == 1
+
+
+def test_near_its_expected_end_a_pause_between_polls_runs_from_each_polls_start(make, monkeypatch):
+    """A status check that itself takes time (a slow service, a busy worker) does not stretch the
+    pause near a job's end: checks start a fine pause apart, or back to back when a check takes
+    longer than the pause, never a check's time plus the pause."""
+    import time
+
+    stub = remote_stub()
+    pipe = make(stub)
+    del pipe.store.durations.estimate  # the fixture's "no track record" override
+    for _ in range(5):
+        pipe.store.durations.record(REMOTE, 0.05)  # steady 50 ms jobs: a 20 ms fine pause
+    sid = new_set(pipe, 1)
+    stub.plan(sid, 0, Outcome(polls_running=4))
+    pipe.submit(sid, 0)
+    starts: list[float] = []
+    check = stub.poll
+
+    def slow_check(remote_id: str) -> Any:
+        starts.append(time.monotonic())
+        time.sleep(0.1)  # five times the fine pause
+        return check(remote_id)
+
+    monkeypatch.setattr(stub, "poll", slow_check)
+    assert pipe.poll(sid, 0) is None and status(pipe, sid) is JobStatus.DONE
+    spacing = sorted(b - a for a, b in zip(starts, starts[1:], strict=False))
+    assert len(starts) == 5
+    # Back to back: 0.1 s and what the loop itself costs. Check, then pause: at least 0.12 s.
+    assert spacing[len(spacing) // 2] < 0.115, spacing
+
+
+def test_near_a_jobs_end_the_post_of_the_job_waiting_for_its_slot_is_made_ready(make, monkeypatch):
+    """The task that polls a job near its expected end prepares the post of the job waiting
+    longest for a slot; when the end comes, the hand-off posts exactly that, without loading the
+    waiting job's circuits again."""
+    import dataclasses
+
+    stub = remote_stub()
+    pipe = make(stub, max_pending=1)
+    del pipe.store.durations.estimate  # the fixture's "no track record" override
+    for _ in range(5):
+        pipe.store.durations.record(REMOTE, 0.05)
+    x, w = new_set(pipe, prefix="x"), new_set(pipe, prefix="w")
+    stub.plan(x, 0, Outcome(polls_running=3))
+    pipe.submit(x, 0)
+    waits(pipe, w)
+    readied: list[str] = []
+    monkeypatch.setattr(stub, "ready_to_post", lambda work: readied.append(work.pubs[0].circuit.name)
+                        or dataclasses.replace(work, prepared="made ready"))
+    loads: list[tuple[str, int]] = []
+    load_work = pipe.remote.load_work
+    monkeypatch.setattr(pipe.remote, "load_work", lambda rec, i, quiet=False: loads.append((rec.id, i))
+                        or load_work(rec, i, quiet))
+    assert pipe.poll(x, 0) is None and status(pipe, x) is JobStatus.DONE
+    [post] = stub.posts_for(w, 0)
+    assert readied == ["w0"], "made ready once, however many polls came near the end"
+    assert post.work.prepared == "made ready" and loads.count((w, 0)) == 1, loads
+    assert status(pipe, w) is JobStatus.SUBMITTED

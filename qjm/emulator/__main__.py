@@ -14,6 +14,8 @@ def build_parser(prog: str = "python -m qjm.emulator") -> argparse.ArgumentParse
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     parser.add_argument("--port", type=int, default=8765)
     faults.add_arguments(parser)
+    parser.add_argument("--simulate-in-process", action="store_true",
+                        help="simulate jobs in the server's own process (it then answers late while one simulates)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
     return parser
 
@@ -26,7 +28,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m qjm.emulator") ->
     except ValueError as exc:
         parser.error(str(exc))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
-    serve(args.host, args.port, knobs)
+    serve(args.host, args.port, knobs, simulate_apart=not args.simulate_in_process)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from .devices import DeviceCatalog
 from .faults import Faults
 from .programs import ProgramError, run_program
 from .records import QUEUED, Job
+from .simulation import ChildSimulator
 
 
 class RunnerHost(Protocol):
@@ -39,8 +40,10 @@ IDLE_WAIT = 1.0
 class Runner:
     """Simulates the state's queued jobs one at a time; also ends expired batches on time."""
 
-    def __init__(self, state: RunnerHost) -> None:
+    def __init__(self, state: RunnerHost, child: ChildSimulator | None = None) -> None:
+        """``child``: run programs in that process (``simulation``) rather than in this thread."""
         self.state = state
+        self.child = child
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="qjm-emulator-runner", daemon=True)
         self._thread.start()
@@ -77,7 +80,10 @@ class Runner:
             reason, code = job.fail
         else:
             try:
-                result = run_program(state.catalog.simulator(job.backend), job.program_id, job.params, job.received)
+                if self.child is not None:
+                    result = self.child.run(job.backend, job.program_id, job.params, job.received)
+                else:
+                    result = run_program(state.catalog.simulator(job.backend), job.program_id, job.params, job.received)
             except ProgramError as exc:
                 reason = str(exc)
             except Exception as exc:  # a bad circuit must fail its job, not the emulator
@@ -101,3 +107,5 @@ class Runner:
             self._stopping = True
             self.state.wakeup.notify_all()
         self._thread.join(timeout=5)
+        if self.child is not None:
+            self.child.stop()

@@ -8,7 +8,7 @@ waited ``job_seconds`` in the queue. How it misbehaves is one ``Faults`` value (
 ``GET /emulator/stats`` reports what clients did, so tests can assert on it.
 
 Modules: ``faults`` (the knobs), ``records`` (jobs, batches), ``state`` (the service's memory),
-``runner`` (runs jobs), ``programs`` (what a job computes), ``devices`` (fake backends),
+``runner`` (runs jobs), ``simulation`` (in a child process), ``programs`` (what a job computes), ``devices`` (fake backends),
 ``routes`` (endpoints as functions), ``transport`` (HTTP), and this one, which puts them together.
 """
 
@@ -34,8 +34,10 @@ class Emulator:
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, faults: Faults | None = None,
-                 catalog: DeviceCatalog | None = None) -> None:
-        self.state = ServiceState(faults or Faults(), catalog)
+                 catalog: DeviceCatalog | None = None, simulate_apart: bool = False) -> None:
+        """``simulate_apart``: simulate jobs in a child process (``simulation``), as
+        ``python -m qjm.emulator`` does; tests that share one ``catalog`` simulate in-process."""
+        self.state = ServiceState(faults or Faults(), catalog, simulate_apart)
         self.httpd = EmulatorHTTPServer((host, port), self.state)
         self._thread: threading.Thread | None = None
 
@@ -101,10 +103,14 @@ class Emulator:
         self.stop()
 
 
-def serve(host: str = "127.0.0.1", port: int = 8765, faults: Faults | None = None) -> None:
-    """Serve until interrupted (Ctrl-C). Binds to loopback unless told otherwise."""
+def serve(host: str = "127.0.0.1", port: int = 8765, faults: Faults | None = None, simulate_apart: bool = True) -> None:
+    """Serve until interrupted (Ctrl-C). Binds to loopback unless told otherwise. Jobs are
+    simulated in a child process unless ``simulate_apart`` is False; the service answers once
+    that process is ready, so its start-up never delays a job."""
     faults = faults or Faults()
-    emulator = Emulator(host, port, faults)
+    emulator = Emulator(host, port, faults, simulate_apart=simulate_apart)
+    if emulator.state.runner.child is not None:
+        emulator.state.runner.child.wait_ready()
     knobs = ", ".join(f"{k}={v}" for k, v in vars(faults).items())
     print(
         f"qjm IBM Quantum emulator on {emulator.url} ({len(emulator.state.catalog.names())} devices, {knobs})\n"

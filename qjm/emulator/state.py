@@ -34,12 +34,15 @@ from .records import (
     now_iso,
 )
 from .runner import Runner
+from .simulation import ChildSimulator
 
 
 class ServiceState:
     """All emulated state; ``faults`` says how the service misbehaves (see ``Faults``)."""
 
-    def __init__(self, faults: Faults | None = None, catalog: DeviceCatalog | None = None) -> None:
+    def __init__(self, faults: Faults | None = None, catalog: DeviceCatalog | None = None,
+                 simulate_apart: bool = False) -> None:
+        """``simulate_apart``: jobs are simulated in a child process (``simulation``)."""
         self.faults = faults or Faults()
         self.catalog = catalog or DeviceCatalog()
         self.dice = Dice(self.faults.seed)
@@ -52,7 +55,7 @@ class ServiceState:
         self.status_requests_by_job: Counter[str] = Counter()
         self.failed_by_code: Counter[str] = Counter()
         self.max_pending = 0
-        self.runner = Runner(self)
+        self.runner = Runner(self, ChildSimulator() if simulate_apart else None)
 
     def count(self, name: str) -> None:
         with self.lock:

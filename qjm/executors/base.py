@@ -148,6 +148,12 @@ class Executor(ABC):
         Returns JSON text, stored with the job and handed back as ``work.prepared``."""
         return None
 
+    def ready_to_post(self, work: JobWork) -> JobWork:
+        """``work`` with what ``submit`` would compute before its post already done (a remote
+        executor's client-side preparation), so that a post from a freed slot is little more
+        than its request. As it is by default."""
+        return work
+
     def fetch(self, remote_id: str, work: JobWork) -> Output:
         """The results of a DONE job, one pub result per pub in order."""
         raise NotImplementedError

@@ -18,12 +18,14 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import redis.lock
+from cachetools import LRUCache
 
 from .. import outputs, polling, retries
 from ..errors import BatchClosedError, QJMError, RetryLater
-from ..executors import Executor, SubmitContext
+from ..executors import Executor, JobWork, SubmitContext
 from ..lifecycle import JobStatus
 from ..store import JobRecord, JobSetRecord
 from ..store.keys import job_ref, parse_job_ref
@@ -35,6 +37,8 @@ log = logging.getLogger(__name__)
 BATCH_OPEN_WAIT = 2.0
 #: A job whose batch ended before it ran is posted again, as a new attempt, at most this often.
 MAX_REPOSTS = 3
+#: Posts made ready ahead of a freed slot (``RemoteRunner.ready_next``), kept per worker process.
+READY_POSTS = 8
 
 
 def job_tags(sid: str, i: int, attempt: int) -> list[str]:
@@ -77,6 +81,10 @@ def release_quietly(lock: redis.lock.Lock) -> None:
 
 
 class RemoteRunner(JobRunner):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._ready: LRUCache[tuple[str, int], JobWork] = LRUCache(maxsize=READY_POSTS)
+
     @property
     def lease(self) -> float:
         """A slot lease outlives several polls, so only a holder that stopped polling loses it."""
@@ -121,6 +129,18 @@ class RemoteRunner(JobRunner):
         finally:
             release_quietly(lock)
 
+    def post_if_free(self, backend: str, sid: str, i: int) -> None:
+        """Post a job that was just transpiled at once, from its transpile task, when a slot is
+        free and no job waits for one: a set's first jobs then go out without a Celery round trip
+        to their submit task. Otherwise that task does what it always does; it also follows this
+        post, finds the job posted and goes on to poll it."""
+        if not self.store.slots.free_for_newcomer(backend, self.cfg.max_pending_jobs):
+            return
+        try:
+            self.submit(self.store.job_set(sid), i)
+        except RetryLater:
+            pass  # the job's submit task, sent next, tries again (queued for a slot, if it now waits)
+
     def _post(self, rec: JobSetRecord, job: JobRecord, executor: Executor, lock: redis.lock.Lock) -> None:
         if job.remote_id:  # posted while we waited for the lock
             return
@@ -142,7 +162,7 @@ class RemoteRunner(JobRunner):
         ask = job.post_attempted is not None or job.run_id != run_id
         remote_id = executor.find_submitted(ctx) if ask else None
         if remote_id is None:
-            work = self.load_work(rec, i)
+            work = self._ready.pop((job_ref(rec.id, i), job.attempt), None) or self.load_work(rec, i)
             if work is None:  # the job failed on the way
                 self.release(rec, i)
                 return
@@ -248,7 +268,32 @@ class RemoteRunner(JobRunner):
         if age is None:
             return polling.age_based(0.0, self.cfg)
         store.set_job_fields(rec.id, i, seen_pending_age=repr(age))
-        return polling.next_poll_in(age, est, self.cfg)
+        delay = polling.next_poll_in(age, est, self.cfg)
+        if est is not None and polling.wait_inline(delay):  # near the expected end
+            self.ready_next(rec.backend)
+        return delay
+
+    def ready_next(self, backend: str) -> None:
+        """Make ready, in this process, the post of the job that waits longest for a slot on
+        ``backend``: this process polls a job near its end, and the task that sees the end hands
+        the freed slot to that job. The hand-off then posts what is ready instead of loading the
+        job's circuits and preparing them first (a few milliseconds a post, all of it time the
+        slot stays empty). Waiting, the job's circuits and options do not change; its attempt is
+        part of the key."""
+        ref = self.store.slots.first_waiting(backend)
+        if ref is None or any(key[0] == ref for key in self._ready):
+            return
+        sid, i = parse_job_ref(ref)
+        try:
+            job = self.store.job(sid, i)
+            key = (ref, job.attempt)
+            if key in self._ready or job.remote_id or job.status.final:
+                return
+            work = self.load_work(self.store.job_set(sid), i, quiet=True)
+            if work is not None:
+                self._ready[key] = self.executor_for(backend).ready_to_post(work)
+        except Exception as exc:  # noqa: BLE001 - only a head start: the post loads the job itself
+            log.info("making the post of %s ready failed: %s", ref, exc)
 
     def waits_inline(self, rec: JobSetRecord, delay: float) -> bool:
         """Only near an expected end, which needs a track record: elsewhere a pause this short is

@@ -44,10 +44,24 @@ class SlotPool:
         _, rank = p.execute()
         return int(rank or 0)
 
+    def first_waiting(self, backend: str) -> str | None:
+        """The longest-waiting job's ref, left in its place."""
+        first = self.r.zrange(keys.waiting(backend), 0, 0)
+        return first[0].decode() if first else None
+
     def next_waiting(self, backend: str) -> str | None:
         """Take the longest-waiting job's ref off the backend's waiting set."""
         popped = self.r.zpopmin(keys.waiting(backend))
         return popped[0][0].decode() if popped else None
+
+    def free_for_newcomer(self, backend: str, limit: int) -> bool:
+        """Whether a job that does not wait yet may take a slot now: one is free and no job waits
+        for one (those come first)."""
+        p = self.r.pipeline(transaction=False)
+        p.hlen(keys.slots(backend))
+        p.zcard(keys.waiting(backend))
+        used, waiting = p.execute()
+        return int(used) < limit and not int(waiting)
 
     def in_use(self, backend: str) -> int:
         return int(self.r.hlen(keys.slots(backend)))

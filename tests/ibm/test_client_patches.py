@@ -111,23 +111,71 @@ def test_throttled_checks_cost_one_request(emulator: Emulator, account: Account)
         assert all(answer is answers[0] for answer in answers)
 
 
-# ----- Batch._backend -----
-def test_batch_keeps_its_backend_in_a_private_attribute(account: Account) -> None:
-    service = service_for(account)
+# ----- a batch without a look-up -----
+def test_a_batch_handle_costs_no_request_and_posts_into_its_batch(emulator: Emulator, account: Account) -> None:
+    """``batch_handle`` is the batch qjm opened, built from its id and backend alone: it makes no
+    request, its posts land in that batch, and a post into the batch once it is closed is refused
+    by the service in words ``errors`` reads as a closed batch (``Batch.from_id`` asked first)."""
+    from qiskit import QuantumCircuit
+    from qiskit.transpiler import generate_preset_pass_manager
+    from qiskit_ibm_runtime.executor_sampler import Sampler
+
+    from qjm.errors import BatchClosedError
+    from qjm.executors.ibm.errors import classify
+
     backend = backend_for(account, BACKEND)
-    batch = Batch(backend=backend, max_time=60)
-    try:
-        name = client_patches.BATCH_BACKEND
-        assert getattr(batch, name, None) is backend, changed(f"Batch no longer keeps the backend it was given in Batch.{name}")
-        attached = Batch.from_id(batch.session_id, service)
-        kept = getattr(attached, name, None)
-        assert isinstance(kept, IBMBackend) and kept.name == BACKEND, changed(
-            f"Batch.from_id no longer sets Batch.{name} to the batch's IBMBackend (found {kept!r})"
-        )
-        client_patches.throttle_batch_checks(attached)
-        assert client_patches.BACKEND_ADVISORY_CHECK in vars(kept)
-    finally:
-        batch.close()
+    opened = Batch(backend=backend, max_time=60)
+    assert isinstance(getattr(opened, client_patches.BATCH_SESSION_ID, None), str), changed(
+        f"Batch no longer keeps its id in Batch.{client_patches.BATCH_SESSION_ID}")
+    before = emulator.stats()["requests"]
+    handle = client_patches.batch_handle(backend, opened.session_id)
+    assert emulator.stats()["requests"] == before, changed("Batch(backend, create_new=False) makes a request")
+    assert handle.session_id == opened.session_id, changed(
+        f"Batch.session_id no longer reads Batch.{client_patches.BATCH_SESSION_ID}")
+    qc = QuantumCircuit(1, 1)
+    qc.x(0)
+    qc.measure(0, 0)
+    isa = generate_preset_pass_manager(1, backend=backend).run(qc)
+    job = Sampler(mode=handle).run([isa])
+    assert emulator.state.job(job.job_id()).session_id == opened.session_id, "the handle's post is not in its batch"
+    job.wait_for_final_state(timeout=30)
+    opened.close()
+    with pytest.raises(Exception) as refused:
+        Sampler(mode=client_patches.batch_handle(backend, opened.session_id)).run([isa])
+    assert isinstance(classify(refused.value, "a post into a closed batch"), BatchClosedError), refused.value
+
+
+# ----- the client's scan of the call stack -----
+def test_the_usage_opt_out_skips_the_stack_scan_and_keeps_the_header(
+    emulator: Emulator, account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every request scans the call stack unless ``USAGE_DATA_OPT_OUT`` is ``True``; qjm's requests
+    name no caller, so the header it sends is the same either way."""
+    from qiskit_ibm_runtime.api import session as client_session
+
+    name = client_patches.ENV_USAGE_DATA_OPT_OUT
+    assert client_session.USAGE_DATA_OPT_OUT_ENV_VAR == name, changed(
+        f"the client's opt-out variable is now {client_session.USAGE_DATA_OPT_OUT_ENV_VAR}")
+    scans: list[int] = []
+    real_stack = client_session.inspect.stack
+    monkeypatch.setattr(client_session.inspect, "stack", lambda *a, **k: scans.append(1) or real_stack(*a, **k))
+    service = service_for(account)
+    api_session = service._active_api_client._session
+
+    def header() -> str:
+        client_patches.listed_backend_names(service)  # one request
+        return str(api_session.headers["X-Qx-Client-Application"])
+
+    monkeypatch.setenv(name, "")  # remembers the original value, so what the test sets is undone
+    monkeypatch.delenv(name)
+    scanned = header()
+    assert scans, changed(f"without {name} the client no longer scans the call stack (drop skip_caller_scan)")
+    scans.clear()
+    client_patches.skip_caller_scan()
+    assert header() == scanned and not scans, changed(f"with {name}=True the client still scans the stack or sends another header")
+    monkeypatch.setenv(name, "False")
+    client_patches.skip_caller_scan()
+    assert header() == scanned and scans, "skip_caller_scan overrode a value the environment already had"
 
 
 # ----- the raw backend listing -----

@@ -305,3 +305,34 @@ def test_batch_expiry_through_the_client(make_emulator: Callable[..., Emulator],
         Sampler(mode=reattached).run([isa], shots=50)
     stats = emu.stats()
     assert (stats["jobs_posted"], stats["sessions_expired"], stats["failed"], stats["completed"]) == (2, 1, 1, 1)
+
+
+# ----- jobs simulated in a child process -----
+def test_a_child_process_runs_jobs_as_the_emulator_itself_does(device_catalog: DeviceCatalog) -> None:
+    """``python -m qjm.emulator`` simulates in a child process (``simulation``), so the service
+    answers while a job simulates: the same results, record of what a job asked for and failure
+    reasons as in-process, and a child that died is replaced for the next job."""
+    apart = ServiceState(Faults(job_seconds=0.05), device_catalog, simulate_apart=True)
+    here = ServiceState(Faults(job_seconds=0.05), device_catalog)
+    try:
+        child = apart.runner.child
+        assert child is not None and here.runner.child is None
+        child.wait_ready()
+        seen = []
+        for state in (apart, here):
+            job_id = post(state, params=sampler_params(shots=40)).body["id"]
+            assert wait_status(state, job_id, ("Completed", "Failed"))["status"] == "Completed"
+            result = json.loads(call(state, "GET", f"/api/v1/jobs/{job_id}/results").text)
+            counts = result["__value__"]["pub_results"][0]["__value__"]["data"]
+            bad = post(state, params={"schema_version": "v1.0"}, program_id="executor").body["id"]
+            end = wait_status(state, bad, ("Completed", "Failed"))
+            seen.append((state.received(job_id), sorted(counts), end["status"], end["reason"]))
+        assert seen[0] == seen[1] and seen[0][0]["pubs"] == 1 and seen[0][2] == "Failed", seen
+        assert child._proc is not None
+        child._proc.kill()
+        child._proc.wait()
+        again = post(apart, params=sampler_params(shots=40)).body["id"]
+        assert wait_status(apart, again, ("Completed", "Failed"))["status"] == "Completed"
+    finally:
+        apart.stop()
+        here.stop()

@@ -303,6 +303,39 @@ def test_submit_posts_what_prepare_made(executor: IBMQuantumExecutor, monkeypatc
         assert result[0].data.evs.shape == (2, 2)
 
 
+def test_a_post_made_ready_is_sent_without_preparing_and_runs_the_same(executor: IBMQuantumExecutor,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``ready_to_post`` prepares a plain Sampler job (which ``prepare`` leaves to the post):
+    its post prepares nothing and the job gives what an unprepared post of it gives."""
+    import qiskit_ibm_runtime.executor_sampler.prepare as client_prepare
+
+    circuit = isa(ry_bell().assign_parameters([math.pi / 3]), executor.backend())
+    work = JobWork.from_circuits([circuit], RunOptions(shots=400))
+    assert executor.prepare(work) is None, "a plain Sampler job is not prepared in the transpile step"
+    ready = executor.ready_to_post(work)
+    assert ready.prepared is not None and executor.ready_to_post(ready) is ready
+
+    def tripwire(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the Sampler was prepared again at submit")
+
+    real = client_prepare.prepare
+    monkeypatch.setattr(client_prepare, "prepare", tripwire)
+    readied = executor.submit(ready, ctx_for("ready")).remote_id
+    with pytest.raises(AssertionError, match="prepared again"):  # the tripwire works
+        executor.submit(work, ctx_for("ready", 2))
+    monkeypatch.setattr(client_prepare, "prepare", real)
+    plain = executor.submit(work, ctx_for("ready", 1)).remote_id
+    counts = []
+    for job_id in (readied, plain):
+        deadline = time.monotonic() + 120
+        while not executor.poll(job_id).status.final:
+            assert time.monotonic() < deadline, f"job {job_id} did not finish"
+            time.sleep(0.1)
+        counts.append(executor.fetch(job_id, work)[0].join_data())
+    assert counts[0].num_shots == counts[1].num_shots == 400
+    assert_same_rate(counts[0], counts[1], "00")
+
+
 def test_qjm_posts_what_the_clients_own_primitives_post(emulator: Emulator, executor: IBMQuantumExecutor) -> None:
     """The same pubs and options through qjm and through the client's own executor primitives
     reach the service as the same program (qjm's defaults set on the client's side as well)."""

@@ -2,7 +2,7 @@
 
 - ``account``: which service to talk to (from ``Settings``), emulator detection, the
   per-process service and backend objects.
-- ``batches``: a job set's batch, opened once and re-attached by id.
+- ``batches``: a job set's batch, opened once and used by id from any process.
 - ``errors``: client errors classified into ``RetryLater`` / ``ExecutorError``.
 - ``client_patches``: the only code touching the client's private members or ``os.environ``.
 - ``executor``: ``IBMQuantumExecutor``, the executor protocol on top of them.

@@ -1,8 +1,9 @@
-"""A job set's batch on the service: opened once, re-attached by id from any worker process.
+"""A job set's batch on the service: opened once, then used by id from any worker process.
 
-``Batch.from_id`` costs a request, and every job of a set is posted in its batch, so each
-process keeps the batches it used in a small LRU cache. Batches are closed explicitly when the
-set ends (never with ``with Batch(...)``, which would close it when one submit returns).
+qjm knows a set's batch id and backend, so another process builds the client's object for it
+without asking the service (``client_patches.batch_handle``); each process keeps the batches it
+used in a small LRU cache. Batches are closed explicitly when the set ends (never with
+``with Batch(...)``, which would close it when one submit returns).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 from cachetools import LRUCache
 
 from . import client_patches
-from .account import Account, service_for
+from .account import Account
 from .errors import call
 
 #: Lifetime of a job set's batch on the service; it is closed explicitly when the set ends.
@@ -34,24 +35,22 @@ def open_batch(account: Account, backend: Any, job_set_id: str, max_ttl: int = B
     return batch_id
 
 
-def attach(account: Account, batch_id: str) -> Any:
-    """The batch with that id, re-attached without creating a new one."""
-    from qiskit_ibm_runtime import Batch
-
+def attach(account: Account, batch_id: str, backend: Any) -> Any:
+    """The batch with that id on ``backend`` (this process's ``IBMBackend``), without a request
+    and without creating a new one."""
     key = (account, batch_id)
     with _lock:
         batch = _batches.get(key)
     if batch is not None:
         return batch
-    batch = call(lambda: Batch.from_id(batch_id, service_for(account)), f"re-attach to batch {batch_id}")
-    client_patches.throttle_batch_checks(batch)
+    batch = client_patches.batch_handle(backend, batch_id)
     with _lock:
         return _batches.setdefault(key, batch)
 
 
-def close(account: Account, batch_id: str, cancel: bool = False) -> None:
+def close(account: Account, backend: Any, batch_id: str, cancel: bool = False) -> None:
     """Stop the batch accepting jobs (or cancel it, with its queued jobs)."""
-    batch = attach(account, batch_id)
+    batch = attach(account, batch_id, backend)
     if cancel:
         call(batch.cancel, f"cancelling batch {batch_id}")
     else:

@@ -1,6 +1,6 @@
 """Everything qjm does to qiskit-ibm-runtime beyond its public API, in one place.
 
-The pinned client (0.51) gives no public way to do seven things qjm needs, so this module, and
+The pinned client (0.51) gives no public way to do eight things qjm needs, so this module, and
 no other, reaches into it; ``tests/ibm/test_client_patches.py`` fails loudly, naming the member,
 when a client upgrade moves any of them:
 
@@ -8,8 +8,10 @@ when a client upgrade moves any of them:
   ``QiskitRuntimeService._run`` before *every* job it posts, only to print a warning. That is two
   extra requests between a freed slot and the next post, so qjm lets each run at most once per
   ``ADVISORY_CHECK_SECONDS`` per object (a per-instance attribute shadows the method).
-- ``Batch._backend``: the backend object a re-attached batch posts its jobs with, which needs the
-  same throttle.
+- ``Batch._session_id``: a batch qjm knows (its id, its backend) is built as a client object
+  without a request. ``Batch.from_id`` asks the service for the batch twice and builds its backend
+  anew (a listing and, at its first post, a status check): four requests in the first post of
+  each worker process, which made a set's second post wait on them.
 - ``QiskitRuntimeService._active_api_client.list_backends()``: the raw backend listing, to tell an
   unknown backend from a listing the client failed and swallowed.
 - ``RuntimeClient.program_run`` (on ``_active_api_client``): the request that posts a job. qjm
@@ -27,8 +29,14 @@ when a client upgrade moves any of them:
   status; a worker process polling a job that another process posted paid two status requests
   for one answer. qjm builds the object from what it knows (id, backend, program) instead.
 - ``IAM_URL`` and ``QISKIT_FUNCTIONS_EXPERIMENTAL``: the client reads them only from the process
-  environment, so pointing it at an emulator means writing ``os.environ`` (nothing else in qjm
-  does at run time).
+  environment, so pointing it at an emulator means writing ``os.environ``.
+- ``USAGE_DATA_OPT_OUT``: unless it is ``True``, every request the client makes walks the whole
+  call stack with ``inspect.stack()`` (reading each frame's source) to name a calling Qiskit
+  application in a header. A worker's requests come from qjm, which names none of them, so the
+  header is the same either way; but in a Celery worker the walk took 20-30 ms per request, a
+  post's or a status check's, which is most of a freed slot's hand-over. Workers set it (unless
+  the environment already says otherwise), and only workers: a user's own process keeps the
+  client's default. Nothing else in qjm writes ``os.environ`` at run time.
 """
 
 from __future__ import annotations
@@ -47,8 +55,8 @@ ADVISORY_CHECK_SECONDS = 60.0
 #: The service's advisory method (instance usage) and the backend's (its status).
 SERVICE_ADVISORY_CHECK = "_check_instance_usage"
 BACKEND_ADVISORY_CHECK = "status"
-#: Private attributes read here.
-BATCH_BACKEND = "_backend"
+#: Private attributes read or set here.
+BATCH_SESSION_ID = "_session_id"
 SERVICE_API_CLIENT = "_active_api_client"
 #: The service's method that turns a job's JSON into a ``RuntimeJobV2``.
 SERVICE_DECODE_JOB = "_decode_job"
@@ -63,6 +71,8 @@ EXECUTOR_PROGRAM_ID = "executor"
 #: The environment variables the client reads for the token exchange and the instance look-up.
 ENV_IAM_URL = "IAM_URL"
 ENV_SKIP_INSTANCE_LOOKUP = "QISKIT_FUNCTIONS_EXPERIMENTAL"
+#: The environment variable that stops the client's per-request scan of the call stack.
+ENV_USAGE_DATA_OPT_OUT = "USAGE_DATA_OPT_OUT"
 
 
 def _throttle(obj: Any, method: str) -> Any:
@@ -85,9 +95,15 @@ def throttle_backend_checks(backend: Any) -> Any:
     return _throttle(backend, BACKEND_ADVISORY_CHECK)
 
 
-def throttle_batch_checks(batch: Any) -> Any:
-    """The status check of the backend a batch posts with (``Batch._backend``)."""
-    throttle_backend_checks(getattr(batch, BATCH_BACKEND, None))
+def batch_handle(backend: Any, batch_id: str) -> Any:
+    """The client's ``Batch`` object for an open batch on ``backend``, built without a request
+    (``Batch.from_id`` makes four). It posts with ``backend`` as given (so with its throttled
+    status check); a batch the service closed meanwhile is refused at the post, as the service
+    refuses any post into a closed batch."""
+    from qiskit_ibm_runtime import Batch
+
+    batch = Batch(backend=backend, create_new=False)
+    setattr(batch, BATCH_SESSION_ID, batch_id)
     return batch
 
 
@@ -155,6 +171,12 @@ def job_handle(service: Any, job_id: str, backend_name: str, program_id: str) ->
     """A job object for a job posted elsewhere, built without a request: its first ``status()``
     is then the only request, as for a job this process posted (an unknown id fails there)."""
     return getattr(service, SERVICE_DECODE_JOB)({"id": job_id, "backend": backend_name, "program": {"id": program_id}})
+
+
+def skip_caller_scan() -> None:
+    """Stop the client walking the call stack in every request of this process (see the module's
+    docstring); a value already in the environment is kept. For worker processes only."""
+    os.environ.setdefault(ENV_USAGE_DATA_OPT_OUT, "True")
 
 
 def point_client_at_emulator(url: str) -> None:

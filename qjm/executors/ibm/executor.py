@@ -10,6 +10,7 @@ tagged, which makes submits exactly-once across crashes: ``find_submitted`` look
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -113,7 +114,7 @@ class IBMQuantumExecutor(Executor):
         return batches.open_batch(self.account, self.backend(), job_set_id, self.batch_max_ttl)
 
     def close_batch(self, batch_id: str, cancel: bool = False) -> None:
-        batches.close(self.account, batch_id, cancel)
+        batches.close(self.account, self.backend(), batch_id, cancel)
 
     # ----- jobs -----
     def prepare(self, work: JobWork) -> str | None:
@@ -123,6 +124,12 @@ class IBMQuantumExecutor(Executor):
             return None
         return primitives.prepare(work, self.backend()).to_json()
 
+    def ready_to_post(self, work: JobWork) -> JobWork:
+        """The job with its program prepared (what ``submit`` would otherwise do first)."""
+        if work.prepared is not None:
+            return work
+        return dataclasses.replace(work, prepared=primitives.prepare(work, self.backend()).to_json())
+
     def submit(self, work: JobWork, ctx: SubmitContext) -> Submission:
         """Post the pubs as one executor-primitive job, in the set's batch, with the context's
         tags: the program ``prepare`` made if there is one, else prepared here (cheap then)."""
@@ -130,7 +137,7 @@ class IBMQuantumExecutor(Executor):
 
         prepared = primitives.Prepared.from_json(work.prepared) if work.prepared is not None else None
         prepared = prepared or primitives.prepare(work, self.backend())
-        mode = batches.attach(self.account, ctx.batch_id) if ctx.batch_id else self.backend()
+        mode = batches.attach(self.account, ctx.batch_id, self.backend()) if ctx.batch_id else self.backend()
         what = f"job submission ({ctx.job_set_id} job {ctx.job} attempt {ctx.attempt})"
         try:
             with client_patches.fenced(ctx.fence):
