@@ -25,7 +25,7 @@ import typer
 from rich.console import Console
 
 from . import cli_manage
-from .config import Settings, child_env, mask_url
+from .config import Settings, child_env, mask_url, worker_env
 from .errors import CircuitFileError, QJMError
 
 if TYPE_CHECKING:
@@ -239,7 +239,7 @@ def flower_env(cfg: Settings, base: dict[str, str], no_auth: bool = False, extra
 def worker(ctx: typer.Context) -> None:
     """Start a Celery worker of qjm's app; every option is celery worker's (`qjm worker --help`)."""
     _cfg(ctx)  # a bad setting (rediss:// without ssl_cert_reqs, unreadable password file) stops here, in one line
-    _exec(worker_argv(ctx.args), ctx.ensure_object(Invocation).child_env())
+    _exec(worker_argv(ctx.args), worker_env(ctx.ensure_object(Invocation).child_env()))
 
 
 @app.command(context_settings=_PASS_THROUGH, add_help_option=False)

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
 
+from .config import worker_env
+
 if TYPE_CHECKING:
     from .emulator.faults import Faults
 
@@ -149,7 +151,7 @@ class WorkerProcess:
         if queues:
             args += ["-Q", queues]
         self._fh = open(self.log, "wb")
-        self.proc = subprocess.Popen(args, cwd=ROOT, env=process_env(redis_url, **env), stdout=self._fh,
+        self.proc = subprocess.Popen(args, cwd=ROOT, env=worker_env(process_env(redis_url, **env)), stdout=self._fh,
                                      stderr=subprocess.STDOUT, start_new_session=True)
 
     def wait_ready(self, timeout: float = 120) -> WorkerProcess:

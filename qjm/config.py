@@ -60,6 +60,18 @@ def child_env(**overrides: str) -> dict[str, str]:
     return {**os.environ, **overrides}
 
 
+#: The IBM client's own variables a worker is started with unless its environment has them: unless
+#: ``USAGE_DATA_OPT_OUT`` is ``True`` the client walks the whole call stack on every request, to
+#: name a calling Qiskit application in a header (none is ever found in a worker): 20-30 ms a post
+#: or status check. The client reads it only from the environment, so it is given at start.
+WORKER_CLIENT_ENV = {"USAGE_DATA_OPT_OUT": "True"}
+
+
+def worker_env(env: dict[str, str]) -> dict[str, str]:
+    """``env`` (a worker's environment to be) with ``WORKER_CLIENT_ENV`` where it says nothing."""
+    return {**WORKER_CLIENT_ENV, **env}
+
+
 def _env(name: str) -> str | None:
     raw = os.environ.get(name)
     return raw if raw not in (None, "") else None

@@ -31,12 +31,6 @@ def _quiet_libraries(**_: Any) -> None:
         logging.getLogger(name).setLevel(level)
 
 
-# The IBM client walks the call stack in every request unless told not to: 20-30 ms a request
-# in a worker, for a header that names no caller here (``client_patches.skip_caller_scan``).
-from qjm.executors.ibm.client_patches import skip_caller_scan  # noqa: E402
-
-skip_caller_scan()
-
 # Likewise the table of local backends, read from the fake provider's modules.
 from qjm.executors.local import local_backend_names  # noqa: E402
 

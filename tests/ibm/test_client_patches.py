@@ -21,7 +21,7 @@ import qiskit_ibm_runtime
 from qiskit_ibm_runtime import Batch, QiskitRuntimeService
 from qiskit_ibm_runtime.ibm_backend import IBMBackend
 
-from qjm.config import settings
+from qjm.config import WORKER_CLIENT_ENV, settings, worker_env
 from qjm.emulator import Emulator
 from qjm.executors.ibm import client_patches
 from qjm.executors.ibm.account import Account, backend_for, service_for
@@ -153,7 +153,8 @@ def test_the_usage_opt_out_skips_the_stack_scan_and_keeps_the_header(
     name no caller, so the header it sends is the same either way."""
     from qiskit_ibm_runtime.api import session as client_session
 
-    name = client_patches.ENV_USAGE_DATA_OPT_OUT
+    name = "USAGE_DATA_OPT_OUT"
+    assert name in WORKER_CLIENT_ENV
     assert client_session.USAGE_DATA_OPT_OUT_ENV_VAR == name, changed(
         f"the client's opt-out variable is now {client_session.USAGE_DATA_OPT_OUT_ENV_VAR}")
     scans: list[int] = []
@@ -171,11 +172,10 @@ def test_the_usage_opt_out_skips_the_stack_scan_and_keeps_the_header(
     scanned = header()
     assert scans, changed(f"without {name} the client no longer scans the call stack (drop skip_caller_scan)")
     scans.clear()
-    client_patches.skip_caller_scan()
+    monkeypatch.setenv(name, worker_env({})[name])  # what a worker is started with
     assert header() == scanned and not scans, changed(f"with {name}=True the client still scans the stack or sends another header")
-    monkeypatch.setenv(name, "False")
-    client_patches.skip_caller_scan()
-    assert header() == scanned and scans, "skip_caller_scan overrode a value the environment already had"
+    monkeypatch.setenv(name, worker_env({name: "False"})[name])
+    assert header() == scanned and scans, "a worker's start overrode a value the environment already had"
 
 
 # ----- the raw backend listing -----

@@ -34,9 +34,9 @@ when a client upgrade moves any of them:
   call stack with ``inspect.stack()`` (reading each frame's source) to name a calling Qiskit
   application in a header. A worker's requests come from qjm, which names none of them, so the
   header is the same either way; but in a Celery worker the walk took 20-30 ms per request, a
-  post's or a status check's, which is most of a freed slot's hand-over. Workers set it (unless
-  the environment already says otherwise), and only workers: a user's own process keeps the
-  client's default. Nothing else in qjm writes ``os.environ`` at run time.
+  post's or a status check's, which is most of a freed slot's hand-over. Workers are started with
+  it (``qjm.config.WORKER_CLIENT_ENV``, unless their environment already says otherwise), and only
+  workers: a user's own process keeps the client's default.
 """
 
 from __future__ import annotations
@@ -71,8 +71,6 @@ EXECUTOR_PROGRAM_ID = "executor"
 #: The environment variables the client reads for the token exchange and the instance look-up.
 ENV_IAM_URL = "IAM_URL"
 ENV_SKIP_INSTANCE_LOOKUP = "QISKIT_FUNCTIONS_EXPERIMENTAL"
-#: The environment variable that stops the client's per-request scan of the call stack.
-ENV_USAGE_DATA_OPT_OUT = "USAGE_DATA_OPT_OUT"
 
 
 def _throttle(obj: Any, method: str) -> Any:
@@ -171,12 +169,6 @@ def job_handle(service: Any, job_id: str, backend_name: str, program_id: str) ->
     """A job object for a job posted elsewhere, built without a request: its first ``status()``
     is then the only request, as for a job this process posted (an unknown id fails there)."""
     return getattr(service, SERVICE_DECODE_JOB)({"id": job_id, "backend": backend_name, "program": {"id": program_id}})
-
-
-def skip_caller_scan() -> None:
-    """Stop the client walking the call stack in every request of this process (see the module's
-    docstring); a value already in the environment is kept. For worker processes only."""
-    os.environ.setdefault(ENV_USAGE_DATA_OPT_OUT, "True")
 
 
 def point_client_at_emulator(url: str) -> None:
