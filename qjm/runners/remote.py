@@ -287,7 +287,7 @@ class RemoteRunner(JobRunner):
         try:
             job = self.store.job(sid, i)
             key = (ref, job.attempt)
-            if key in self._ready or job.remote_id or job.status.final:
+            if job.remote_id or job.status.final:
                 return
             work = self.load_work(self.store.job_set(sid), i, quiet=True)
             if work is not None:
