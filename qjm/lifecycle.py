@@ -46,6 +46,8 @@ class JobStatus(str, enum.Enum):
 
 
 FINAL = frozenset({JobStatus.DONE, JobStatus.ERROR, JobStatus.CANCELLED})
+#: The error of a job cancelled because its set was: the same words whichever process moved it.
+CANCELLED_BY_USER = "cancelled by user"
 #: Final statuses share one rank, so none of them can follow another.
 FINAL_RANK = len(JobStatus) - len(FINAL)
 RANK: dict[JobStatus, int] = {s: (FINAL_RANK if s in FINAL else k) for k, s in enumerate(JobStatus)}

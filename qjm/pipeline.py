@@ -138,7 +138,7 @@ class Pipeline:
             return rec
         t = self.transitions
         if rec.cancel_requested:
-            t.advance(sid, i, JobStatus.CANCELLED)
+            t.cancel(sid, i)
             return None
         try:
             circuits = codec.circuits_from_qpy(qpy or b"")

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import hooks
-from .lifecycle import JobStatus
+from .lifecycle import CANCELLED_BY_USER, JobStatus
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,11 @@ class Transitions:
                      kind)
             hooks.emit("job_status", job_set_id=sid, job=i, status=start, fields={"attempt": attempt})
         return attempt
+
+    def cancel(self, sid: str, i: int) -> JobStatus:
+        """Move job ``i`` to CANCELLED because its set was cancelled (whoever gets there first:
+        ``Store.request_cancel`` or a worker that read the set's cancel flag)."""
+        return self.advance(sid, i, JobStatus.CANCELLED, error=CANCELLED_BY_USER)
 
     def fail(self, sid: str, i: int, what: str, exc: BaseException) -> None:
         """Record a failure of this job only; the rest of the set goes on."""

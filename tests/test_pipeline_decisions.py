@@ -364,6 +364,20 @@ def test_a_poll_between_the_cancel_flag_and_the_jobs_transition_cancels_the_remo
     [post] = stub.posts
     assert status(pipe, sid) is JobStatus.CANCELLED and stub.cancelled == [post.remote_id]
     assert stub.polls() == {} and in_use(pipe) == 0
+    assert pipe.store.job(sid, 0).error == "cancelled by user", "the same reason as request_cancel gives"
+
+
+def test_a_job_begun_after_the_cancel_flag_ends_cancelled_by_user_like_the_others(make):
+    """Whichever gets to a job first, the worker that read the flag or ``request_cancel``, the
+    job reads the same (a re-run's history says why its attempt ended)."""
+    stub = StubExecutor("aer_simulator", local=True)
+    pipe = make(stub)
+    sid = create_job_set(pipe.store, [basis_state(k) for k in range(2)], "aer_simulator", 1)
+    pipe.store.r.hset(keys.job_set(sid), "cancel_requested", "1")  # request_cancel got this far only
+    pipe.transpile(sid, 0)
+    pipe.store.request_cancel(sid)
+    assert [(j.status, j.error) for j in pipe.store.jobs(sid, 2)] == [(JobStatus.CANCELLED, "cancelled by user")] * 2
+    assert stub.count("submit") == 0, "nothing of a cancelled set is run"
 
 
 # ---------------------------------------------------------------------------- orphans

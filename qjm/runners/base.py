@@ -59,7 +59,7 @@ class JobRunner(ABC):
         if job.status.final or job.remote_id:
             return
         if rec.cancel_requested:
-            self.transitions.advance(rec.id, i, JobStatus.CANCELLED)
+            self.transitions.cancel(rec.id, i)
             return
         try:
             executor = self.executor_for(rec.backend)

@@ -230,7 +230,7 @@ class RemoteRunner(JobRunner):
             return self._post_again(rec.id, i)
         executor = self.executor_for(rec.backend)
         if rec.cancel_requested:  # cancelled between the flag and the job's own transition
-            t.advance(rec.id, i, JobStatus.CANCELLED)
+            t.cancel(rec.id, i)
             executor.cancel(job.remote_id)
             self.release(rec, i)
             return None

@@ -20,7 +20,7 @@ from .. import codec
 from ..config import Settings, mask_url
 from ..config import settings as load_settings
 from ..errors import JobSetNotFoundError, StoreUnavailableError
-from ..lifecycle import FINAL_RANK, JobSetStatus, JobStatus, Step
+from ..lifecycle import CANCELLED_BY_USER, FINAL_RANK, JobSetStatus, JobStatus, Step
 from . import keys, scripts
 from .durations import Durations
 from .histograms import Histograms
@@ -348,7 +348,7 @@ class Store:
         cancelled = []
         for job in self.jobs(sid, rec.n_jobs):
             if not job.status.final and self.advance(sid, job.index, JobStatus.CANCELLED,
-                                                     error="cancelled by user")[1]:
+                                                     error=CANCELLED_BY_USER)[1]:
                 cancelled.append(job)
         return cancelled
 
