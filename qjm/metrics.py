@@ -46,10 +46,11 @@ def _bucket(value: float) -> str:
     return "+Inf"
 
 
-def observe(store: Store, metric: str, backend: str, job_set_id: str, member: str, seconds: float) -> bool:
-    """Count one observation once; False if this member of the set was already counted."""
+def observe(store: Store, metric: str, backend: str, seconds: float) -> None:
+    """Count one observation; its caller is told of it once (only the move that made a job DONE,
+    and only the assembly that finished a set, announce it)."""
     seconds = max(0.0, seconds)
-    return store.histograms.observe_once(metric, backend, job_set_id, member, _bucket(seconds), seconds)
+    store.histograms.observe(metric, backend, _bucket(seconds), seconds)
 
 
 # ---------------------------------------------------------------- worker side: hook listeners
@@ -78,9 +79,9 @@ def _on_job_status(job_set_id: str, job: int, status: JobStatus, fields: dict[st
 
 
 def _on_job_set_final(job_set_id: str, status: JobSetStatus, record: JobSetRecord, **_: Any) -> None:
-    # A set re-run by ``rerun_failed()`` ends once per run: each run's end is one observation.
-    member = f"set:rerun{record.reruns}" if record.reruns else "set"
-    observe(_store(), SET_HISTOGRAM, record.backend, job_set_id, member, time.time() - record.created)
+    # Announced by the one assembly that finished the set (``Store.finish``): once per run of a
+    # set, a run of ``rerun_failed()`` included.
+    observe(_store(), SET_HISTOGRAM, record.backend, time.time() - record.created)
 
 
 _installed = False

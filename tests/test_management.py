@@ -3,6 +3,7 @@ The IBM side (retries, retags, deleting a running remote set) is in ``tests/test
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import time
 
@@ -23,7 +24,7 @@ def set_keys(jm, sid: str) -> list[bytes]:
     return list(jm.store.r.scan_iter(match=f"qjm:{{{sid}}}:*"))
 
 
-def test_rerun_failed_runs_the_cancelled_jobs_again_under_the_same_id(jm):
+def test_rerun_failed_runs_the_cancelled_jobs_again_under_the_same_id(jm, worker):
     circuits = [basis_state(k % 8, name=f"r{k}") for k in range(16)]
     js = jm.run(circuits, backend="aer_simulator", name="rerun-me", shots=SHOTS, max_experiments_per_job=1)
     js.cancel()
@@ -32,11 +33,15 @@ def test_rerun_failed_runs_the_cancelled_jobs_again_under_the_same_id(jm):
     assert JobStatus.CANCELLED in before
     done_before = [i for i, s in enumerate(before) if s is JobStatus.DONE]
 
-    rerun = js.rerun_failed()
-    assert [j.index for j in rerun] == [i for i, s in enumerate(before) if s is JobStatus.CANCELLED]
-    assert js.status() is JobSetStatus.RUNNING  # at once, so results() waits for the new outcome
-    with pytest.raises(JobSetRunningError, match="still RUNNING"):
-        js.rerun_failed()
+    worker.signal_group(signal.SIGSTOP)  # the workers hold still, so the re-run cannot end before it is looked at
+    try:
+        rerun = js.rerun_failed()
+        assert [j.index for j in rerun] == [i for i, s in enumerate(before) if s is JobStatus.CANCELLED]
+        assert js.status() is JobSetStatus.RUNNING  # at once, so results() waits for the new outcome
+        with pytest.raises(JobSetRunningError, match="still RUNNING"):
+            js.rerun_failed()
+    finally:
+        worker.signal_group(signal.SIGCONT)
     results = js.results(timeout=120)
     assert results.success and js.status() is JobSetStatus.DONE
     assert [results.get_counts(k) for k in range(16)] == [{expected(k % 8): SHOTS} for k in range(16)]
@@ -96,7 +101,7 @@ def test_delete_a_finished_and_a_running_set(jm):
         # they touch afterwards comes back without an expiry).
         gone = [keys.tombstone(sid).encode()]
         try:
-            wait_for(lambda sid=sid: set_keys(jm, sid) == gone, 60, "the set's keys to go")
+            wait_for(lambda sid=sid, gone=gone: set_keys(jm, sid) == gone, 60, "the set's keys to go")
         except TimeoutError:
             pass
         assert set_keys(jm, sid) == gone  # names what was left

@@ -11,6 +11,7 @@ import pytest
 
 from qjm import InvalidInputError, JobSetStatus, JobStatus, retries, tags, validation
 from qjm.config import Settings
+from qjm.deletion import delete_job_set
 from qjm.emulator import records as service
 from qjm.emulator.faults import CODE_MESSAGES, Faults
 from qjm.job_set import ManagedJobSet
@@ -95,6 +96,25 @@ def test_the_reconciler_repairs_an_index_a_crash_left_behind(store):
     assert store.index.repair(store.running_ids()) == 2
     assert [s.job_set_id() for s in job_sets(store, store.cfg, status="DONE")] == [sid]
     assert lost in [s.job_set_id() for s in job_sets(store, store.cfg, status="RUNNING")]
+
+
+# ---------------------------------------------------------------- deletion
+def test_writes_that_come_late_to_a_deleted_set_bring_nothing_of_it_back(store):
+    """A task or the reconciler that read the set just before it was deleted writes just after:
+    nothing of the set comes back (a hash without an expiry would be kept for ever)."""
+    sid = new_set(store)
+    delete_job_set(store, store.cfg, sid)
+    store.set_job_fields(sid, 0, remote_id="late")
+    store.steps.mark_startable(sid, 0, time.time())
+    assert store.steps.resent(sid, 0, Step.TRANSPILE, bump_epoch=True) == 0
+    assert not store.claim_jobs_sent(sid) and not store.claim_batch_close(sid)
+    assert not store.set_batch(sid, "batch-late")
+    store.note_scan_from(sid, 1)
+    store.note_assemble_sent(sid, time.time())
+    store.waiting_since(sid, 0)
+    assert not store.steps.plan(sid, 0, Step.SUBMIT, "q")
+    left = list(store.r.scan_iter(match=f"qjm:{{{sid}}}:*"))
+    assert left == [keys.tombstone(sid).encode()] and store.r.ttl(left[0]) > 0
 
 
 # ---------------------------------------------------------------- tags

@@ -111,21 +111,20 @@ def test_unfinished_sets_and_remote_slots(stack):
     assert value(samples(url), "qjm_reconciler_resent_total", step="transpile") == before + 1
 
 
-def test_each_observation_counts_once(stack):
+def test_observations_land_in_their_buckets(stack):
     redis_proc, _ = stack
     store = Store(cfg=Settings(redis_url=redis_proc.url))
-    sid = new_job_set_id()
-    assert qm.observe(store, qm.JOB_HISTOGRAM, "dedupe_backend", sid, "job:0", 4.0)
-    assert not qm.observe(store, qm.JOB_HISTOGRAM, "dedupe_backend", sid, "job:0", 4.0)  # a redelivery
-    assert qm.observe(store, qm.JOB_HISTOGRAM, "dedupe_backend", sid, "job:1", 100000.0)
+    qm.observe(store, qm.JOB_HISTOGRAM, "bucket_backend", 4.0)
+    qm.observe(store, qm.JOB_HISTOGRAM, "bucket_backend", 100000.0)
     found = {(s.name, tuple(sorted(s.labels.items()))): s.value
              for fam in text_string_to_metric_families(generate_latest(qm.registry(store.cfg)).decode())
              for s in fam.samples}
-    assert value(found, "qjm_job_result_seconds_count", backend="dedupe_backend") == 2
-    assert value(found, "qjm_job_result_seconds_bucket", backend="dedupe_backend", le="2.0") == 0
-    assert value(found, "qjm_job_result_seconds_bucket", backend="dedupe_backend", le="5.0") == 1
-    assert value(found, "qjm_job_result_seconds_bucket", backend="dedupe_backend", le="86400.0") == 1
-    assert value(found, "qjm_job_result_seconds_bucket", backend="dedupe_backend", le="+Inf") == 2
+    assert value(found, "qjm_job_result_seconds_count", backend="bucket_backend") == 2
+    assert value(found, "qjm_job_result_seconds_sum", backend="bucket_backend") == 100004.0
+    assert value(found, "qjm_job_result_seconds_bucket", backend="bucket_backend", le="2.0") == 0
+    assert value(found, "qjm_job_result_seconds_bucket", backend="bucket_backend", le="5.0") == 1
+    assert value(found, "qjm_job_result_seconds_bucket", backend="bucket_backend", le="86400.0") == 1
+    assert value(found, "qjm_job_result_seconds_bucket", backend="bucket_backend", le="+Inf") == 2
 
 
 def test_redis_down_is_a_metric_not_an_error():

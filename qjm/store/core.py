@@ -23,6 +23,7 @@ from ..errors import JobSetNotFoundError, StoreUnavailableError
 from ..lifecycle import CANCELLED_BY_USER, FINAL_RANK, JobSetStatus, JobStatus, Step
 from . import keys, scripts
 from .durations import Durations
+from .existing import ExistingHashes
 from .histograms import Histograms
 from .index import SetIndex
 from .outputs import Outputs
@@ -55,11 +56,12 @@ class Store:
         self._new_attempt = scripts.load(self.r, "new_attempt")
         self._drop_batch = scripts.load(self.r, "drop_batch")
         self._relabel = scripts.load(self.r, "relabel")
+        self.existing = ExistingHashes(self.r)
         self.slots = SlotPool(self.r)
         self.durations = Durations(self.r)
         self.histograms = Histograms(self.r, self.ttl)
         self.outputs = Outputs(self.r, self.ttl, self.cfg.result_chunk_bytes)
-        self.steps = Steps(self.r)
+        self.steps = Steps(self.r, self.existing)
         self.index = SetIndex(self.r)
 
     @property
@@ -146,10 +148,10 @@ class Store:
         self.r.zrem(keys.RUNNING, sid)
 
     def note_scan_from(self, sid: str, i: int) -> None:
-        self.r.hset(keys.job_set(sid), "scan_from", str(i))
+        self.existing.set(keys.job_set(sid), {"scan_from": i})
 
     def note_assemble_sent(self, sid: str, when: float) -> None:
-        self.r.hset(keys.job_set(sid), "assemble_sent_at", repr(when))
+        self.existing.set(keys.job_set(sid), {"assemble_sent_at": repr(when)})
 
     # ----------------------------------------------------------------- reading
     def job_set(self, sid: str) -> JobSetRecord:
@@ -277,12 +279,12 @@ class Store:
 
     def set_job_fields(self, sid: str, i: int, **fields: Any) -> None:
         """Record facts about a job (e.g. its remote id) without changing its status."""
-        self.r.hset(keys.job(sid, i), mapping={k: "" if v is None else str(v) for k, v in fields.items()})
+        self.existing.set(keys.job(sid, i), fields)
 
     def waiting_since(self, sid: str, i: int) -> float:
         """When the job first waited for a remote slot (recorded on the first call)."""
         key = keys.job(sid, i)
-        self.r.hsetnx(key, "waiting_since", repr(time.time()))
+        self.existing.set_new(key, "waiting_since", repr(time.time()))
         return float(self.r.hget(key, "waiting_since") or time.time())
 
     #: Seconds a posting lock outlives its holder's last renewal (see ``posting_lock``).
@@ -304,7 +306,7 @@ class Store:
 
     def set_batch(self, sid: str, batch_id: str) -> bool:
         """Record the set's remote batch once; returns False if another worker won the race."""
-        return bool(self.r.hsetnx(keys.job_set(sid), "batch_id", batch_id))
+        return self.existing.set_new(keys.job_set(sid), "batch_id", batch_id)
 
     def drop_batch(self, sid: str, batch_id: str) -> bool:
         """Forget the set's batch if it is still ``batch_id`` (the service closed it)."""
@@ -333,18 +335,18 @@ class Store:
 
     def claim_jobs_sent(self, sid: str) -> bool:
         """True for the one caller that gets to send the set's job messages."""
-        return bool(self.r.hsetnx(keys.job_set(sid), "jobs_sent", "1"))
+        return self.existing.set_new(keys.job_set(sid), "jobs_sent", "1")
 
     def claim_batch_close(self, sid: str) -> bool:
         """True for the one caller that gets to close (or cancel) the set's batch."""
-        return bool(self.r.hsetnx(keys.job_set(sid), "batch_closed", "1"))
+        return self.existing.set_new(keys.job_set(sid), "batch_closed", "1")
 
     def request_cancel(self, sid: str) -> list[JobRecord]:
         """Flag the set cancelled and move every unfinished job to CANCELLED.
 
         Returns the jobs that this call cancelled (their remote jobs need cancelling)."""
         rec = self.job_set(sid)
-        self.r.hset(keys.job_set(sid), "cancel_requested", "1")
+        self.existing.set(keys.job_set(sid), {"cancel_requested": "1"})
         cancelled = []
         for job in self.jobs(sid, rec.n_jobs):
             if not job.status.final and self.advance(sid, job.index, JobStatus.CANCELLED,

@@ -1,6 +1,6 @@
-"""Latency histograms as counters in Redis: every worker on every host adds to the same ones,
-and each observation (a job's result, a set's end) is counted once even when a task that
-reports it is redelivered. ``qjm.metrics`` decides buckets and serves them."""
+"""Latency histograms as counters in Redis: every worker on every host adds to the same ones.
+Each observation (a job's result, a set's end) is reported by the one transition that made it,
+so a redelivered task counts nothing twice. ``qjm.metrics`` decides buckets and serves them."""
 
 from __future__ import annotations
 
@@ -24,21 +24,6 @@ class Histograms:
         self._lock = threading.Lock()
         self._pending: defaultdict[tuple[str, str, str], float] = defaultdict(float)  # (metric, backend, field) -> by
         self._timer: threading.Timer | None = None
-
-    def observe_once(self, metric: str, backend: str, sid: str, member: str, bucket: str, seconds: float) -> bool:
-        """Count one observation, unless this member of the set was counted already.
-
-        The seen-set lives in the set's hash slot and the histogram in the backend's, so they are
-        two steps (Redis Cluster forbids one script over both): marking first means a crash in
-        between loses one observation rather than counting one twice."""
-        seen = keys.metrics_seen(sid)
-        p = self.r.pipeline(transaction=False)
-        p.sadd(seen, member)
-        p.expire(seen, self.ttl)
-        if not p.execute()[0]:
-            return False
-        self.observe(metric, backend, bucket, seconds)
-        return True
 
     def observe(self, metric: str, backend: str, bucket: str, seconds: float) -> None:
         """Count one observation that its caller is told of once (e.g. a job's move to DONE)."""

@@ -71,7 +71,8 @@ def batch_lock(sid: str) -> str:
 
 
 def metrics_seen(sid: str) -> str:
-    """Set: which of the set's observations the latency histograms have counted."""
+    """Set: which of the set's observations the latency histograms had counted (written by qjm
+    before each observation came from the one transition that made it; removed with the set)."""
     return f"{_set(sid)}:metrics-seen"
 
 

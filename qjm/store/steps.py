@@ -18,6 +18,7 @@ import redis
 
 from ..lifecycle import FINAL_RANK, JobStatus, Step
 from . import keys, scripts
+from .existing import ExistingHashes
 from .records import JobRecord
 
 #: Seconds a process may hold back a queue's watermark (``Steps.note_started``): one write a
@@ -38,8 +39,9 @@ class Begun:
 
 
 class Steps:
-    def __init__(self, r: redis.Redis) -> None:
+    def __init__(self, r: redis.Redis, existing: ExistingHashes) -> None:
         self.r: Any = r  # sync and binary: answers are bytes (see ``Store``)
+        self.existing = existing
         self._plan = scripts.load(r, "plan_step")
         self._started = scripts.load(r, "step_started")
         self._begin = scripts.load(r, "begin_step")
@@ -127,16 +129,16 @@ class Steps:
         raw = self.r.hget(key, "startable_at")  # '' once a step is planned or started
         if raw:
             return float(raw)
-        self.r.hset(key, "startable_at", repr(now))  # one reconciler runs a tick (its lock)
+        self.existing.set(key, {"startable_at": repr(now)})  # one reconciler runs a tick (its lock)
         return now
 
     def resent(self, sid: str, i: int, step: Step, bump_epoch: bool) -> int:
         """Count a re-send of the job's step; a re-sent poll loop gets a new epoch. Returns the epoch."""
         p = self.r.pipeline(transaction=False)
-        p.hincrby(keys.job(sid, i), "resends", 1)
-        p.hincrby(keys.job(sid, i), "poll_epoch", 1 if bump_epoch else 0)
+        self.existing.incr(keys.job(sid, i), {"resends": 1, "poll_epoch": 1 if bump_epoch else 0}, client=p)
         p.hincrby(keys.RESENT, step.value, 1)
-        return int(p.execute()[1])
+        counts = p.execute()[0]
+        return int(counts[1]) if counts else 0
 
     def resent_counts(self) -> dict[str, int]:
         return {k.decode(): int(v) for k, v in self.r.hgetall(keys.RESENT).items()}
