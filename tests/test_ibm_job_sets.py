@@ -194,7 +194,7 @@ def test_primitive_pubs_through_the_emulated_service(cluster, monkeypatch):
     bell.h(0)
     bell.cx(0, 1)
     observables = ["ZZ", "XX", "ZI"]
-    estimator = JobManager().run([(bell, observables)], backend=BACKEND, primitive="estimator", precision=0.05)
+    estimator = JobManager().run([(bell, observables)], backend=BACKEND, primitive="estimator", precision=0.025)
     bits = sampler.results(timeout=300).primitive_result()[0].data.meas
     assert bits.shape == (5,) and bits.num_shots == 1000
     ones = np.asarray(bits.bitcount(), dtype=float).mean(axis=-1)
@@ -202,10 +202,12 @@ def test_primitive_pubs_through_the_emulated_service(cluster, monkeypatch):
     data = estimator.results(timeout=300).primitive_result()[0].data
     exact = [Statevector(bell).expectation_value(SparsePauliOp(o)).real for o in observables]
     assert data.evs.shape == (3,)
-    # Readout mitigation (the Estimator's default) leaves gate noise: within 0.15 of exact on a
-    # 5-qubit noisy device, and the stds are what 0.05 precision promises.
+    # Readout mitigation (the Estimator's default) leaves gate noise (about 0.01 here) and shot
+    # noise of about the precision (1,600 shots, under the 2,000 cap above): over 40 pubs at 0.02
+    # the spread was 0.007 to 0.021, so 0.15 is about 6 of it at 0.025. (At 0.05, ZI spread 0.06
+    # and one pub in 40 missed 0.15: shot noise, not the model.)
     assert np.all(np.abs(data.evs - exact) < 0.15), (data.evs, exact)
-    assert np.all(data.stds < 0.1)
+    assert np.all(data.stds < 0.05), data.stds
     assert redis.client().exists(keys.prepared(estimator.job_set_id(), 0)), "prepared in the CPU step, not in the post"
     posts = emulator.stats()["posts_by_tag"]
     assert sum(posts.get(f"qjm:{sampler.job_set_id()}:{i}", 0) for i in range(3)) == 3
