@@ -59,7 +59,7 @@ class Store:
         self.existing = ExistingHashes(self.r)
         self.slots = SlotPool(self.r)
         self.durations = Durations(self.r)
-        self.histograms = Histograms(self.r, self.ttl)
+        self.histograms = Histograms(self.r)
         self.outputs = Outputs(self.r, self.ttl, self.cfg.result_chunk_bytes)
         self.steps = Steps(self.r, self.existing)
         self.index = SetIndex(self.r)

@@ -18,9 +18,8 @@ FLUSH_AFTER = 1.0
 
 
 class Histograms:
-    def __init__(self, r: redis.Redis, ttl: int) -> None:
+    def __init__(self, r: redis.Redis) -> None:
         self.r: Any = r  # sync and binary: answers are bytes (see ``Store``)
-        self.ttl = ttl
         self._lock = threading.Lock()
         self._pending: defaultdict[tuple[str, str, str], float] = defaultdict(float)  # (metric, backend, field) -> by
         self._timer: threading.Timer | None = None
