@@ -176,6 +176,8 @@ class Settings:
     min_poll_interval: float = field(default_factory=lambda: _float("QJM_MIN_POLL_INTERVAL", 0.1))
     #: Pending remote jobs allowed per IBM backend, across all job sets and workers.
     max_pending_jobs: int = field(default_factory=lambda: _int("QJM_MAX_PENDING_JOBS", 3))
+    #: Seconds the service's device listing (status, queue) is shared before it is asked again.
+    backends_cache_seconds: float = field(default_factory=lambda: _float("QJM_BACKENDS_CACHE_SECONDS", 5.0))
     #: Experiments per job when neither the caller nor the backend says otherwise.
     default_max_experiments: int = field(default_factory=lambda: _int("QJM_DEFAULT_MAX_EXPERIMENTS", 100))
     #: Cap on circuits x shots in one job (IBM's Sampler limit is 10 million executions).

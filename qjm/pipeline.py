@@ -19,6 +19,7 @@ from qiskit import QuantumCircuit
 from qiskit.transpiler import PassManager, generate_preset_pass_manager
 
 from . import codec, dispatch, hooks, polling, tasks
+from .backends import Placement
 from .config import Settings
 from .config import settings as load_settings
 from .errors import RetryLater
@@ -27,6 +28,7 @@ from .lifecycle import JobSetStatus, JobStatus, Step, job_set_outcome
 from .runners import JobRunner, LocalRunner, RemoteRunner
 from .runners.base import ExecutorFor, work_from
 from .store import JobRecord, JobSetRecord, Store
+from .store.keys import job_ref
 from .transitions import Transitions
 
 
@@ -40,7 +42,7 @@ class Pipeline:
 
     def __init__(self, store: Store | None = None, cfg: Settings | None = None,
                  executor_for: ExecutorFor = for_backend,
-                 send_assemble: Callable[[str], None] | None = None) -> None:
+                 send_assemble: Callable[[str], None] | None = None, placement: Placement | None = None) -> None:
         self.cfg = cfg or load_settings()
         self.store = store or Store(cfg=self.cfg)
         self.executor_for = executor_for
@@ -48,7 +50,9 @@ class Pipeline:
         self.send_assemble = send_assemble or (lambda sid: dispatch.send_assemble(cfg_, sid))
         self.transitions = Transitions(self.store, on_set_complete=self._set_complete)
         self.local = LocalRunner(self.store, self.cfg, executor_for, self.transitions)
-        self.remote = RemoteRunner(self.store, self.cfg, executor_for, self.transitions)
+        self.placement = placement or Placement(self.store, self.cfg)
+        self.remote = RemoteRunner(self.store, self.cfg, executor_for, self.transitions,
+                                   placement=self.placement, retarget=self.retarget)
         self._pass_managers: dict[tuple[str, int], PassManager] = {}
         self._records: dict[str, JobSetRecord] = {}
 
@@ -109,7 +113,7 @@ class Pipeline:
         if rec is not None:
             self.store.steps.plan(sid, i, Step.SUBMIT, self.submit_queue(rec), after=Step.TRANSPILE)
             if not self.is_local(rec):
-                self.remote.post_if_free(rec.backend, sid, i)
+                self.remote.post_if_free(self.store.job(sid, i) if rec.fans_out else None, rec, i)
 
     def set_record(self, sid: str) -> JobSetRecord:
         """The set's record as first read by this process: for what never changes (backend,
@@ -142,10 +146,9 @@ class Pipeline:
             return None
         try:
             circuits = codec.circuits_from_qpy(qpy or b"")
-            opts = RunOptions.from_json(rec.options)
-            # One job per task: parallelism comes from many workers, not from forking here.
-            isa = self.pass_manager(rec.backend, opts.optimization_level).run(circuits, num_processes=1)
-            isa = isa if isinstance(isa, list) else [isa]
+            if rec.fans_out and not job.backend:
+                job = replace(job, backend=self.placement.place(rec, i, max(c.num_qubits for c in circuits)))
+            isa = self._isa(rec, rec.job_backend(job), circuits)
         except RetryLater:
             raise  # the backend's target could not be had just now (e.g. a 429): try again later
         except Exception as exc:  # noqa: BLE001 - any failure belongs to this job only
@@ -155,19 +158,36 @@ class Pipeline:
             self.local.run(rec, job, isa)
             return None
         try:
-            self._prepare(rec, i, isa)
+            self._prepare(rec, i, isa, rec.job_backend(job))
         except RetryLater:
             raise
         except Exception as exc:  # noqa: BLE001 - a pub the primitive refuses fails this job only
             t.fail(sid, i, "preparation", exc)
             return None
         after = t.advance(sid, i, JobStatus.TRANSPILED, isa=codec.circuits_to_qpy(isa))
-        return None if after.final else rec
+        if after.final:
+            return None
+        if rec.fans_out:  # from its placement on, the job counts as waiting there
+            self.store.slots.wait(rec.job_backend(job), job_ref(sid, i), self.store.waiting_since(sid, i))
+        return rec
 
-    def _prepare(self, rec: JobSetRecord, i: int, isa: list[QuantumCircuit]) -> None:
+    def _isa(self, rec: JobSetRecord, backend: str, circuits: list[QuantumCircuit]) -> list[QuantumCircuit]:
+        opts = RunOptions.from_json(rec.options)
+        # One job per task: parallelism comes from many workers, not from forking here.
+        isa = self.pass_manager(backend, opts.optimization_level).run(circuits, num_processes=1)
+        return isa if isinstance(isa, list) else [isa]
+
+    def retarget(self, rec: JobSetRecord, i: int, backend: str) -> None:
+        """Transpile (and prepare) an unposted job anew for ``backend`` and place it there
+        (``RemoteRunner`` calls this, holding the job's posting lock, when the job moves)."""
+        isa = self._isa(rec, backend, codec.circuits_from_qpy(self.store.circuits_qpy(rec.id, i) or b""))
+        self.store.retarget(rec.id, i, backend, codec.circuits_to_qpy(isa))
+        self._prepare(rec, i, isa, backend)
+
+    def _prepare(self, rec: JobSetRecord, i: int, isa: list[QuantumCircuit], backend: str) -> None:
         """The executor's CPU-side preparation of the job (e.g. the Estimator's program), stored
         before the job reads TRANSPILED, so a post never computes while it holds a slot."""
-        executor = self.executor_for(rec.backend)
+        executor = self.executor_for(backend)
         if type(executor).prepare is Executor.prepare:
             return
         work = work_from(self.store, rec, i, isa)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import cache, lru_cache
+from typing import Any
 
 from ..config import settings
 from .base import Executor, JobWork, Poll, Primitive, RunOptions, Submission, SubmitContext
@@ -10,7 +11,7 @@ from .local import LocalExecutor, is_local, local_backend_names
 
 __all__ = [
     "Executor", "JobWork", "Poll", "Primitive", "RunOptions", "SubmitContext", "Submission",
-    "LocalExecutor", "for_backend", "is_local", "local_backend_names",
+    "LocalExecutor", "for_backend", "is_local", "local_backend_names", "remote_devices",
 ]
 
 
@@ -34,3 +35,14 @@ def _remote(name: str, account: tuple[str | None, ...]) -> Executor:
     from .ibm import IBMQuantumExecutor  # imported lazily: it pulls in the HTTP client
 
     return IBMQuantumExecutor(name, settings())
+
+
+def remote_devices() -> list[dict[str, Any]] | None:
+    """The service's devices (``ibm.list_devices``), or None when no IBM account is configured
+    (no token, URL, instance or channel set): then qjm lists only its local backends."""
+    cfg = settings()
+    if not (cfg.ibm_token or cfg.ibm_url or cfg.ibm_instance or cfg.ibm_channel):
+        return None
+    from .ibm import Account, list_devices
+
+    return list_devices(Account.from_settings(cfg))

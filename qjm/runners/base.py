@@ -62,7 +62,7 @@ class JobRunner(ABC):
             self.transitions.cancel(rec.id, i)
             return
         try:
-            executor = self.executor_for(rec.backend)
+            executor = self.executor_for(rec.job_backend(job))
         except Exception as exc:  # noqa: BLE001 - an unusable backend fails this job only
             self.transitions.fail(rec.id, i, "submission", exc)
             return

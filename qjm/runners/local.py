@@ -27,7 +27,7 @@ class LocalRunner(JobRunner):
         """Simulate a job its transpile task has just transpiled (``Pipeline.transpile``): the
         circuits are at hand, so they are neither stored nor read back."""
         try:
-            executor = self.executor_for(rec.backend)
+            executor = self.executor_for(rec.job_backend(job))
             work = work_from(self.store, rec, job.index, isa)
         except Exception as exc:  # noqa: BLE001 - an unusable backend fails this job only
             self.transitions.fail(rec.id, job.index, "submission", exc)

@@ -2,7 +2,9 @@
 
 Rules kept here:
 
-* A job set has one batch; the first submit opens it (under a Redis lock) and records its id.
+* A job set has one batch per backend (``batches``); its first submit there opens it.
+* A set over several backends places each job on one (``qjm.backends.placement``); a job that
+  waits for a slot may move to another before it is posted, never after.
 * At most ``QJM_MAX_PENDING_JOBS`` jobs per backend are pending at once (``store.slots``). A job
   that finds no free slot waits in a FIFO; whoever frees a slot posts the longest-waiting job.
 * An attempt is posted at most once: before posting, the job's record in Redis and then the
@@ -14,27 +16,26 @@ Rules kept here:
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import redis.lock
 from cachetools import LRUCache
 
 from .. import outputs, polling, retries
+from ..backends import Placement
 from ..errors import BatchClosedError, QJMError, RetryLater
 from ..executors import Executor, JobWork, SubmitContext
 from ..lifecycle import JobStatus
 from ..store import JobRecord, JobSetRecord
 from ..store.keys import job_ref, parse_job_ref
 from .base import JobRunner
+from .batches import SetBatches
+from .locks import kept, release_quietly
 
 log = logging.getLogger(__name__)
 
-#: Seconds a first submit waits for another delivery that is opening the set's batch.
-BATCH_OPEN_WAIT = 2.0
 #: A job whose batch ended before it ran is posted again, as a new attempt, at most this often.
 MAX_REPOSTS = 3
 #: Posts made ready ahead of a freed slot (``RemoteRunner.ready_next``), kept per worker process.
@@ -47,43 +48,16 @@ def job_tags(sid: str, i: int, attempt: int) -> list[str]:
     return [f"qjm:{sid}", f"qjm:{sid}:{i}", f"qjm:{sid}:{i}:a{attempt}"]
 
 
-@contextmanager
-def kept(lock: redis.lock.Lock) -> Iterator[None]:
-    """Renew ``lock`` at a third of its timeout until the block ends, so a lock with a short
-    timeout outlives a slow holder but not a dead one."""
-    stop = threading.Event()
-    every = (lock.timeout or 15) / 3
-
-    def renew() -> None:
-        while not stop.wait(every):
-            try:
-                lock.reacquire()
-            except Exception:  # noqa: BLE001 - lost or expired: the holder's own release will say
-                return
-
-    renewer = threading.Thread(target=renew, name="qjm-posting-lock", daemon=True)
-    renewer.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        renewer.join()
-
-
-def release_quietly(lock: redis.lock.Lock) -> None:
-    """Release a lock this delivery may have lost meanwhile (it expired while we were cut off)."""
-    try:
-        lock.release()
-    except redis.lock.LockError:
-        pass
-    except redis.RedisError as exc:
-        log.info("releasing %s failed: %s (it expires by itself)", lock.name, exc)
-
-
 class RemoteRunner(JobRunner):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, placement: Placement | None = None,
+                 retarget: Callable[[JobSetRecord, int, str], None] | None = None, **kwargs: Any) -> None:
+        """``placement`` and ``retarget`` serve sets over several backends: where a waiting job
+        goes instead, and transpiling it for that backend (``Pipeline.retarget``)."""
         super().__init__(*args, **kwargs)
         self._ready: LRUCache[tuple[str, int], JobWork] = LRUCache(maxsize=READY_POSTS)
+        self.placement = placement
+        self.retarget = retarget
+        self.batches = SetBatches(self.store)
 
     @property
     def lease(self) -> float:
@@ -97,12 +71,15 @@ class RemoteRunner(JobRunner):
         The job's circuits are loaded only once a slot is held, so a job waiting for one costs a
         few Redis reads."""
         store, i, ref = self.store, job.index, job_ref(rec.id, job.index)
-        if not store.slots.acquire(rec.backend, ref, self.cfg.max_pending_jobs, self.lease):
+        backend = rec.job_backend(job)
+        if rec.fans_out:
+            backend, executor = self._maybe_move(rec, job, backend, executor)
+        if not store.slots.acquire(backend, ref, self.cfg.max_pending_jobs, self.lease):
             since = store.waiting_since(rec.id, i)
-            ahead = store.slots.wait(rec.backend, ref, since)
-            delay = polling.slot_wait_retry_in(time.time() - since, store.durations.estimate(rec.backend), self.cfg,
+            ahead = store.slots.wait(backend, ref, since)
+            delay = polling.slot_wait_retry_in(time.time() - since, store.durations.estimate(backend), self.cfg,
                                                ahead, self.cfg.max_pending_jobs)
-            raise RetryLater(f"all {self.cfg.max_pending_jobs} pending-job slots on {rec.backend} are taken", delay)
+            raise RetryLater(f"all {self.cfg.max_pending_jobs} pending-job slots on {backend} are taken", delay)
         lock = store.posting_lock(rec.id, i)
         if not lock.acquire():
             raise RetryLater(f"job {i} of {rec.id} is being posted by another delivery", 1.0)
@@ -111,12 +88,11 @@ class RemoteRunner(JobRunner):
                 self._post(rec, store.job(rec.id, i), executor, lock)
         except BatchClosedError as exc:
             # The batch reached its lifetime: forget it, so the retry (any job's) opens a new one.
-            store.slots.release(rec.backend, ref)
-            if rec.batch_id:
-                store.drop_batch(rec.id, rec.batch_id)
+            store.slots.release(backend, ref)
+            self.batches.drop(rec, backend)
             raise RetryLater(f"job {i} of {rec.id}: {exc}; posting in a new batch", 0.1) from exc
         except RetryLater:
-            store.slots.release(rec.backend, ref)
+            store.slots.release(backend, ref)
             raise
         except Exception as exc:  # noqa: BLE001 - a refused job fails this job only
             if store.job(rec.id, i).remote_id:
@@ -125,19 +101,47 @@ class RemoteRunner(JobRunner):
                 log.warning("job set %s job %d: a late delivery failed (%s); the job's post stands", rec.id, i, exc)
                 return
             self.transitions.fail(rec.id, i, "submission", exc)
-            self.release(rec, i)
+            self.release(rec, i, backend)
         finally:
             release_quietly(lock)
 
-    def post_if_free(self, backend: str, sid: str, i: int) -> None:
+    def _maybe_move(self, rec: JobSetRecord, job: JobRecord, backend: str,
+                    executor: Executor) -> tuple[str, Executor]:
+        """Where a job of a set over several backends is posted: where it waits, or (under its
+        posting lock, transpiled anew) on the backend ``qjm.backends.placement`` moves it to."""
+        assert self.placement is not None and self.retarget is not None
+        target = self.placement.reconsider(rec, job)
+        if target is None or target == backend:
+            return backend, executor
+        lock = self.store.posting_lock(rec.id, job.index)
+        if not lock.acquire():
+            return backend, executor  # being posted (or moved) by another delivery
+        try:
+            with kept(lock):
+                current = self.store.job(rec.id, job.index)
+                if current.remote_id or current.post_attempted or current.status.final \
+                        or rec.job_backend(current) != backend:
+                    return rec.job_backend(current), self.executor_for(rec.job_backend(current))
+                log.info("job set %s job %d moves from %s to %s", rec.id, job.index, backend, target)
+                self.retarget(rec, job.index, target)
+                self.store.slots.move_waiter(backend, target, job_ref(rec.id, job.index),
+                                             self.store.waiting_since(rec.id, job.index))
+        finally:
+            release_quietly(lock)
+        self.hand_off(backend)  # it may have held the place a slot there was kept for
+        return target, self.executor_for(target)
+
+    def post_if_free(self, job: JobRecord | None, rec: JobSetRecord, i: int) -> None:
         """Post a job that was just transpiled at once, from its transpile task, when a slot is
-        free and no job waits for one: a set's first jobs then go out without a Celery round trip
-        to their submit task. Otherwise that task does what it always does; it also follows this
-        post, finds the job posted and goes on to poll it."""
-        if not self.store.slots.free_for_newcomer(backend, self.cfg.max_pending_jobs):
+        free and no job waits before it: a set's first jobs then go out without a Celery round
+        trip to their submit task. Otherwise that task does what it always does; it also follows
+        this post, finds the job posted and goes on to poll it. ``job`` is the job as placed, for
+        a set over several backends."""
+        backend = rec.job_backend(job) if job is not None else rec.backend
+        if not self.store.slots.free_for(backend, job_ref(rec.id, i), self.cfg.max_pending_jobs):
             return
         try:
-            self.submit(self.store.job_set(sid), i)
+            self.submit(self.store.job_set(rec.id), i)
         except RetryLater:
             pass  # the job's submit task, sent next, tries again (queued for a slot, if it now waits)
 
@@ -145,6 +149,8 @@ class RemoteRunner(JobRunner):
         if job.remote_id:  # posted while we waited for the lock
             return
         i = job.index
+        if rec.job_backend(job) != executor.name:  # moved to another backend while we waited
+            raise RetryLater(f"job {i} of {rec.id} moved to {rec.job_backend(job)}", 0.1)
         def fence() -> None:
             # A delivery cut off from Redis for longer than the lock's life lost it to another,
             # which may have posted since: the last look before the post is at the lock.
@@ -152,7 +158,7 @@ class RemoteRunner(JobRunner):
                 raise RetryLater(f"job {i} of {rec.id}: the posting lock expired before the post", 1.0)
 
         # The user's tags first: the attempt's own tag is the last (``find_submitted`` reads it).
-        ctx = SubmitContext(rec.id, i, attempt=job.attempt, batch_id=self._batch(rec, executor),
+        ctx = SubmitContext(rec.id, i, attempt=job.attempt, batch_id=self.batches.batch(rec, executor),
                             tags=[*rec.tags, *job_tags(rec.id, i, job.attempt)], fence=fence)
         # An earlier delivery that got as far as posting may have died before recording the id:
         # then the attempt's tag on the service tells. So does Redis having restarted since the
@@ -164,7 +170,7 @@ class RemoteRunner(JobRunner):
         if remote_id is None:
             work = self._ready.pop((job_ref(rec.id, i), job.attempt), None) or self.load_work(rec, i)
             if work is None:  # the job failed on the way
-                self.release(rec, i)
+                self.release(rec, i, executor.name)
                 return
             self.store.set_job_fields(rec.id, i, post_attempted=repr(time.time()), run_id=run_id)
             fence()
@@ -178,7 +184,7 @@ class RemoteRunner(JobRunner):
             # Cancelled while we were posting: the job must not run, nor keep its slot.
             self.store.set_job_fields(rec.id, i, remote_id=remote_id)
             executor.cancel(remote_id)
-            self.release(rec, i)
+            self.release(rec, i, executor.name)
             return
         # Another delivery's post stands (this one's lock expired mid-post): withdraw ours. Its
         # slot is the other post's now.
@@ -197,61 +203,40 @@ class RemoteRunner(JobRunner):
         except Exception as exc:  # noqa: BLE001 - the job runs either way; its tags are a label
             log.warning("retagging job %s of set %s failed: %s", remote_id, rec.id, exc)
 
-    def _batch(self, rec: JobSetRecord, executor: Executor) -> str | None:
-        """The set's batch id, opening the batch if this is the set's first post."""
-        if rec.batch_id:
-            return rec.batch_id
-        lock = self.store.batch_lock(rec.id)
-        # Opening takes one request: wait for it here (briefly) rather than come back through
-        # Celery, which would start this job's slot a round trip late.
-        if not lock.acquire(blocking=True, blocking_timeout=BATCH_OPEN_WAIT, sleep=0.01):
-            raise RetryLater(f"the batch of {rec.id} is being opened by another delivery", 0.1)
-        try:
-            with kept(lock):
-                current = self.store.job_set(rec.id)
-                if current.batch_id:
-                    return current.batch_id
-                batch_id = executor.open_batch(rec.id)
-                if batch_id:
-                    self.store.set_batch(rec.id, batch_id)
-                return self.store.job_set(rec.id).batch_id
-        finally:
-            release_quietly(lock)
-
     # ------------------------------------------------------------------ poll
     def poll(self, rec: JobSetRecord, i: int) -> float | None:
         """One status check of a posted job; returns the delay to the next, or None once final."""
         store, t = self.store, self.transitions
         job = store.job(rec.id, i)
+        backend = rec.job_backend(job)
         if job.status.final:
-            self.release(rec, i)  # e.g. cancelled by the user: free its slot
+            self.release(rec, i, backend)  # e.g. cancelled by the user: free its slot
             return None
         if not job.remote_id:  # a new attempt waiting for its post (or a post that never was)
             return self._post_again(rec.id, i)
-        executor = self.executor_for(rec.backend)
+        executor = self.executor_for(backend)
         if rec.cancel_requested:  # cancelled between the flag and the job's own transition
             t.cancel(rec.id, i)
             executor.cancel(job.remote_id)
-            self.release(rec, i)
+            self.release(rec, i, backend)
             return None
-        est = store.durations.estimate(rec.backend)
+        est = store.durations.estimate(backend)
         age = time.time() - job.submitted_at if job.submitted_at else None
         first = polling.first_poll_age(est, self.cfg)
         if age is not None and age < first:  # just posted (or handed off): no point asking yet
             return polling.countdown(first - age)
-        store.slots.renew(rec.backend, job_ref(rec.id, i), self.lease)
+        store.slots.renew(backend, job_ref(rec.id, i), self.lease)
         state = executor.poll(job.remote_id)
         if state.status.final:
             # The service no longer counts the job as pending: free its slot for the next job
             # before spending time on fetching this one's results.
-            self.release(rec, i)
+            self.release(rec, i, backend)
         if state.status is JobStatus.DONE:
             sample = None if age is None else polling.end_sample(job.seen_pending_age, age, est)
             self._fetch(rec, job, executor, sample)
             return None
         if state.status is JobStatus.ERROR and state.repost and job.attempt <= MAX_REPOSTS:
-            if rec.batch_id:
-                store.drop_batch(rec.id, rec.batch_id)
+            self.batches.drop(rec, backend)
             self.transitions.new_attempt(rec.id, i, job.attempt, state.error or "its batch ended")
             return self._post_again(rec.id, i)
         if state.status is JobStatus.ERROR and retries.may_retry(rec.max_retries, job.history, state.error, local=False):
@@ -270,7 +255,7 @@ class RemoteRunner(JobRunner):
         store.set_job_fields(rec.id, i, seen_pending_age=repr(age))
         delay = polling.next_poll_in(age, est, self.cfg)
         if est is not None and polling.wait_inline(delay):  # near the expected end
-            self.ready_next(rec.backend)
+            self.ready_next(backend)
         return delay
 
     def ready_next(self, backend: str) -> None:
@@ -298,16 +283,17 @@ class RemoteRunner(JobRunner):
     def waits_inline(self, rec: JobSetRecord, delay: float) -> bool:
         """Only near an expected end, which needs a track record: elsewhere a pause this short is
         the age-based schedule of a young job, and Celery's round trip costs nothing there."""
-        return polling.wait_inline(delay) and self.store.durations.estimate(rec.backend) is not None
+        return polling.wait_inline(delay) and any(self.store.durations.estimate(b) is not None for b in rec.candidates)
 
     def _post_again(self, sid: str, i: int) -> float:
         """Post a job's new attempt from its poll loop, which then goes on polling it; returns
         the delay to the next poll (sooner while the post waits for a slot)."""
+        rec = self.store.job_set(sid)
         try:
-            self.submit(self.store.job_set(sid), i)
+            self.submit(rec, i)
         except RetryLater as later:
             return later.delay
-        return polling.first_poll_age(self.store.durations.estimate(self.store.job_set(sid).backend), self.cfg)
+        return polling.first_poll_age(self.store.durations.estimate(rec.job_backend(self.store.job(sid, i))), self.cfg)
 
     def _fetch(self, rec: JobSetRecord, job: JobRecord, executor: Executor, age: float | None) -> None:
         """Store a DONE job's results with its status; on failure the job fails instead. ``age``
@@ -325,13 +311,16 @@ class RemoteRunner(JobRunner):
             return
         self.transitions.advance(rec.id, job.index, JobStatus.DONE, result=result, finished_at=repr(time.time()))
         if age is not None:  # ``polling.end_sample``
-            self.store.durations.record(rec.backend, age)
+            self.store.durations.record(rec.job_backend(job), age)
 
     # ------------------------------------------------------------------ slots
-    def release(self, rec: JobSetRecord, i: int) -> None:
-        """Give the job's slot back (a no-op if it was given back already) and hand it on."""
-        if self.store.slots.release(rec.backend, job_ref(rec.id, i)):
-            self.hand_off(rec.backend)
+    def release(self, rec: JobSetRecord, i: int, backend: str | None = None) -> None:
+        """Give the job's slot on ``backend`` (by default where it was placed) back, a no-op if
+        it was given back already, and hand it on."""
+        if backend is None:
+            backend = rec.job_backend(self.store.job(rec.id, i)) if rec.fans_out else rec.backend
+        if self.store.slots.release(backend, job_ref(rec.id, i)):
+            self.hand_off(backend)
 
     def hand_off(self, backend: str) -> None:
         """Post the longest-waiting job now, instead of when its own retry comes round.
@@ -356,35 +345,29 @@ class RemoteRunner(JobRunner):
     def abandon(self, rec: JobSetRecord, job: JobRecord, why: str) -> bool:
         """Fail the job, and stop its remote job and give its slot back: nobody polls it any more."""
         super().abandon(rec, job, why)
+        backend = rec.job_backend(job)
         if job.remote_id:
             try:
-                self.executor_for(rec.backend).cancel(job.remote_id)
+                self.executor_for(backend).cancel(job.remote_id)
             except Exception as exc:  # noqa: BLE001 - best effort; the job is failed either way
                 log.warning("cancelling abandoned job %s failed: %s", job.remote_id, exc)
-        self.release(rec, job.index)
+        self.release(rec, job.index, backend)
         return False
 
     # ------------------------------------------------------------------ batch and cancel
     def close_batch(self, rec: JobSetRecord) -> None:
-        """Close the set's batch (cancel it, if the set was cancelled), once."""
-        if not rec.batch_id or not self.store.claim_batch_close(rec.id):
-            return
-        try:
-            self.executor_for(rec.backend).close_batch(rec.batch_id, cancel=rec.cancel_requested)
-        except Exception as exc:  # noqa: BLE001 - an unclosed batch expires on the service by itself
-            log.warning("closing batch %s of job set %s failed: %s", rec.batch_id, rec.id, exc)
+        self.batches.close(rec, self.executor_for)
 
     def cancel_set(self, rec: JobSetRecord) -> None:
         """Cancel every posted job of a cancelled set that did not finish.
 
         The batch is left to the set's assembly, which cancels it before the set reads as final:
         were it cancelled here too, a user could see the set final while the batch is still open."""
-        executor = self.executor_for(rec.backend)
         for job in self.store.jobs(rec.id, rec.n_jobs):
             if job.status is JobStatus.CANCELLED and job.remote_id:
                 try:
-                    executor.cancel(job.remote_id)
+                    self.executor_for(rec.job_backend(job)).cancel(job.remote_id)
                 except Exception as exc:  # noqa: BLE001 - keep cancelling the others
                     log.warning("cancelling job %s failed: %s", job.remote_id, exc)
             if job.status.final:
-                self.release(rec, job.index)
+                self.release(rec, job.index, rec.job_backend(job))

@@ -27,7 +27,7 @@ from .existing import ExistingHashes
 from .histograms import Histograms
 from .index import SetIndex
 from .outputs import Outputs
-from .records import JobRecord, JobSetRecord
+from .records import BATCH_FIELD, JobRecord, JobSetRecord
 from .slots import SlotPool
 from .steps import Steps
 
@@ -208,6 +208,9 @@ class Store:
     def names(self, sid: str) -> list[str]:
         return codec.loads(self.r.get(keys.names(sid))) or []
 
+    def circuits_qpy(self, sid: str, i: int) -> bytes | None:
+        return self.r.get(keys.circuits(sid, i))
+
     def isa_qpy(self, sid: str, i: int) -> bytes | None:
         return self.r.get(keys.isa(sid, i))
 
@@ -281,6 +284,14 @@ class Store:
         """Record facts about a job (e.g. its remote id) without changing its status."""
         self.existing.set(keys.job(sid, i), fields)
 
+    def note_set(self, sid: str, **fields: str) -> None:
+        """Record facts about a set (e.g. what it waits for) without changing its status."""
+        self.existing.set(keys.job_set(sid), fields)
+
+    def job_width(self, sid: str, i: int) -> int:
+        """Qubits of the job's widest circuit, as recorded when it was placed."""
+        return int(self.r.hget(keys.job(sid, i), "width") or 0)
+
     def waiting_since(self, sid: str, i: int) -> float:
         """When the job first waited for a remote slot (recorded on the first call)."""
         key = keys.job(sid, i)
@@ -304,13 +315,24 @@ class Store:
         for a moment at most (``RemoteRunner._batch``), and renewed by its holder (so it frees soon after a holder that died)."""
         return self.r.lock(keys.batch_lock(sid), timeout=self.POSTING_LOCK_SECONDS, blocking=False)
 
-    def set_batch(self, sid: str, batch_id: str) -> bool:
-        """Record the set's remote batch once; returns False if another worker won the race."""
-        return self.existing.set_new(keys.job_set(sid), "batch_id", batch_id)
+    def set_batch(self, sid: str, batch_id: str, field: str = BATCH_FIELD) -> bool:
+        """Record the set's remote batch (on one backend: ``records.batch_field``) once; returns
+        False if another worker won the race."""
+        return self.existing.set_new(keys.job_set(sid), field, batch_id)
 
-    def drop_batch(self, sid: str, batch_id: str) -> bool:
+    def drop_batch(self, sid: str, batch_id: str, field: str = BATCH_FIELD) -> bool:
         """Forget the set's batch if it is still ``batch_id`` (the service closed it)."""
-        return bool(self._drop_batch(keys=[keys.job_set(sid)], args=[batch_id]))
+        return bool(self._drop_batch(keys=[keys.job_set(sid)], args=[batch_id, field]))
+
+    def retarget(self, sid: str, i: int, backend: str, isa: bytes) -> None:
+        """Place an unposted job on another backend with its circuits transpiled for it, in one
+        transaction (the job's keys share its set's slot): nobody reads new circuits under the
+        old backend's name. The old backend's preparation goes with them."""
+        p = self.r.pipeline(transaction=True)
+        p.set(keys.isa(sid, i), isa, ex=self.ttl)
+        p.delete(keys.prepared(sid, i))
+        p.hset(keys.job(sid, i), "backend", backend)
+        p.execute()
 
     def new_attempt(self, sid: str, i: int, ended: int, why: str, kind: str = "repost",
                     start: JobStatus = JobStatus.TRANSPILED) -> int:

@@ -137,6 +137,17 @@ def waiting(backend: str) -> str:
     return f"{PREFIX}:{{slots:{backend}}}:waiting"
 
 
+def backends_listing(account: str) -> str:
+    """JSON ``{"at", "devices"}``: the service's device listing for one account (``qjm.backends.catalog``),
+    shared by every process for a few seconds."""
+    return f"{PREFIX}:{{backends:{account}}}:listing"
+
+
+def backends_refresh(account: str) -> str:
+    """String with a short expiry: held by the one process that refreshes the listing."""
+    return f"{PREFIX}:{{backends:{account}}}:refresh"
+
+
 def durations(backend: str) -> str:
     """Hash: ``mean``/``dev`` of how long the backend's recent jobs took (``qjm.polling``)."""
     return f"{PREFIX}:durations:{{{backend}}}"

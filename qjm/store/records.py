@@ -29,9 +29,9 @@ def _float(raw: str) -> float | None:
 
 #: What a reader of a set's outcome needs of each job (``Store.jobs(fields=...)``): a job's whole
 #: hash is several times larger (its liveness and timing fields).
-OUTCOME_FIELDS = ("index", "start", "stop", "status", "attempt", "remote_id", "error")
+OUTCOME_FIELDS = ("index", "start", "stop", "status", "attempt", "remote_id", "error", "backend")
 #: What the reconciler needs of each job of a running set, every tick.
-LIVENESS_FIELDS = ("index", "status", "attempt", "remote_id", "updated", "step", "queue", "ticket", "due", "step_at",
+LIVENESS_FIELDS = ("index", "status", "attempt", "remote_id", "backend", "updated", "step", "queue", "ticket", "due", "step_at",
                    "started_at", "started_by", "startable_at", "resends")
 
 
@@ -47,6 +47,9 @@ class JobRecord:
     attempt: int = 1
     remote_id: str | None = None
     error: str | None = None
+    #: The backend the job was placed on (``qjm.backends.placement``); None until placed, and
+    #: for a set of one backend, whose jobs all run on the set's.
+    backend: str | None = None
     updated: float | None = None
     submitted_at: float | None = None
     finished_at: float | None = None
@@ -94,6 +97,7 @@ class JobRecord:
             attempt=int(g("attempt") or 1),
             remote_id=g("remote_id") or None,
             error=g("error") or None,
+            backend=g("backend") or None,
             updated=_float(g("updated")),
             submitted_at=_float(g("submitted_at")),
             finished_at=_float(g("finished_at")),
@@ -142,6 +146,16 @@ def _bounds_from(g: Callable[[str], str]) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in codec.loads(g("job_bounds"))]
 
 
+#: How long a set's ``waiting_for`` note stands without being renewed.
+WAITING_NOTE_SECONDS = 20.0
+#: The set's hash field of the batch on its first backend; ``batch_id@<backend>`` for the others.
+BATCH_FIELD = "batch_id"
+
+
+def batch_field(rec: JobSetRecord, backend: str) -> str:
+    return BATCH_FIELD if backend == rec.backend else f"{BATCH_FIELD}@{backend}"
+
+
 @dataclass
 class JobSetRecord:
     """The job set as stored: what was asked for and where it stands."""
@@ -155,6 +169,7 @@ class JobSetRecord:
     job_bounds: list[tuple[int, int]]
     options: dict[str, Any]
     status: JobSetStatus = JobSetStatus.RUNNING
+    #: The batch on ``backend``; a set over several backends has one on each (``batches``).
     batch_id: str | None = None
     cancel_requested: bool = False
     finished: float | None = None
@@ -169,10 +184,49 @@ class JobSetRecord:
     jobs_left: int | None = None
     #: Where the reconciler's next look at a set larger than its share of a tick begins.
     scan_from: int = 0
+    #: The backends a fanned-out set places its jobs on, ``backend`` first; empty for a set of
+    #: one backend (``candidates`` reads either).
+    backends: list[str] = field(default_factory=list)
+    #: Backend -> its batch, for the backends after the first of a fanned-out set.
+    batches: dict[str, str] = field(default_factory=dict)
+    #: What the set last waited for (``qjm.backends.placement``), and when that was seen.
+    waiting_for: str | None = None
+    waiting_noted: float | None = None
 
     @property
     def n_jobs(self) -> int:
         return len(self.job_bounds)
+
+    def waiting(self, now: float) -> str | None:
+        """What the set waits for, if a look at its backends said so in the last 20 seconds (each
+        look renews it; once posting goes on, nobody does)."""
+        if self.status.final or not self.waiting_for or now - (self.waiting_noted or 0.0) > WAITING_NOTE_SECONDS:
+            return None
+        return self.waiting_for
+
+    @property
+    def candidates(self) -> list[str]:
+        """Every backend the set may run on: the one it names, or those it fans out over."""
+        return self.backends or [self.backend]
+
+    @property
+    def fans_out(self) -> bool:
+        return len(self.candidates) > 1
+
+    def job_backend(self, job: JobRecord) -> str:
+        """Where the job runs: the backend it was placed on, else the set's."""
+        return job.backend or self.backend
+
+    def batch_for(self, backend: str) -> str | None:
+        return self.batch_id if backend == self.backend else self.batches.get(backend)
+
+    @property
+    def all_batches(self) -> dict[str, str]:
+        """Backend -> batch, for every batch the set has open."""
+        out = dict(self.batches)
+        if self.batch_id:
+            out[self.backend] = self.batch_id
+        return out
 
     def to_hash(self) -> dict[str, str]:
         return {
@@ -189,6 +243,7 @@ class JobSetRecord:
             "status": self.status.value,
             "extra": codec.dumps(self.extra).decode(),
             "max_retries": str(self.max_retries),
+            **({"backends": codec.dumps(self.backends).decode()} if self.fans_out else {}),
         }
 
     @classmethod
@@ -213,6 +268,11 @@ class JobSetRecord:
             reruns=int(g("reruns") or 0),
             jobs_left=int(g("jobs_left")) if g("jobs_left") else None,
             scan_from=int(g("scan_from") or 0),
+            backends=codec.loads(g("backends") or "[]"),
+            waiting_for=g("waiting_for") or None,
+            waiting_noted=_float(g("waiting_noted")),
+            batches={k.decode()[len(BATCH_FIELD) + 1:]: v.decode() for k, v in h.items()
+                     if k.startswith(BATCH_FIELD.encode() + b"@") and v},
         )
 
 

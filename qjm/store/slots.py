@@ -63,8 +63,41 @@ class SlotPool:
         used, waiting = p.execute()
         return int(used) < limit and not int(waiting)
 
+    def free_for(self, backend: str, ref: str, limit: int) -> bool:
+        """Whether a job may take a slot now: one is free and no job waits before it (a job placed
+        on a backend of a fanned-out set waits in its FIFO from its placement on)."""
+        p = self.r.pipeline(transaction=False)
+        p.hlen(keys.slots(backend))
+        p.zcard(keys.waiting(backend))
+        p.zrank(keys.waiting(backend), ref)
+        used, waiting, rank = p.execute()
+        return int(used) < limit and (not int(waiting) or rank == 0)
+
     def in_use(self, backend: str) -> int:
         return int(self.r.hlen(keys.slots(backend)))
+
+    def in_use_many(self, backends: list[str]) -> dict[str, int]:
+        """Backend -> slots held, in one round trip (local names read 0)."""
+        p = self.r.pipeline(transaction=False)
+        for backend in backends:
+            p.hlen(keys.slots(backend))
+        return {b: int(n) for b, n in zip(backends, p.execute(), strict=True)}
+
+    def loads(self, backends: list[str], ref: str | None = None) -> dict[str, tuple[int, int, int | None]]:
+        """Backend -> (slots held, jobs waiting, ``ref``'s place among them or None), one round trip."""
+        p = self.r.pipeline(transaction=False)
+        for backend in backends:
+            p.hlen(keys.slots(backend))
+            p.zcard(keys.waiting(backend))
+            p.zrank(keys.waiting(backend), ref or "")
+        raw = p.execute()
+        return {b: (int(raw[3 * k]), int(raw[3 * k + 1]), None if raw[3 * k + 2] is None else int(raw[3 * k + 2]))
+                for k, b in enumerate(backends)}
+
+    def move_waiter(self, old: str, new: str, ref: str, since: float) -> None:
+        """A job placed anew: out of one backend's FIFO, into another's at its first wait's time."""
+        self.r.zrem(keys.waiting(old), ref)
+        self.r.zadd(keys.waiting(new), {ref: since})
 
     def live_leases(self) -> dict[str, int]:
         """Backend -> slots whose lease has not run out (for the metrics)."""

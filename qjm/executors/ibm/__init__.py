@@ -5,11 +5,13 @@
 - ``batches``: a job set's batch, opened once and used by id from any process.
 - ``errors``: client errors classified into ``RetryLater`` / ``ExecutorError``.
 - ``client_patches``: the only code touching the client's private members or ``os.environ``.
+- ``devices``: the service's device listing, one request for every backend.
 - ``executor``: ``IBMQuantumExecutor``, the executor protocol on top of them.
 """
 
 from .account import Account, is_emulator
+from .devices import list_devices
 from .errors import RetryDelays, classify, service_message
 from .executor import IBMQuantumExecutor
 
-__all__ = ["Account", "IBMQuantumExecutor", "RetryDelays", "classify", "is_emulator", "service_message"]
+__all__ = ["Account", "IBMQuantumExecutor", "RetryDelays", "classify", "is_emulator", "list_devices", "service_message"]

@@ -105,9 +105,16 @@ def batch_handle(backend: Any, batch_id: str) -> Any:
     return batch
 
 
+def listed_devices(service: Any) -> list[dict[str, Any]]:
+    """The service's device listing right now (``GET /backends``: each device's name, qubits,
+    queue length and status), bypassing the client's error swallowing and its per-service cache
+    (``least_busy`` keeps its first listing for the life of the service object)."""
+    return list(getattr(service, SERVICE_API_CLIENT).list_backends())
+
+
 def listed_backend_names(service: Any) -> set[str]:
-    """The backend names the service lists right now, bypassing the client's error swallowing."""
-    return {device.get("name") for device in getattr(service, SERVICE_API_CLIENT).list_backends()}
+    """The backend names the service lists right now."""
+    return {str(device.get("name")) for device in listed_devices(service)}
 
 
 def set_semantic_role(program: Any, role: str) -> Any:

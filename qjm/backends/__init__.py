@@ -1,0 +1,13 @@
+"""Backends: what qjm can run on (``catalog``) and where each job of a set goes (``placement``).
+
+- ``info``: ``BackendInfo`` and ``QueueInfo``, the records a user reads.
+- ``catalog``: local backends and the service's devices in one list, the service's listing
+  read once for every backend and shared through Redis for a few seconds.
+- ``placement``: the backend a job of a set over several goes to, and when it moves.
+"""
+
+from .catalog import Catalog, check_candidates
+from .info import BackendInfo, QueueInfo
+from .placement import Placement, choose
+
+__all__ = ["BackendInfo", "Catalog", "Placement", "QueueInfo", "check_candidates", "choose"]
