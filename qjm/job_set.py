@@ -17,6 +17,7 @@ from . import codec, outputs, rerun
 from . import progress as progress_bars
 from . import report as reporting
 from . import tags as tag_rules
+from .backends import QueueInfo, queue_info
 from .config import Settings
 from .dispatch import enqueue_cancel, send_retag
 from .errors import ExperimentNotFoundError, InvalidInputError, JobSetFailedError, JobSetTimeoutError
@@ -105,6 +106,20 @@ class ManagedJob:
         return Result.from_dict({"backend_name": "", "backend_version": "", "qobj_id": self.job_set_id,
                                  "job_id": self.remote_job_id or "", "success": True, "results": records})
 
+    def backend_name(self) -> str | None:
+        """The backend the job runs on (for a set over several, where it was placed; None until then)."""
+        rec, job = self._store.job_set(self.job_set_id), self._store.job(self.job_set_id, self.index)
+        return job.backend if rec.fans_out else rec.backend
+
+    def queue_info(self) -> QueueInfo | None:
+        """For a remote job queued on its device: how many jobs are ahead of it and when it should
+        start. qjm's estimate (``qjm.backends.queue``), from the device's queue when the job was
+        posted and its recent pace; None for local jobs and jobs not waiting on the service."""
+        rec, job = self._store.job_set(self.job_set_id), self._store.job(self.job_set_id, self.index)
+        if is_local(rec.backend):
+            return None
+        return queue_info(self._store, rec.job_backend(job), job, job.ahead_at_post, time.time())
+
     def __repr__(self) -> str:
         return (f"<ManagedJob {self.index} of {self.job_set_id}: experiments {self.start}-{self.stop - 1}, "
                 f"{self._status.value}>")
@@ -134,7 +149,15 @@ class ManagedJobSet:
         return list(self._record.tags)
 
     def backend_name(self) -> str:
+        """The backend the set names (the first of a set over several: ``backend_names``)."""
         return self._record.backend
+
+    def backend_names(self) -> list[str]:
+        """The backends the set's jobs were placed on so far, in the order the set names them."""
+        if not self._record.fans_out:
+            return [self._record.backend]
+        used = {job.backend for job in self._store.jobs(self._id, self._record.n_jobs, fields=("index", "status", "backend"))}
+        return [b for b in self._record.candidates if b in used]
 
     def record(self) -> JobSetRecord:
         """The stored state of the set, read again."""

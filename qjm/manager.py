@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +12,7 @@ from qiskit import QuantumCircuit
 from qiskit.providers import BackendV2
 
 from . import codec, deletion, hooks, listing, partition, pubs, tasks, validation
+from .backends import BackendInfo, Catalog, check_candidates
 from .config import Settings
 from .config import settings as load_settings
 from .dispatch import enqueue_job_set, jobs_per_message
@@ -21,8 +23,20 @@ from .lifecycle import JobSetStatus
 from .store import JobSetRecord, Store, new_job_set_id
 
 
+def backend_names(backend: Any) -> list[str]:
+    """``run``'s backend: one (a name, a backend object, a ``BackendInfo``) or a list of them
+    to fan the set out over."""
+    if isinstance(backend, (list, tuple)):
+        if not backend:
+            raise UnknownBackendError("backend list is empty: name at least one backend.")
+        return [backend_name(b) for b in backend]
+    return [backend_name(backend)]
+
+
 def backend_name(backend: Any) -> str:
     """A backend is given by name or as an object (fake backends and simulators by their name)."""
+    if isinstance(backend, BackendInfo):
+        return backend.name
     if isinstance(backend, str):
         if not backend.strip():
             raise UnknownBackendError("backend is empty: give a name such as 'fake_manila' or 'aer_simulator'.")
@@ -94,10 +108,29 @@ class JobManager:
     def store(self) -> Store:
         return self._store
 
+    @property
+    def catalog(self) -> Catalog:
+        return Catalog(self._store, self._cfg)
+
+    def backends(self, name: str | None = None, min_num_qubits: int | None = None, operational: bool | None = None,
+                 simulator: bool | None = None, filters: Callable[[BackendInfo], bool] | None = None) -> list[BackendInfo]:
+        """Every backend qjm can run on, as ``BackendInfo`` records: the local ones (the fake
+        devices and ``aer_simulator``) and the devices of the configured IBM Quantum account, with
+        their status, the service's queue and qjm's own jobs in flight there. ``filters`` takes a
+        ``BackendInfo``, e.g. ``filters=lambda b: b.num_qubits >= 5 and not b.simulator``."""
+        return self.catalog.backends(name, min_num_qubits, operational, simulator, filters)
+
+    def least_busy(self, min_num_qubits: int | None = None, filters: Callable[[BackendInfo], bool] | None = None,
+                   **criteria: Any) -> BackendInfo:
+        """The operational device with the fewest jobs ahead (the service's queue, or qjm's own jobs
+        there when more); ``simulator=True`` chooses among local backends. Raises
+        ``UnknownBackendError`` when none fits."""
+        return self.catalog.least_busy(min_num_qubits, filters, **criteria)
+
     def run(
         self,
         experiments: Any,
-        backend: str | BackendV2,
+        backend: str | BackendV2 | BackendInfo | list[str | BackendV2 | BackendInfo],
         name: str | None = None,
         max_experiments_per_job: int | None = None,
         job_tags: list[str] | None = None,
@@ -130,34 +163,40 @@ class JobManager:
         retries = validation.check_max_retries(max_retries)
         if name is not None and not isinstance(name, str):
             raise InvalidInputError(f"name must be a string, got {type(name).__name__}.")
-        bname = backend_name(backend)
-        target = _resolve_backend(bname)
+        names = backend_names(backend)
+        if len(names) > 1:
+            check_candidates(names, lambda: self.catalog.remote_names())
+        targets = [_resolve_backend(n) for n in names]
+        # Jobs are cut to fit every backend; a circuit must fit at least the widest.
+        target, bname = max(zip(targets, names, strict=True), key=lambda tn: tn[0].num_qubits)
+        max_circuits = [m for t in targets if (m := getattr(t, "max_circuits", None))]
         run_options = RunOptions(shots=shots, memory=bool(memory), seed_simulator=seed_simulator,
                                  optimization_level=optimization_level, primitive=kind.value, precision=precision,
                                  primitive_options=primitive_options)
         counts = kind is Primitive.SAMPLER and primitive_options is None and all(pubs.is_plain(e) for e in items)
         if counts:
-            split = self._split_circuits(items, target, bname, max_experiments_per_job, shots)
+            split = self._split_circuits(items, target, bname, max_experiments_per_job, shots,
+                                         min(max_circuits) if max_circuits else None)
         else:
             run_options = dataclasses.replace(run_options, pubs=True)
             split = self._split_pubs(items, target, bname, kind, shots, precision, max_experiments_per_job)
         self._store.ping()
-        rec = JobSetRecord(id=new_job_set_id(), name=name, backend=bname, tags=tags, created=time.time(),
+        rec = JobSetRecord(id=new_job_set_id(), name=name, backend=names[0], tags=tags, created=time.time(),
                            n_experiments=len(items), job_bounds=split.bounds, options=run_options.to_json(),
-                           max_retries=retries)
+                           max_retries=retries, backends=names if len(names) > 1 else [])
         self._store.create_job_set(rec, split.circuits, split.names, queue=tasks.ROUTES[tasks.TRANSPILE],
                                    job_pubs=split.entries, layout=split.layout)
-        local = is_local(bname)
+        local = is_local(names[0])
         per_message = jobs_per_message(self._cfg, [b - a for a, b in split.bounds], shots if counts else None, local)
         enqueue_job_set(self._cfg, rec.id, len(split.bounds), local=local, per_message=per_message)
         hooks.emit("job_set_created", record=rec)
         return ManagedJobSet(rec.id, self._store, self._cfg)
 
     def _split_circuits(self, circuits: list[QuantumCircuit], target: BackendV2, bname: str,
-                        max_experiments_per_job: int | None, shots: int) -> Split:
+                        max_experiments_per_job: int | None, shots: int, max_circuits: int | None) -> Split:
         """The counts API: consecutive circuits per job, sized by ``max_circuits`` and executions."""
         validation.check_circuits(circuits, target, bname)
-        size = validation.experiments_per_job(max_experiments_per_job, getattr(target, "max_circuits", None), shots,
+        size = validation.experiments_per_job(max_experiments_per_job, max_circuits, shots,
                                               self._cfg.default_max_experiments, self._cfg.max_executions_per_job)
         bounds = validation.split(len(circuits), size)
         return Split(bounds, [codec.circuits_to_qpy(circuits[a:b]) for a, b in bounds], [c.name for c in circuits])

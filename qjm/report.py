@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from datetime import datetime, timezone
 
@@ -12,6 +13,14 @@ from .store import JobRecord, JobSetRecord
 def error_line(job: JobRecord) -> str:
     what = job.error or job.status.value.lower()
     return f"Experiments {job.start}-{job.stop - 1}, job index {job.index}, job ID {job.remote_id}: {what}"
+
+
+def backends_line(rec: JobSetRecord, jobs: list[JobRecord]) -> str:
+    """How many jobs each backend of the set took (and how many are not placed yet)."""
+    placed = Counter(job.backend for job in jobs if job.backend)
+    parts = [f"{b} {placed[b]}" for b in rec.candidates]
+    unplaced = sum(1 for job in jobs if not job.backend)
+    return ", ".join(parts + ([f"not placed {unplaced}"] if unplaced else []))
 
 
 def _when(ts: float | None) -> str:
@@ -25,7 +34,7 @@ def job_set_report(rec: JobSetRecord, jobs: list[JobRecord], detailed: bool = Tr
     lines = [
         f"Job set name: {rec.name or ''}",
         f"          ID: {rec.id}",
-        f"     backend: {rec.backend}",
+        f"     backend: {', '.join(rec.candidates)}",
         f"        tags: {rec.tags}",
         f"     created: {created}",
         f"      status: {rec.status.value}",
@@ -37,6 +46,11 @@ def job_set_report(rec: JobSetRecord, jobs: list[JobRecord], detailed: bool = Tr
         f"     Running jobs: {counts[JobStatus.RUNNING]}",
         f"     Pending jobs: {pending}",
     ]
+    if rec.fans_out:
+        lines.insert(3, f"     jobs per backend: {backends_line(rec, jobs)}")
+    waiting = rec.waiting(time.time())
+    if waiting:
+        lines.append(f"          Waiting: {waiting}")
     if detailed:
         lines += ["", "Detail report:"]
         for job in jobs:
@@ -46,6 +60,8 @@ def job_set_report(rec: JobSetRecord, jobs: list[JobRecord], detailed: bool = Tr
                 f"    job ID: {job.remote_id or '-'}",
                 f"    status: {job.status.value}",
             ]
+            if rec.fans_out:
+                lines.append(f"    backend: {job.backend or '- (not placed yet)'}")
             if job.error and job.status in (JobStatus.ERROR, JobStatus.CANCELLED):
                 lines.append(f"    error_message: {job.error}")
             if job.history:

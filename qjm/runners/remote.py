@@ -24,7 +24,7 @@ import redis.lock
 from cachetools import LRUCache
 
 from .. import outputs, polling, retries
-from ..backends import Placement
+from ..backends import Placement, pace_sample
 from ..errors import BatchClosedError, QJMError, RetryLater
 from ..executors import Executor, JobWork, SubmitContext
 from ..lifecycle import JobStatus
@@ -131,6 +131,16 @@ class RemoteRunner(JobRunner):
         self.hand_off(backend)  # it may have held the place a slot there was kept for
         return target, self.executor_for(target)
 
+    def _ahead(self, backend: str) -> int | None:
+        """Jobs the device has ahead of a post now (``qjm.backends.queue``), if the listing says."""
+        if self.placement is None:
+            return None
+        try:
+            return self.placement.catalog.infos([backend])[backend].ahead
+        except Exception as exc:  # noqa: BLE001 - only an estimate's input: the post goes on
+            log.info("the queue of %s could not be read: %s", backend, exc)
+            return None
+
     def post_if_free(self, job: JobRecord | None, rec: JobSetRecord, i: int) -> None:
         """Post a job that was just transpiled at once, from its transpile task, when a slot is
         free and no job waits before it: a set's first jobs then go out without a Celery round
@@ -173,9 +183,13 @@ class RemoteRunner(JobRunner):
                 self.release(rec, i, executor.name)
                 return
             self.store.set_job_fields(rec.id, i, post_attempted=repr(time.time()), run_id=run_id)
+            ahead = self._ahead(executor.name)
             fence()
             remote_id = executor.submit(work, ctx).remote_id
-        self.transitions.advance(rec.id, i, JobStatus.SUBMITTED, remote_id=remote_id, submitted_at=repr(time.time()))
+        else:
+            ahead = None
+        self.transitions.advance(rec.id, i, JobStatus.SUBMITTED, remote_id=remote_id, submitted_at=repr(time.time()),
+                                 ahead_at_post="" if ahead is None else str(ahead))
         current = self.store.job(rec.id, i)
         if current.remote_id == remote_id:
             self._retag_if_changed(rec, job, remote_id, executor)
@@ -312,6 +326,9 @@ class RemoteRunner(JobRunner):
         self.transitions.advance(rec.id, job.index, JobStatus.DONE, result=result, finished_at=repr(time.time()))
         if age is not None:  # ``polling.end_sample``
             self.store.durations.record(rec.job_backend(job), age)
+        if job.submitted_at is not None and job.ahead_at_post is not None:
+            self.store.durations.record_pace(rec.job_backend(job), pace_sample(time.time() - job.submitted_at,
+                                                                               job.ahead_at_post))
 
     # ------------------------------------------------------------------ slots
     def release(self, rec: JobSetRecord, i: int, backend: str | None = None) -> None:

@@ -21,6 +21,15 @@ class Durations:
         """Fold one finished job's duration into the estimate (kept a day after the last)."""
         self._record(keys=[keys.durations(backend)], args=[repr(seconds), repr(weight), DAY])
 
+    def record_pace(self, backend: str, seconds: float, weight: float = 0.3) -> None:
+        """Fold one job's seconds per job ahead of it (its duration over its queue at post, plus
+        itself) into the device's pace."""
+        self._record(keys=[keys.pace(backend)], args=[repr(seconds), repr(weight), DAY])
+
+    def pace(self, backend: str) -> float | None:
+        mean = self.r.hget(keys.pace(backend), "mean")
+        return None if mean is None else float(mean)
+
     def estimate(self, backend: str) -> Estimate | None:
         """The backend's running estimate, or None before any of its jobs finished (or a day after)."""
         mean, dev = self.r.hmget(keys.durations(backend), "mean", "dev")

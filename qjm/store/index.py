@@ -38,13 +38,16 @@ class Entry:
     status: str
     created: float
     tags: list[str] = field(default_factory=list)
+    #: Every backend of a set over several (it is listed under each); empty for one backend.
+    backends: list[str] = field(default_factory=list)
 
     @classmethod
     def of(cls, rec: JobSetRecord) -> Entry:
-        return cls(rec.name, rec.backend, rec.status.value, rec.created, list(rec.tags))
+        return cls(rec.name, rec.backend, rec.status.value, rec.created, list(rec.tags), list(rec.backends))
 
     def index_keys(self) -> list[str]:
-        out = [keys.INDEX, keys.sets_by("backend", self.backend), keys.sets_by("status", self.status)]
+        out = [keys.INDEX, *(keys.sets_by("backend", b) for b in self.backends or [self.backend]),
+               keys.sets_by("status", self.status)]
         if self.name is not None:
             out.append(keys.sets_by("name", self.name))
         return out + [keys.sets_by("tag", t) for t in dict.fromkeys(self.tags)]

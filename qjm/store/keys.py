@@ -153,6 +153,11 @@ def durations(backend: str) -> str:
     return f"{PREFIX}:durations:{{{backend}}}"
 
 
+def pace(backend: str) -> str:
+    """Hash: ``mean``/``dev`` of the seconds the device took per job ahead of qjm's (``qjm.backends.queue``)."""
+    return f"{PREFIX}:pace:{{{backend}}}"
+
+
 def histogram(metric: str, backend: str) -> str:
     """Hash: a latency histogram's bucket counts, ``count`` and ``sum`` (``qjm.metrics``)."""
     return f"{PREFIX}:metrics:{metric}:{{{backend}}}"

@@ -50,6 +50,8 @@ class JobRecord:
     #: The backend the job was placed on (``qjm.backends.placement``); None until placed, and
     #: for a set of one backend, whose jobs all run on the set's.
     backend: str | None = None
+    #: Jobs the device had ahead of this one when it was posted (``qjm.backends.queue``).
+    ahead_at_post: int | None = None
     updated: float | None = None
     submitted_at: float | None = None
     finished_at: float | None = None
@@ -98,6 +100,7 @@ class JobRecord:
             remote_id=g("remote_id") or None,
             error=g("error") or None,
             backend=g("backend") or None,
+            ahead_at_post=int(g("ahead_at_post")) if g("ahead_at_post") else None,
             updated=_float(g("updated")),
             submitted_at=_float(g("submitted_at")),
             finished_at=_float(g("finished_at")),
