@@ -1,8 +1,8 @@
 """The emulated service's memory: jobs, batches, counters, and how they change.
 
 Everything is guarded by one lock. Routes read and write records through these methods; the
-``Runner`` simulates queued jobs and moves each Queued -> Running -> Completed/Failed over its
-``job_seconds``, so no request ever waits for a simulation. Batch expiry is checked whenever the
+``Runner`` simulates posted jobs and the ``queues.Clock`` moves each Queued -> Running ->
+Completed/Failed by its device's queue, so no request ever waits for a simulation. Batch expiry is checked whenever the
 state is touched (and by the runner), so an expired batch is seen the moment its time is up.
 """
 
@@ -13,8 +13,10 @@ import time
 from collections import Counter
 from typing import Any
 
+from . import stats
 from .devices import DeviceCatalog
 from .faults import Dice, Faults
+from .queues import DEVICE_STATES, MAINTENANCE, Clock, schedule
 from .records import (
     ACTIVE,
     CANCELLED,
@@ -23,6 +25,7 @@ from .records import (
     FAILED,
     FINAL,
     OPEN,
+    OTHER_USERS,
     PENDING,
     QUEUED,
     RUNNING,
@@ -54,17 +57,55 @@ class ServiceState:
         self.posts_by_tag: Counter[str] = Counter()
         self.status_requests_by_job: Counter[str] = Counter()
         self.failed_by_code: Counter[str] = Counter()
+        self.posts_by_backend: Counter[str] = Counter()
         self.max_pending = 0
+        self.max_pending_by_backend: Counter[str] = Counter()
+        unknown = self.faults.unknown_devices(self.catalog.names())
+        if unknown:
+            raise ValueError(f"no such device: {', '.join(unknown)} (see GET /api/v1/backends for the names)")
+        #: Devices not online (``queues.MAINTENANCE``); changed by ``POST /emulator/backends/<name>``.
+        self.device_state: dict[str, str] = {name: MAINTENANCE for name in self.faults.offline}
+        #: The instance's allocation in quantum seconds (None: unlimited); ``POST /emulator/usage``.
+        self.usage_limit: float | None = self.faults.usage_limit
+        now = time.monotonic()
+        for backend, count in self.faults.background:
+            for _ in range(count):
+                self._add_background(backend, now)
         self.runner = Runner(self, ChildSimulator() if simulate_apart else None)
+        self.clock = Clock(self)
 
     def count(self, name: str) -> None:
         with self.lock:
             self.counters[name] += 1
 
     # ----- jobs -----
-    def pending_count(self, instance: str | None = None) -> int:
+    def _add_background(self, backend: str, now: float) -> None:
+        """Another user's job on ``backend``: it runs and takes time like any job, and has no result."""
+        start_due, run_seconds = schedule(self.faults, now)
+        job = Job(id=new_id(), seq=0, instance=OTHER_USERS, backend=backend, program_id="sampler", params={},
+                  session_id=None, tags=[], created=now_iso(), start_due=start_due, run_seconds=run_seconds,
+                  background=True, simulated=True, outcome=(None, None, None))
+        self.jobs[job.id] = job
+
+    def pending_count(self, instance: str | None = None, backend: str | None = None) -> int:
+        """This emulator's clients' pending jobs (never other users' background jobs)."""
         with self.lock:
-            return sum(1 for j in self.jobs.values() if j.status in PENDING and (instance is None or j.instance == instance))
+            return sum(1 for j in self.jobs.values() if j.status in PENDING and not j.background
+                       and (instance is None or j.instance == instance) and (backend is None or j.backend == backend))
+
+    def set_device_state(self, name: str, status: str) -> None:
+        """``POST /emulator/backends/<name>``: a device goes into maintenance or comes back online."""
+        if self.catalog.get(name) is None:
+            raise ServiceError(404, f"Backend {name} not found", 1216)
+        if status not in DEVICE_STATES:
+            raise ServiceError(400, f"status must be one of {', '.join(DEVICE_STATES)}, not {status!r}", 400)
+        with self.lock:
+            self.device_state[name] = status
+            self.wakeup.notify_all()
+
+    def usage_held(self, instance: str) -> bool:
+        """Whether the instance's usage limit is reached (its queued jobs then wait; ``usage``)."""
+        return False
 
     def submit(self, instance: str, body: dict[str, Any]) -> Job:
         """Validate and queue a job, or raise ``ServiceError`` the way the service refuses it."""
@@ -99,10 +140,11 @@ class ServiceState:
                 )
             self.counters["jobs_posted"] += 1
             seq = self.counters["jobs_posted"]
+            start_due, run_seconds = schedule(faults, time.monotonic())
             job = Job(
                 id=new_id(), seq=seq, instance=instance, backend=backend, program_id=program_id,
                 params=body["params"], session_id=session_id, tags=tags,
-                created=now_iso(), ready_at=time.monotonic() + faults.job_seconds,
+                created=now_iso(), start_due=start_due, run_seconds=run_seconds,
                 fail=faults.failure(seq) if faults.fails(seq) else None,
             )
             self.jobs[job.id] = job
@@ -110,7 +152,10 @@ class ServiceState:
                 batch.jobs.append(job.id)
             for tag in job.tags:
                 self.posts_by_tag[tag] += 1
+            self.posts_by_backend[backend] += 1
             self.max_pending = max(self.max_pending, self.pending_count())
+            self.max_pending_by_backend[backend] = max(self.max_pending_by_backend[backend],
+                                                       self.pending_count(backend=backend))
             self.wakeup.notify_all()
             return job
 
@@ -118,7 +163,7 @@ class ServiceState:
         with self.lock:
             self.expire_due()
             job = self.jobs.get(job_id)
-        if job is None:
+        if job is None or job.background:  # other users' jobs are not this instance's to see
             raise ServiceError(404, f"Job {job_id} not found", 1291)
         return job
 
@@ -143,7 +188,7 @@ class ServiceState:
             jobs = list(self.jobs.values())
         selected = []
         for j in jobs:
-            if (instance and j.instance != instance) or (tags and not all(t in j.tags for t in tags)):
+            if j.background or (instance and j.instance != instance) or (tags and not all(t in j.tags for t in tags)):
                 continue
             if first("session_id") and j.session_id != first("session_id"):
                 continue
@@ -243,6 +288,9 @@ class ServiceState:
         job.reason = reason
         job.reason_code = reason_code
         job.finished = now_iso()
+        if job.background:
+            self.wakeup.notify_all()
+            return
         self.counters[status.lower()] += 1
         if status == FAILED:
             self.failed_by_code[str(reason_code) if reason_code is not None else "none"] += 1
@@ -327,40 +375,11 @@ class ServiceState:
 
     # ----- stats -----
     def stats(self) -> dict[str, Any]:
-        faults = self.faults
+        """``GET /emulator/stats`` (see ``stats``)."""
         with self.lock:
             self.expire_due()
-            by_status = Counter(j.status for j in self.jobs.values())
-            return {
-                "jobs_posted": self.counters["jobs_posted"],
-                "max_pending": self.max_pending,
-                "pending": by_status[QUEUED] + by_status[RUNNING],
-                "posts_by_tag": dict(self.posts_by_tag),
-                "tags_by_job": {j.id: list(j.tags) for j in self.jobs.values()},
-                "retags": self.counters["retags"],
-                "status_requests": sum(self.status_requests_by_job.values()),
-                "status_requests_by_job": dict(self.status_requests_by_job),
-                "cancelled": self.counters["cancelled"],
-                "failed": self.counters["failed"],
-                "failed_by_code": dict(self.failed_by_code),
-                "completed": self.counters["completed"],
-                "jobs_by_status": dict(by_status),
-                "refused_pending_limit": self.counters["refused_pending_limit"],
-                "throttled": self.counters["throttled"],
-                "server_errors": self.counters["server_errors"],
-                "requests": self.counters["requests"],
-                "sessions_created": self.counters["sessions_created"],
-                "sessions_closed": self.counters["sessions_closed"],
-                "sessions_cancelled": self.counters["sessions_cancelled"],
-                "sessions_expired": self.counters["sessions_expired"],
-                "job_seconds": faults.job_seconds,
-                "pending_limit": faults.pending_limit,
-                "batch_ttl": faults.batch_ttl,
-                "fail_every": faults.fail_every,
-                "fail_codes": list(faults.fail_codes),
-                "throttle": faults.throttle,
-                "server_errors_rate": faults.server_errors,
-            }
+            return stats.snapshot(self)
 
     def stop(self) -> None:
+        self.clock.stop()
         self.runner.stop()
