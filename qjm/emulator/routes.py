@@ -19,6 +19,7 @@ from typing import Any
 from .queues import ONLINE, queue_length
 from .records import ServiceError
 from .state import ServiceState
+from .usage import session_elapsed
 
 log = logging.getLogger("qjm.emulator")
 
@@ -106,6 +107,16 @@ def emulator_backend(state: ServiceState, request: Request) -> Reply:
     return Reply(200, {"name": request.params["name"], "status": status})
 
 
+def emulator_usage(state: ServiceState, request: Request) -> Reply:
+    """``POST /emulator/usage`` ``{"limit": S}`` (null: unlimited): change the instance's allocation
+    mid-run (not an IBM endpoint); answers the instance's usage as ``GET /instances/usage`` does."""
+    limit = request.json().get("limit")
+    if limit is not None and not isinstance(limit, (int, float)):
+        raise ServiceError(400, f"limit must be a number of seconds or null, not {limit!r}", 400)
+    state.set_usage_limit(None if limit is None else float(limit))
+    return Reply(200, state.instance_usage(request.instance))
+
+
 def emulator_received(state: ServiceState, request: Request) -> Reply:
     """``GET /emulator/jobs/{id}``: what a job asked for once it ran (options, items, gate counts)."""
     return Reply(200, state.received(request.params["id"]))
@@ -170,9 +181,8 @@ def backend_status(state: ServiceState, request: Request) -> Reply:
 
 
 def usage(state: ServiceState, request: Request) -> Reply:
-    return Reply(200, {"instance_id": request.instance, "plan_id": "emulator", "usage_consumed_seconds": 0,
-                       "usage_limit_seconds": None, "usage_allocation_seconds": None, "usage_limit_reached": False,
-                       "usage_remaining_seconds": None})
+    """``GET /instances/usage``: consumed, limit (also as the allocation), remaining, reached."""
+    return Reply(200, state.instance_usage(request.instance))
 
 
 def instances(state: ServiceState, request: Request) -> Reply:
@@ -185,9 +195,10 @@ def create_session(state: ServiceState, request: Request) -> Reply:
 
 
 def get_session(state: ServiceState, request: Request) -> Reply:
+    """``GET /sessions/{id}``, with ``elapsed_time`` (what ``batch.usage()`` reads; ``usage``)."""
     batch = state.batch(request.params["id"])
     with state.lock:
-        return Reply(200, batch.to_json())
+        return Reply(200, {**batch.to_json(), "elapsed_time": session_elapsed(batch, state.jobs)})
 
 
 def patch_session(state: ServiceState, request: Request) -> Reply:
@@ -311,6 +322,8 @@ def dispatch(state: ServiceState, request: Request) -> Reply:
             return emulator_stats(state, request)
         if request.method == "GET" and (match := _RECEIVED.match(request.path)):
             return emulator_received(state, replace(request, params=match.groupdict()))
+        if request.method == "POST" and request.path == "/emulator/usage":
+            return emulator_usage(state, request)
         if request.method == "POST" and (match := _DEVICE.match(request.path)):
             return emulator_backend(state, replace(request, params=match.groupdict()))
         if request.path == API or request.path.startswith(API + "/"):

@@ -8,12 +8,14 @@ state is touched (and by the runner), so an expired batch is seen the moment its
 
 from __future__ import annotations
 
+import random
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from typing import Any
 
-from . import stats
+from . import listing, stats, usage
+from .charges import Tariff
 from .devices import DeviceCatalog
 from .faults import Dice, Faults
 from .queues import DEVICE_STATES, MAINTENANCE, Clock, schedule
@@ -67,6 +69,10 @@ class ServiceState:
         self.device_state: dict[str, str] = {name: MAINTENANCE for name in self.faults.offline}
         #: The instance's allocation in quantum seconds (None: unlimited); ``POST /emulator/usage``.
         self.usage_limit: float | None = self.faults.usage_limit
+        #: Quantum seconds each instance's ended jobs cost (``usage.final_charge``).
+        self.consumed: defaultdict[str, float] = defaultdict(float)
+        self.tariff = Tariff(self.catalog)
+        self.estimate_rng = random.Random(self.faults.seed)
         now = time.monotonic()
         for backend, count in self.faults.background:
             for _ in range(count):
@@ -105,7 +111,29 @@ class ServiceState:
 
     def usage_held(self, instance: str) -> bool:
         """Whether the instance's usage limit is reached (its queued jobs then wait; ``usage``)."""
-        return False
+        return usage.reached(self.consumed[instance], self.usage_limit)
+
+    def set_usage_limit(self, limit: float | None) -> None:
+        """``POST /emulator/usage``: a new allocation; raised above what was consumed, held jobs start."""
+        if limit is not None and limit < 0:
+            raise ServiceError(400, f"limit must be >= 0 or null, not {limit}", 400)
+        with self.lock:
+            self.usage_limit = limit
+            self.wakeup.notify_all()
+
+    def instance_usage(self, instance: str) -> dict[str, Any]:
+        with self.lock:
+            return usage.instance_usage(instance, self.consumed[instance], self.usage_limit)
+
+    def _price(self, backend: str | None, program_id: str, params: Any) -> tuple[float, float | None]:
+        """(charge, estimate) of a job about to be posted: computed before the job exists, so its
+        first record already carries ``estimated_running_time_seconds``."""
+        if not backend or self.catalog.get(backend) is None or not isinstance(params, dict):
+            return 0.0, None
+        with self.lock:
+            error = self.estimate_rng.uniform(-1.0, 1.0) * self.faults.estimate_error if self.faults.estimate_error else 0.0
+        charge = self.tariff.charge(backend, program_id, params)
+        return charge, charge * (1.0 + error)
 
     def submit(self, instance: str, body: dict[str, Any]) -> Job:
         """Validate and queue a job, or raise ``ServiceError`` the way the service refuses it."""
@@ -116,6 +144,9 @@ class ServiceState:
             raise ServiceError(400, "Request validation of body failed: program_id and params are required", 1208)
         tags = check_tags([str(t) for t in body.get("tags") or []])
         faults = self.faults
+        with self.lock:
+            hinted = self.batches.get(session_id) if session_id else None
+        charge, estimate = self._price(backend or (hinted.backend if hinted else None), program_id, body["params"])
         with self.lock:
             self.expire_due()
             batch = self.batches.get(session_id) if session_id else None
@@ -145,7 +176,7 @@ class ServiceState:
                 id=new_id(), seq=seq, instance=instance, backend=backend, program_id=program_id,
                 params=body["params"], session_id=session_id, tags=tags,
                 created=now_iso(), start_due=start_due, run_seconds=run_seconds,
-                fail=faults.failure(seq) if faults.fails(seq) else None,
+                fail=faults.failure(seq) if faults.fails(seq) else None, charge=charge, estimate=estimate,
             )
             self.jobs[job.id] = job
             if batch is not None:
@@ -175,33 +206,11 @@ class ServiceState:
             return job.to_json()
 
     def list_jobs(self, query: dict[str, list[str]], instance: str | None) -> dict[str, Any]:
-        """``GET /jobs``: newest first, filtered like the service (tags: all must match)."""
-
-        def first(name: str) -> str | None:
-            values = query.get(name)
-            return values[0] if values else None
-
-        tags = query.get("tags", [])
-        pending = first("pending")
+        """``GET /jobs`` (``listing.select``); other users' jobs are never listed."""
         with self.lock:
             self.expire_due()
-            jobs = list(self.jobs.values())
-        selected = []
-        for j in jobs:
-            if j.background or (instance and j.instance != instance) or (tags and not all(t in j.tags for t in tags)):
-                continue
-            if first("session_id") and j.session_id != first("session_id"):
-                continue
-            if (first("backend") and j.backend != first("backend")) or (first("program") and j.program_id != first("program")):
-                continue
-            if (pending == "true" and j.status not in PENDING) or (pending == "false" and j.status in PENDING):
-                continue
-            selected.append(j)
-        selected.sort(key=lambda j: j.seq, reverse=first("sort") != "ASC")
-        offset = int(first("offset") or 0)
-        limit = int(first("limit") or 200)
-        page = selected[offset : offset + limit]
-        return {"jobs": [j.to_json() for j in page], "count": len(selected), "limit": limit, "offset": offset}
+            jobs = [j for j in self.jobs.values() if not j.background]
+        return listing.select(jobs, query, instance)
 
     def cancel(self, job_id: str) -> None:
         job = self.job(job_id)
@@ -235,14 +244,10 @@ class ServiceState:
             return dict(job.received)
 
     def metrics(self, job_id: str) -> dict[str, Any]:
+        """``GET /jobs/{id}/metrics`` (``usage.metrics``)."""
         job = self.job(job_id)
-        final = job.status in FINAL
-        return {
-            "timestamps": {"created": job.created, "running": job.running, "finished": job.finished},
-            "bss": {"seconds": 0},
-            "usage": {"quantum_seconds": 0, "seconds": 0, "status": "final" if final else "pending", "qpu_charge_time_seconds": 0},
-            "qiskit_version": "emulated",
-        }
+        with self.lock:
+            return usage.metrics(job)
 
     def set_tags(self, job_id: str, tags: list[str]) -> None:
         """``PUT /jobs/{id}/tags``: the job's tags become exactly these (as on IBM Quantum, whose
@@ -280,9 +285,11 @@ class ServiceState:
                 job.result = result
                 self._end(job, COMPLETED)
             else:
-                self._end(job, FAILED, reason, reason_code)
+                self._end(job, FAILED, reason, reason_code, program_failed=job.fail is None)
 
-    def _end(self, job: Job, status: str, reason: str | None = None, reason_code: int | None = None) -> None:
+    def _end(self, job: Job, status: str, reason: str | None = None, reason_code: int | None = None,
+             program_failed: bool = False) -> None:
+        job.charged = usage.final_charge(job, status, job.status, time.monotonic(), program_failed)
         job.status = status
         job.params = {}  # results are kept; inputs are no longer needed
         job.reason = reason
@@ -292,6 +299,7 @@ class ServiceState:
             self.wakeup.notify_all()
             return
         self.counters[status.lower()] += 1
+        self.consumed[job.instance] += job.charged
         if status == FAILED:
             self.failed_by_code[str(reason_code) if reason_code is not None else "none"] += 1
         self._close_if_drained(job.session_id)

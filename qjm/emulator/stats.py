@@ -42,6 +42,9 @@ def snapshot(state: Any) -> dict[str, Any]:
         "sessions_closed": counters["sessions_closed"],
         "sessions_cancelled": counters["sessions_cancelled"],
         "sessions_expired": counters["sessions_expired"],
+        "quantum_seconds_total": sum(state.consumed.values()),
+        "quantum_seconds_by_instance": dict(state.consumed),
+        "usage_limit": state.usage_limit,
         "device_states": {name: state.device_state.get(name) for name in sorted(state.device_state)},
         "job_seconds": faults.job_seconds,
         "pending_limit": faults.pending_limit,
@@ -51,4 +54,5 @@ def snapshot(state: Any) -> dict[str, Any]:
         "throttle": faults.throttle,
         "server_errors_rate": faults.server_errors,
         "serial": faults.serial,
+        "estimate_error": faults.estimate_error,
     }
