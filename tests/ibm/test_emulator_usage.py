@@ -195,3 +195,60 @@ def test_batch_usage_is_its_jobs_charges_and_failures_cost_nothing(
     assert jobs[1].usage() > jobs[0].usage() > JOB_OVERHEAD_SECONDS
     assert batch.usage() == pytest.approx(jobs[0].usage() + jobs[1].usage())
     batch.close()
+
+
+def test_parallel_mode_holds_jobs_while_the_limit_is_reached(emulators: Callable[..., Emulator],
+                                                              connect: Callable[[Emulator], Any]) -> None:
+    """Without --serial the same rule: at a limit of 0 a posted job waits (the client warns at
+    the post, as it does against the service), and runs once the limit is raised."""
+    from qiskit_ibm_runtime.executor_sampler import Sampler
+
+    emu = emulators(job_seconds=0.2, usage_limit=0.0)
+    service = connect(emu)
+    backend = service.backend(BACKEND)
+    isa = transpile(swept_circuit(), backend, seed_transpiler=7).assign_parameters([0.5])
+    with pytest.warns(UserWarning):
+        job = Sampler(mode=backend).run([isa], shots=20)
+    time.sleep(0.6)  # three job times
+    assert job.status() == "QUEUED" and service.usage()["usage_limit_reached"] is True
+    post_json(emu, "/emulator/usage", {"limit": None})
+    job.wait_for_final_state(timeout=30)
+    assert job.status() == "DONE" and service.usage()["usage_limit_seconds"] is None
+
+
+def http(emu: Emulator, method: str, path: str, body: Any = None) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"{emu.url}/api/v1{path}", data, method=method,
+                                     headers={"Content-Type": "application/json", "Service-CRN": DEFAULT_INSTANCE})
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        text = resp.read()
+    return json.loads(text) if text else None
+
+
+def test_what_failed_and_cancelled_jobs_cost(emulators: Callable[..., Emulator]) -> None:
+    """A program the service cannot run fails as a user error: the per-job overhead; a job
+    cancelled while running: the overhead plus part of the rest, never more than its charge."""
+    from qiskit_ibm_runtime import RuntimeEncoder
+
+    emu, quick = emulators(job_seconds=5.0, serial=True), emulators(job_seconds=0.2)
+    bad = http(quick, "POST", "/jobs", {"program_id": "executor", "backend": BACKEND, "params": {"schema_version": "v1.0"}})
+    qc = QuantumCircuit(1, 1)
+    qc.x(0)
+    qc.measure(0, 0)
+    params = json.loads(json.dumps({"pubs": [(qc, None, 4000)], "options": {}}, cls=RuntimeEncoder))
+    other = http(emu, "POST", "/jobs", {"program_id": "sampler", "backend": "ibm_lima", "params": params})
+    charge = http(emu, "GET", f"/jobs/{other['id']}")["estimated_running_time_seconds"]
+    assert charge > JOB_OVERHEAD_SECONDS + 4000 * 250e-6  # 4000 shots, each at least the rep delay
+    wait = time.monotonic() + 30
+    while http(emu, "GET", f"/jobs/{other['id']}")["status"] != "Running":
+        assert time.monotonic() < wait
+        time.sleep(0.02)
+    http(emu, "POST", f"/jobs/{other['id']}/cancel")
+    cancelled = http(emu, "GET", f"/jobs/{other['id']}/metrics")["usage"]
+    assert cancelled["status"] == "final" and JOB_OVERHEAD_SECONDS <= cancelled["quantum_seconds"] < charge
+    assert emu.stats()["quantum_seconds_total"] == cancelled["quantum_seconds"]
+    while http(quick, "GET", f"/jobs/{bad['id']}")["status"] != "Failed":
+        assert time.monotonic() < wait
+        time.sleep(0.05)
+    assert http(quick, "GET", f"/jobs/{bad['id']}/metrics")["usage"]["qpu_charge_time_seconds"] == JOB_OVERHEAD_SECONDS
+    assert quick.stats()["quantum_seconds_total"] == JOB_OVERHEAD_SECONDS
