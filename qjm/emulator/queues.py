@@ -22,7 +22,7 @@ import time
 from typing import Any, Protocol
 
 from .faults import Faults
-from .records import PENDING, QUEUED, RUNNING, Job
+from .records import OTHER_USERS, PENDING, QUEUED, RUNNING, Job, new_id, now_iso
 
 #: Longest sleep of the clock when nothing is due (it is woken on every change anyway).
 IDLE_WAIT = 1.0
@@ -51,6 +51,14 @@ def schedule(faults: Faults, now: float) -> tuple[float, float]:
     if faults.serial:
         return now, faults.job_seconds
     return now + faults.job_seconds / 2, faults.job_seconds / 2
+
+
+def background_job(faults: Faults, backend: str, now: float) -> Job:
+    """Another user's job on ``backend``: it runs and takes time like any job, and has no result."""
+    start_due, run_seconds = schedule(faults, now)
+    return Job(id=new_id(), seq=0, instance=OTHER_USERS, backend=backend, program_id="sampler", params={},
+               session_id=None, tags=[], created=now_iso(), start_due=start_due, run_seconds=run_seconds,
+               background=True, simulated=True, outcome=(None, None, None))
 
 
 def queue_length(jobs: dict[str, Job], backend: str) -> int:

@@ -2,8 +2,9 @@
 
 Everything is guarded by one lock. Routes read and write records through these methods; the
 ``Runner`` simulates posted jobs and the ``queues.Clock`` moves each Queued -> Running ->
-Completed/Failed by its device's queue, so no request ever waits for a simulation. Batch expiry is checked whenever the
-state is touched (and by the runner), so an expired batch is seen the moment its time is up.
+Completed/Failed by its device's queue, so no request ever waits for a simulation. Batch expiry
+is checked whenever the state is touched (and by the clock), so an expired batch is seen the
+moment its time is up.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from . import listing, stats, usage
 from .charges import Tariff
 from .devices import DeviceCatalog
 from .faults import Dice, Faults
-from .queues import DEVICE_STATES, MAINTENANCE, Clock, schedule
+from .queues import DEVICE_STATES, MAINTENANCE, Clock, background_job, schedule
 from .records import (
     ACTIVE,
     CANCELLED,
@@ -27,7 +28,6 @@ from .records import (
     FAILED,
     FINAL,
     OPEN,
-    OTHER_USERS,
     PENDING,
     QUEUED,
     RUNNING,
@@ -76,7 +76,8 @@ class ServiceState:
         now = time.monotonic()
         for backend, count in self.faults.background:
             for _ in range(count):
-                self._add_background(backend, now)
+                job = background_job(self.faults, backend, now)
+                self.jobs[job.id] = job
         self.runner = Runner(self, ChildSimulator() if simulate_apart else None)
         self.clock = Clock(self)
 
@@ -85,14 +86,6 @@ class ServiceState:
             self.counters[name] += 1
 
     # ----- jobs -----
-    def _add_background(self, backend: str, now: float) -> None:
-        """Another user's job on ``backend``: it runs and takes time like any job, and has no result."""
-        start_due, run_seconds = schedule(self.faults, now)
-        job = Job(id=new_id(), seq=0, instance=OTHER_USERS, backend=backend, program_id="sampler", params={},
-                  session_id=None, tags=[], created=now_iso(), start_due=start_due, run_seconds=run_seconds,
-                  background=True, simulated=True, outcome=(None, None, None))
-        self.jobs[job.id] = job
-
     def pending_count(self, instance: str | None = None, backend: str | None = None) -> int:
         """This emulator's clients' pending jobs (never other users' background jobs)."""
         with self.lock:
@@ -125,15 +118,18 @@ class ServiceState:
         with self.lock:
             return usage.instance_usage(instance, self.consumed[instance], self.usage_limit)
 
-    def _price(self, backend: str | None, program_id: str, params: Any) -> tuple[float, float | None]:
-        """(charge, estimate) of a job about to be posted: computed before the job exists, so its
-        first record already carries ``estimated_running_time_seconds``."""
+    def _price(self, backend: str | None, program_id: str, params: Any) -> float:
+        """The charge of a job about to be posted (``charges``): computed before the job exists
+        (and outside the lock), so its first record already carries its estimate."""
         if not backend or self.catalog.get(backend) is None or not isinstance(params, dict):
-            return 0.0, None
-        with self.lock:
-            error = self.estimate_rng.uniform(-1.0, 1.0) * self.faults.estimate_error if self.faults.estimate_error else 0.0
-        charge = self.tariff.charge(backend, program_id, params)
-        return charge, charge * (1.0 + error)
+            return 0.0
+        return self.tariff.charge(backend, program_id, params)
+
+    def _estimate(self, charge: float) -> float:
+        """``estimated_running_time_seconds``: the charge, off by up to ``estimate_error`` (seeded,
+        one draw per accepted post); the caller holds the lock."""
+        error = self.faults.estimate_error
+        return charge * (1.0 + self.estimate_rng.uniform(-error, error)) if error else charge
 
     def submit(self, instance: str, body: dict[str, Any]) -> Job:
         """Validate and queue a job, or raise ``ServiceError`` the way the service refuses it."""
@@ -146,7 +142,7 @@ class ServiceState:
         faults = self.faults
         with self.lock:
             hinted = self.batches.get(session_id) if session_id else None
-        charge, estimate = self._price(backend or (hinted.backend if hinted else None), program_id, body["params"])
+        charge = self._price(backend or (hinted.backend if hinted else None), program_id, body["params"])
         with self.lock:
             self.expire_due()
             batch = self.batches.get(session_id) if session_id else None
@@ -176,7 +172,7 @@ class ServiceState:
                 id=new_id(), seq=seq, instance=instance, backend=backend, program_id=program_id,
                 params=body["params"], session_id=session_id, tags=tags,
                 created=now_iso(), start_due=start_due, run_seconds=run_seconds,
-                fail=faults.failure(seq) if faults.fails(seq) else None, charge=charge, estimate=estimate,
+                fail=faults.failure(seq) if faults.fails(seq) else None, charge=charge, estimate=self._estimate(charge),
             )
             self.jobs[job.id] = job
             if batch is not None:
