@@ -27,6 +27,11 @@ def main(argv: list[str] | None = None, prog: str = "python -m qjm.emulator") ->
         knobs = faults.from_args(args)
     except ValueError as exc:
         parser.error(str(exc))
+    from .devices import DeviceCatalog
+
+    unknown = knobs.unknown_devices(DeviceCatalog().names())
+    if unknown:
+        parser.error(f"no such device: {', '.join(unknown)} (the emulator offers ibm_<name> for each fake backend)")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
     serve(args.host, args.port, knobs, simulate_apart=not args.simulate_in_process)
 

@@ -38,7 +38,13 @@ class Faults:
     carry, taken in turn (empty: no code, as before codes existed).
     ``throttle`` / ``server_errors``: fraction of API requests answered 429 / 503 before they are
     acted on; ``retry_after`` is the 429's ``Retry-After`` (GET only, as the service does).
-    ``seed``: makes the dice of ``throttle`` and ``server_errors`` repeatable.
+    ``seed``: makes the dice of ``throttle`` and ``server_errors`` (and of ``estimate_error``) repeatable.
+    ``serial``: each device runs one job at a time, oldest first, ``job_seconds`` each (``queues``).
+    ``background``: (device, N) pairs: N jobs of other users queued on that device at start.
+    ``offline``: devices in maintenance at start (``POST /emulator/backends/<name>`` changes it).
+    ``usage_limit``: the instance's allocation in quantum seconds (None: unlimited; see ``usage``).
+    ``estimate_error``: the job record's ``estimated_running_time_seconds`` is the charge times
+    ``1 + u``, ``u`` uniform in ``[-estimate_error, estimate_error]`` (seeded by ``seed``).
     """
 
     job_seconds: float = 5.0
@@ -50,10 +56,17 @@ class Faults:
     retry_after: int = 1
     server_errors: float = 0.0
     seed: int | None = None
+    serial: bool = False
+    background: tuple[tuple[str, int], ...] = ()
+    offline: tuple[str, ...] = ()
+    usage_limit: float | None = None
+    estimate_error: float = 0.0
 
     def __post_init__(self) -> None:
-        # Accept any iterable of codes (a list from kwargs or argparse) but store a tuple.
+        # Accept any iterable (a list from kwargs or argparse) but store tuples.
         object.__setattr__(self, "fail_codes", tuple(int(c) for c in self.fail_codes or ()))
+        object.__setattr__(self, "background", tuple((str(n), int(k)) for n, k in self.background or ()))
+        object.__setattr__(self, "offline", tuple(str(n) for n in self.offline or ()))
         problems = []
         if self.job_seconds < 0:
             problems.append(f"job_seconds must be >= 0, not {self.job_seconds}")
@@ -72,8 +85,19 @@ class Faults:
                 problems.append(f"{name} must be a fraction in 0..1, not {getattr(self, name)}")
         if self.retry_after < 0:
             problems.append(f"retry_after must be >= 0, not {self.retry_after}")
+        if any(k < 0 for _, k in self.background):
+            problems.append(f"background job counts must be >= 0, not {self.background}")
+        if self.usage_limit is not None and self.usage_limit < 0:
+            problems.append(f"usage_limit must be >= 0 or None, not {self.usage_limit}")
+        if not 0.0 <= self.estimate_error < 1.0:
+            problems.append(f"estimate_error must be a fraction in 0..1 (1 excluded), not {self.estimate_error}")
         if problems:
             raise ValueError("; ".join(problems))
+
+    def unknown_devices(self, names: list[str]) -> list[str]:
+        """Devices named by ``background`` or ``offline`` that the catalogue does not have."""
+        known = set(names)
+        return sorted(({n for n, _ in self.background} | set(self.offline)) - known)
 
     def fails(self, seq: int) -> bool:
         """Whether the ``seq``-th posted job (1-based) is one that ``fail_every`` makes fail."""
@@ -97,6 +121,14 @@ class Faults:
             if f.name == "fail_codes":
                 for code in value:
                     argv += ["--fail-code", str(code)]
+            elif f.name == "background":
+                for name, count in value:
+                    argv += ["--background", f"{name}={count}"]
+            elif f.name == "offline":
+                for name in value:
+                    argv += ["--offline", name]
+            elif f.name == "serial":
+                argv += ["--serial"] if value else []
             elif value is not None and value != f.default:
                 argv += [flag, str(value)]
         return argv
@@ -107,6 +139,13 @@ def _fraction(text: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"{text} is not a fraction in 0..1")
     return value
+
+
+def _background(text: str) -> tuple[str, int]:
+    name, sep, count = text.partition("=")
+    if not sep or not name or not count.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=N (a device and a job count, e.g. ibm_manila=3)")
+    return name, int(count)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -128,6 +167,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server-errors", type=_fraction, default=0.0,
                         help="answer this fraction (0..1) of API requests with 503")
     parser.add_argument("--seed", type=int, default=None, help="seed the fault injection, for repeatable runs")
+    parser.add_argument("--serial", action="store_true",
+                        help="each device runs one job at a time, first in first out, --job-seconds each")
+    parser.add_argument("--background", type=_background, action="append", default=[], metavar="NAME=N",
+                        help="N jobs of other users queued on device NAME at start (repeatable)")
+    parser.add_argument("--offline", action="append", default=[], metavar="NAME",
+                        help="device NAME starts in maintenance: its jobs wait until it is online (repeatable)")
+    parser.add_argument("--usage-limit", type=float, default=None, metavar="SECONDS",
+                        help="the instance's allocation of quantum seconds; while consumed, queued jobs wait")
+    parser.add_argument("--estimate-error", type=float, default=0.0, metavar="F",
+                        help="estimated_running_time_seconds is the charge times 1+u, u uniform in [-F, F]")
 
 
 def from_args(args: argparse.Namespace) -> Faults:

@@ -59,9 +59,23 @@ def check_tags(tags: list[str]) -> list[str]:
     return tags
 
 
+#: The instance other users' background jobs belong to: never this emulator's clients'.
+OTHER_USERS = "crn:v1:bluemix:public:quantum-computing:us-east:a/other-users:other-users::"
+
+
 @dataclass
 class Job:
-    """One posted job. ``fail`` holds the injected failure (reason, code) decided at post time."""
+    """One posted job. ``fail`` holds the injected failure (reason, code) decided at post time.
+
+    The schedule (``queues``): the job may start at ``start_due`` (monotonic) and then runs
+    ``run_seconds``; ``end_at`` is set when it starts. ``outcome`` (reason, code, result) is
+    what the runner computed; a job ends once both its run time is over and its outcome known.
+    ``background``: another user's job (``Faults.background``): it takes its place in its
+    device's queue, and nothing of this instance sees it.
+    ``charge``: quantum seconds the job costs if it runs (``charges``), decided at post time;
+    ``estimate``: the record's ``estimated_running_time_seconds``; ``charged``: what it did cost,
+    set when it ends (None until then).
+    """
 
     id: str
     seq: int
@@ -72,8 +86,16 @@ class Job:
     session_id: str | None
     tags: list[str]
     created: str
-    ready_at: float
+    start_due: float
+    run_seconds: float
     fail: tuple[str, int | None] | None = None
+    background: bool = False
+    end_at: float | None = None
+    outcome: tuple[str | None, int | None, str | None] | None = None
+    charge: float = 0.0
+    estimate: float | None = None
+    charged: float | None = None
+    started_at: float | None = None
     status: str = QUEUED
     simulated: bool = False
     reason: str | None = None
@@ -103,6 +125,7 @@ class Job:
             "runtime": "",
             "private": False,
             "user_id": "emulator",
+            "estimated_running_time_seconds": self.estimate,
         }
 
 

@@ -16,8 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .records import PENDING, ServiceError
+from .queues import ONLINE, queue_length
+from .records import ServiceError
 from .state import ServiceState
+from .usage import session_elapsed
 
 log = logging.getLogger("qjm.emulator")
 
@@ -97,6 +99,24 @@ def emulator_stats(state: ServiceState, request: Request) -> Reply:
     return Reply(200, state.stats())
 
 
+def emulator_backend(state: ServiceState, request: Request) -> Reply:
+    """``POST /emulator/backends/{name}`` ``{"status": "online" | "maintenance"}``: take a device
+    down or bring it back mid-run (not an IBM endpoint); answers the device's new state."""
+    status = request.json().get("status")
+    state.set_device_state(request.params["name"], str(status))
+    return Reply(200, {"name": request.params["name"], "status": status})
+
+
+def emulator_usage(state: ServiceState, request: Request) -> Reply:
+    """``POST /emulator/usage`` ``{"limit": S}`` (null: unlimited): change the instance's allocation
+    mid-run (not an IBM endpoint); answers the instance's usage as ``GET /instances/usage`` does."""
+    limit = request.json().get("limit")
+    if limit is not None and not isinstance(limit, (int, float)):
+        raise ServiceError(400, f"limit must be a number of seconds or null, not {limit!r}", 400)
+    state.set_usage_limit(None if limit is None else float(limit))
+    return Reply(200, state.instance_usage(request.instance))
+
+
 def emulator_received(state: ServiceState, request: Request) -> Reply:
     """``GET /emulator/jobs/{id}``: what a job asked for once it ran (options, items, gate counts)."""
     return Reply(200, state.received(request.params["id"]))
@@ -110,9 +130,24 @@ def _device(state: ServiceState, request: Request) -> str:
     return name
 
 
+#: What ``GET /backends/{name}/status`` says of a device in maintenance (``status``/``message``),
+#: and the reason the listing gives.
+MAINTENANCE_MESSAGE = "The system is in maintenance: jobs queue and run when it is back online"
+
+
 def list_backends(state: ServiceState, request: Request) -> Reply:
-    devices = [{"name": name, "status": {"name": "online", "reason": ""}, "class": "device", "is_simulator": False}
-               for name in state.catalog.names()]
+    """``GET /backends``: each device's ``name``, ``qubits``, ``queue_length`` and ``status``
+    (``{"name": "online"}`` or not), what ``service.least_busy()`` reads; ``queue_length`` is
+    the device's pending jobs, everyone's (``queues.queue_length``)."""
+    names = state.catalog.names()
+    qubits = {name: int(state.catalog.configuration(name).get("n_qubits", 0)) for name in names}
+    with state.lock:
+        devices = []
+        for name in names:
+            status = state.device_state.get(name, ONLINE)
+            devices.append({"name": name, "qubits": qubits[name], "queue_length": queue_length(state.jobs, name),
+                            "status": {"name": status, "reason": "" if status == ONLINE else MAINTENANCE_MESSAGE},
+                            "class": "device", "is_simulator": False})
     return Reply(200, {"devices": devices})
 
 
@@ -131,17 +166,23 @@ def backend_defaults(state: ServiceState, request: Request) -> Reply:
 
 
 def backend_status(state: ServiceState, request: Request) -> Reply:
+    """``GET /backends/{name}/status``: ``state`` false and ``status`` "maintenance" while the
+    device is in maintenance (the client's ``operational`` and ``status_msg``); ``length_queue``
+    as in the listing (the client's ``pending_jobs``)."""
     name = _device(state, request)
     with state.lock:
-        queue = sum(1 for j in state.jobs.values() if j.backend == name and j.status in PENDING)
-    return Reply(200, {"state": True, "status": "active", "message": "available", "length_queue": queue,
-                       "backend_version": "1.0.0"})
+        queue = queue_length(state.jobs, name)
+        online = state.device_state.get(name, ONLINE) == ONLINE
+    if online:
+        return Reply(200, {"state": True, "status": "active", "message": "available", "length_queue": queue,
+                           "backend_version": "1.0.0"})
+    return Reply(200, {"state": False, "status": "maintenance", "message": MAINTENANCE_MESSAGE,
+                       "length_queue": queue, "backend_version": "1.0.0"})
 
 
 def usage(state: ServiceState, request: Request) -> Reply:
-    return Reply(200, {"instance_id": request.instance, "plan_id": "emulator", "usage_consumed_seconds": 0,
-                       "usage_limit_seconds": None, "usage_allocation_seconds": None, "usage_limit_reached": False,
-                       "usage_remaining_seconds": None})
+    """``GET /instances/usage``: consumed, limit (also as the allocation), remaining, reached."""
+    return Reply(200, state.instance_usage(request.instance))
 
 
 def instances(state: ServiceState, request: Request) -> Reply:
@@ -154,9 +195,10 @@ def create_session(state: ServiceState, request: Request) -> Reply:
 
 
 def get_session(state: ServiceState, request: Request) -> Reply:
+    """``GET /sessions/{id}``, with ``elapsed_time`` (what ``batch.usage()`` reads; ``usage``)."""
     batch = state.batch(request.params["id"])
     with state.lock:
-        return Reply(200, batch.to_json())
+        return Reply(200, {**batch.to_json(), "elapsed_time": session_elapsed(batch, state.jobs)})
 
 
 def patch_session(state: ServiceState, request: Request) -> Reply:
@@ -247,6 +289,7 @@ ROUTES: list[tuple[str, re.Pattern[str], RouteFn]] = [
 
 
 _RECEIVED = re.compile(f"^/emulator/jobs/{_ID}$")
+_DEVICE = re.compile(f"^/emulator/backends/{_NAME}$")
 
 
 def _api(state: ServiceState, request: Request) -> Reply:
@@ -279,6 +322,10 @@ def dispatch(state: ServiceState, request: Request) -> Reply:
             return emulator_stats(state, request)
         if request.method == "GET" and (match := _RECEIVED.match(request.path)):
             return emulator_received(state, replace(request, params=match.groupdict()))
+        if request.method == "POST" and request.path == "/emulator/usage":
+            return emulator_usage(state, request)
+        if request.method == "POST" and (match := _DEVICE.match(request.path)):
+            return emulator_backend(state, replace(request, params=match.groupdict()))
         if request.path == API or request.path.startswith(API + "/"):
             return _api(state, request)
         return error(404, f"Not found: {request.path}", 404)

@@ -1,22 +1,20 @@
-"""The one thread that runs queued jobs, and the timers that publish their progress.
+"""The one thread that computes what posted jobs produce.
 
-A job is simulated as soon as it is posted (oldest first), inside its ``job_seconds``, so that
-the emulator's own compute time does not add to what a client measures. Seen from outside, a
-job is Queued for the first half of its time and Running for the second; its result is published
-when the time is up, however early it was computed.
+A job is simulated as soon as it is posted (oldest first), whatever its place in its device's
+queue, so that the emulator's own compute time does not add to what a client measures. When a
+job starts and ends is the clock's business (``queues``): the outcome computed here is only
+published when the job's run time is up, however early it was computed.
 """
 
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 from typing import Any, Protocol
 
 from .devices import DeviceCatalog
 from .faults import Faults
 from .programs import ProgramError, run_program
-from .records import QUEUED, Job
+from .records import PENDING, Job
 from .simulation import ChildSimulator
 
 
@@ -29,16 +27,13 @@ class RunnerHost(Protocol):
     faults: Faults
     catalog: DeviceCatalog
 
-    def expire_due(self) -> float | None: ...
-    def start(self, job: Job) -> None: ...
-    def finish(self, job: Job, reason: str | None, code: int | None, result: str | None) -> None: ...
 
 #: Longest sleep of the runner when nothing is due (it is woken on every post anyway).
 IDLE_WAIT = 1.0
 
 
 class Runner:
-    """Simulates the state's queued jobs one at a time; also ends expired batches on time."""
+    """Simulates the state's pending jobs one at a time, oldest first."""
 
     def __init__(self, state: RunnerHost, child: ChildSimulator | None = None) -> None:
         """``child``: run programs in that process (``simulation``) rather than in this thread."""
@@ -50,7 +45,7 @@ class Runner:
 
     def _next(self) -> Job | None:
         for job in self.state.jobs.values():
-            if job.status == QUEUED and not job.simulated:
+            if job.status in PENDING and not job.simulated:
                 return job
         return None
 
@@ -61,22 +56,23 @@ class Runner:
                 while True:
                     if self._stopping:
                         return
-                    next_deadline = state.expire_due()
                     job = self._next()
                     if job is not None:
                         break
-                    state.wakeup.wait(timeout=min(IDLE_WAIT, next_deadline) if next_deadline is not None else IDLE_WAIT)
+                    state.wakeup.wait(timeout=IDLE_WAIT)
                 job.simulated = True
-            self._execute(job)
+            outcome = self._execute(job)
+            with state.lock:
+                job.outcome = outcome
+                state.wakeup.notify_all()
 
-    def _execute(self, job: Job) -> None:
+    def _execute(self, job: Job) -> tuple[str | None, int | None, str | None]:
+        """(failure reason, reason code, result text) of a job: one of reason or result is set."""
         state = self.state
-        job_seconds = state.faults.job_seconds
         reason: str | None = None
         code: int | None = None
         result: str | None = None
         if job.fail is not None:
-            time.sleep(min(0.05, job_seconds))
             reason, code = job.fail
         else:
             try:
@@ -88,19 +84,7 @@ class Runner:
                 reason = str(exc)
             except Exception as exc:  # a bad circuit must fail its job, not the emulator
                 reason = f"{type(exc).__name__}: {exc}"
-        now = time.monotonic()
-        self._at(job.ready_at - job_seconds / 2, now, state.start, job)
-        self._at(job.ready_at, now, state.finish, job, reason, code, result)
-
-    @staticmethod
-    def _at(when: float, now: float, step: Callable[..., None], *args: Any) -> None:
-        """Run ``step(*args)`` at monotonic time ``when`` (now if that has passed)."""
-        if when > now:
-            timer = threading.Timer(when - now, step, args)
-            timer.daemon = True
-            timer.start()
-        else:
-            step(*args)
+        return reason, code, result
 
     def stop(self) -> None:
         with self.state.lock:

@@ -3,13 +3,16 @@
 Why: qjm's remote path (batches, tags, polling, pending limits, throttling, failures) must be
 testable without IBM Quantum access, with the unmodified client library. The emulator serves the
 IAM token exchange and the ``/api/v1`` endpoints the client uses, offers every fake device of
-``qiskit_ibm_runtime.fake_provider`` as ``ibm_<name>``, and runs jobs on noisy Aer after they
-waited ``job_seconds`` in the queue. How it misbehaves is one ``Faults`` value (see ``faults``).
+``qiskit_ibm_runtime.fake_provider`` as ``ibm_<name>``, and runs jobs on noisy Aer; when they
+start and end is each device's queue (``queues``). How it misbehaves is one ``Faults`` value
+(see ``faults``).
 ``GET /emulator/stats`` reports what clients did, so tests can assert on it.
 
 Modules: ``faults`` (the knobs), ``records`` (jobs, batches), ``state`` (the service's memory),
-``runner`` (runs jobs), ``simulation`` (in a child process), ``programs`` (what a job computes), ``devices`` (fake backends),
-``routes`` (endpoints as functions), ``transport`` (HTTP), and this one, which puts them together.
+``queues`` (when jobs start and end), ``runner`` (computes jobs), ``simulation`` (in a child
+process), ``programs`` (what a job computes), ``devices`` (fake backends), ``stats``
+(``/emulator/stats``), ``routes`` (endpoints as functions), ``transport`` (HTTP), and this one,
+which puts them together.
 """
 
 from __future__ import annotations

@@ -1,20 +1,25 @@
 """The emulated service's memory: jobs, batches, counters, and how they change.
 
 Everything is guarded by one lock. Routes read and write records through these methods; the
-``Runner`` simulates queued jobs and moves each Queued -> Running -> Completed/Failed over its
-``job_seconds``, so no request ever waits for a simulation. Batch expiry is checked whenever the
-state is touched (and by the runner), so an expired batch is seen the moment its time is up.
+``Runner`` simulates posted jobs and the ``queues.Clock`` moves each Queued -> Running ->
+Completed/Failed by its device's queue, so no request ever waits for a simulation. Batch expiry
+is checked whenever the state is touched (and by the clock), so an expired batch is seen the
+moment its time is up.
 """
 
 from __future__ import annotations
 
+import random
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from typing import Any
 
+from . import listing, stats, usage
+from .charges import Tariff
 from .devices import DeviceCatalog
 from .faults import Dice, Faults
+from .queues import DEVICE_STATES, MAINTENANCE, Clock, background_job, schedule
 from .records import (
     ACTIVE,
     CANCELLED,
@@ -54,17 +59,77 @@ class ServiceState:
         self.posts_by_tag: Counter[str] = Counter()
         self.status_requests_by_job: Counter[str] = Counter()
         self.failed_by_code: Counter[str] = Counter()
+        self.posts_by_backend: Counter[str] = Counter()
         self.max_pending = 0
+        self.max_pending_by_backend: Counter[str] = Counter()
+        unknown = self.faults.unknown_devices(self.catalog.names())
+        if unknown:
+            raise ValueError(f"no such device: {', '.join(unknown)} (see GET /api/v1/backends for the names)")
+        #: Devices not online (``queues.MAINTENANCE``); changed by ``POST /emulator/backends/<name>``.
+        self.device_state: dict[str, str] = {name: MAINTENANCE for name in self.faults.offline}
+        #: The instance's allocation in quantum seconds (None: unlimited); ``POST /emulator/usage``.
+        self.usage_limit: float | None = self.faults.usage_limit
+        #: Quantum seconds each instance's ended jobs cost (``usage.final_charge``).
+        self.consumed: defaultdict[str, float] = defaultdict(float)
+        self.tariff = Tariff(self.catalog)
+        self.estimate_rng = random.Random(self.faults.seed)
+        now = time.monotonic()
+        for backend, count in self.faults.background:
+            for _ in range(count):
+                job = background_job(self.faults, backend, now)
+                self.jobs[job.id] = job
         self.runner = Runner(self, ChildSimulator() if simulate_apart else None)
+        self.clock = Clock(self)
 
     def count(self, name: str) -> None:
         with self.lock:
             self.counters[name] += 1
 
     # ----- jobs -----
-    def pending_count(self, instance: str | None = None) -> int:
+    def pending_count(self, instance: str | None = None, backend: str | None = None) -> int:
+        """This emulator's clients' pending jobs (never other users' background jobs)."""
         with self.lock:
-            return sum(1 for j in self.jobs.values() if j.status in PENDING and (instance is None or j.instance == instance))
+            return sum(1 for j in self.jobs.values() if j.status in PENDING and not j.background
+                       and (instance is None or j.instance == instance) and (backend is None or j.backend == backend))
+
+    def set_device_state(self, name: str, status: str) -> None:
+        """``POST /emulator/backends/<name>``: a device goes into maintenance or comes back online."""
+        if self.catalog.get(name) is None:
+            raise ServiceError(404, f"Backend {name} not found", 1216)
+        if status not in DEVICE_STATES:
+            raise ServiceError(400, f"status must be one of {', '.join(DEVICE_STATES)}, not {status!r}", 400)
+        with self.lock:
+            self.device_state[name] = status
+            self.wakeup.notify_all()
+
+    def usage_held(self, instance: str) -> bool:
+        """Whether the instance's usage limit is reached (its queued jobs then wait; ``usage``)."""
+        return usage.reached(self.consumed[instance], self.usage_limit)
+
+    def set_usage_limit(self, limit: float | None) -> None:
+        """``POST /emulator/usage``: a new allocation; raised above what was consumed, held jobs start."""
+        if limit is not None and limit < 0:
+            raise ServiceError(400, f"limit must be >= 0 or null, not {limit}", 400)
+        with self.lock:
+            self.usage_limit = limit
+            self.wakeup.notify_all()
+
+    def instance_usage(self, instance: str) -> dict[str, Any]:
+        with self.lock:
+            return usage.instance_usage(instance, self.consumed[instance], self.usage_limit)
+
+    def _price(self, backend: str | None, program_id: str, params: Any) -> float:
+        """The charge of a job about to be posted (``charges``): computed before the job exists
+        (and outside the lock), so its first record already carries its estimate."""
+        if not backend or self.catalog.get(backend) is None or not isinstance(params, dict):
+            return 0.0
+        return self.tariff.charge(backend, program_id, params)
+
+    def _estimate(self, charge: float) -> float:
+        """``estimated_running_time_seconds``: the charge, off by up to ``estimate_error`` (seeded,
+        one draw per accepted post); the caller holds the lock."""
+        error = self.faults.estimate_error
+        return charge * (1.0 + self.estimate_rng.uniform(-error, error)) if error else charge
 
     def submit(self, instance: str, body: dict[str, Any]) -> Job:
         """Validate and queue a job, or raise ``ServiceError`` the way the service refuses it."""
@@ -75,6 +140,9 @@ class ServiceState:
             raise ServiceError(400, "Request validation of body failed: program_id and params are required", 1208)
         tags = check_tags([str(t) for t in body.get("tags") or []])
         faults = self.faults
+        with self.lock:
+            hinted = self.batches.get(session_id) if session_id else None
+        charge = self._price(backend or (hinted.backend if hinted else None), program_id, body["params"])
         with self.lock:
             self.expire_due()
             batch = self.batches.get(session_id) if session_id else None
@@ -99,18 +167,22 @@ class ServiceState:
                 )
             self.counters["jobs_posted"] += 1
             seq = self.counters["jobs_posted"]
+            start_due, run_seconds = schedule(faults, time.monotonic())
             job = Job(
                 id=new_id(), seq=seq, instance=instance, backend=backend, program_id=program_id,
                 params=body["params"], session_id=session_id, tags=tags,
-                created=now_iso(), ready_at=time.monotonic() + faults.job_seconds,
-                fail=faults.failure(seq) if faults.fails(seq) else None,
+                created=now_iso(), start_due=start_due, run_seconds=run_seconds,
+                fail=faults.failure(seq) if faults.fails(seq) else None, charge=charge, estimate=self._estimate(charge),
             )
             self.jobs[job.id] = job
             if batch is not None:
                 batch.jobs.append(job.id)
             for tag in job.tags:
                 self.posts_by_tag[tag] += 1
+            self.posts_by_backend[backend] += 1
             self.max_pending = max(self.max_pending, self.pending_count())
+            self.max_pending_by_backend[backend] = max(self.max_pending_by_backend[backend],
+                                                       self.pending_count(backend=backend))
             self.wakeup.notify_all()
             return job
 
@@ -118,7 +190,7 @@ class ServiceState:
         with self.lock:
             self.expire_due()
             job = self.jobs.get(job_id)
-        if job is None:
+        if job is None or job.background:  # other users' jobs are not this instance's to see
             raise ServiceError(404, f"Job {job_id} not found", 1291)
         return job
 
@@ -130,33 +202,11 @@ class ServiceState:
             return job.to_json()
 
     def list_jobs(self, query: dict[str, list[str]], instance: str | None) -> dict[str, Any]:
-        """``GET /jobs``: newest first, filtered like the service (tags: all must match)."""
-
-        def first(name: str) -> str | None:
-            values = query.get(name)
-            return values[0] if values else None
-
-        tags = query.get("tags", [])
-        pending = first("pending")
+        """``GET /jobs`` (``listing.select``); other users' jobs are never listed."""
         with self.lock:
             self.expire_due()
-            jobs = list(self.jobs.values())
-        selected = []
-        for j in jobs:
-            if (instance and j.instance != instance) or (tags and not all(t in j.tags for t in tags)):
-                continue
-            if first("session_id") and j.session_id != first("session_id"):
-                continue
-            if (first("backend") and j.backend != first("backend")) or (first("program") and j.program_id != first("program")):
-                continue
-            if (pending == "true" and j.status not in PENDING) or (pending == "false" and j.status in PENDING):
-                continue
-            selected.append(j)
-        selected.sort(key=lambda j: j.seq, reverse=first("sort") != "ASC")
-        offset = int(first("offset") or 0)
-        limit = int(first("limit") or 200)
-        page = selected[offset : offset + limit]
-        return {"jobs": [j.to_json() for j in page], "count": len(selected), "limit": limit, "offset": offset}
+            jobs = [j for j in self.jobs.values() if not j.background]
+        return listing.select(jobs, query, instance)
 
     def cancel(self, job_id: str) -> None:
         job = self.job(job_id)
@@ -190,14 +240,10 @@ class ServiceState:
             return dict(job.received)
 
     def metrics(self, job_id: str) -> dict[str, Any]:
+        """``GET /jobs/{id}/metrics`` (``usage.metrics``)."""
         job = self.job(job_id)
-        final = job.status in FINAL
-        return {
-            "timestamps": {"created": job.created, "running": job.running, "finished": job.finished},
-            "bss": {"seconds": 0},
-            "usage": {"quantum_seconds": 0, "seconds": 0, "status": "final" if final else "pending", "qpu_charge_time_seconds": 0},
-            "qiskit_version": "emulated",
-        }
+        with self.lock:
+            return usage.metrics(job)
 
     def set_tags(self, job_id: str, tags: list[str]) -> None:
         """``PUT /jobs/{id}/tags``: the job's tags become exactly these (as on IBM Quantum, whose
@@ -235,15 +281,21 @@ class ServiceState:
                 job.result = result
                 self._end(job, COMPLETED)
             else:
-                self._end(job, FAILED, reason, reason_code)
+                self._end(job, FAILED, reason, reason_code, program_failed=job.fail is None)
 
-    def _end(self, job: Job, status: str, reason: str | None = None, reason_code: int | None = None) -> None:
+    def _end(self, job: Job, status: str, reason: str | None = None, reason_code: int | None = None,
+             program_failed: bool = False) -> None:
+        job.charged = usage.final_charge(job, status, job.status, time.monotonic(), program_failed)
         job.status = status
         job.params = {}  # results are kept; inputs are no longer needed
         job.reason = reason
         job.reason_code = reason_code
         job.finished = now_iso()
+        if job.background:
+            self.wakeup.notify_all()
+            return
         self.counters[status.lower()] += 1
+        self.consumed[job.instance] += job.charged
         if status == FAILED:
             self.failed_by_code[str(reason_code) if reason_code is not None else "none"] += 1
         self._close_if_drained(job.session_id)
@@ -327,40 +379,11 @@ class ServiceState:
 
     # ----- stats -----
     def stats(self) -> dict[str, Any]:
-        faults = self.faults
+        """``GET /emulator/stats`` (see ``stats``)."""
         with self.lock:
             self.expire_due()
-            by_status = Counter(j.status for j in self.jobs.values())
-            return {
-                "jobs_posted": self.counters["jobs_posted"],
-                "max_pending": self.max_pending,
-                "pending": by_status[QUEUED] + by_status[RUNNING],
-                "posts_by_tag": dict(self.posts_by_tag),
-                "tags_by_job": {j.id: list(j.tags) for j in self.jobs.values()},
-                "retags": self.counters["retags"],
-                "status_requests": sum(self.status_requests_by_job.values()),
-                "status_requests_by_job": dict(self.status_requests_by_job),
-                "cancelled": self.counters["cancelled"],
-                "failed": self.counters["failed"],
-                "failed_by_code": dict(self.failed_by_code),
-                "completed": self.counters["completed"],
-                "jobs_by_status": dict(by_status),
-                "refused_pending_limit": self.counters["refused_pending_limit"],
-                "throttled": self.counters["throttled"],
-                "server_errors": self.counters["server_errors"],
-                "requests": self.counters["requests"],
-                "sessions_created": self.counters["sessions_created"],
-                "sessions_closed": self.counters["sessions_closed"],
-                "sessions_cancelled": self.counters["sessions_cancelled"],
-                "sessions_expired": self.counters["sessions_expired"],
-                "job_seconds": faults.job_seconds,
-                "pending_limit": faults.pending_limit,
-                "batch_ttl": faults.batch_ttl,
-                "fail_every": faults.fail_every,
-                "fail_codes": list(faults.fail_codes),
-                "throttle": faults.throttle,
-                "server_errors_rate": faults.server_errors,
-            }
+            return stats.snapshot(self)
 
     def stop(self) -> None:
+        self.clock.stop()
         self.runner.stop()
