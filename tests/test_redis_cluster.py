@@ -140,6 +140,21 @@ def test_thirty_sets_spread_over_all_three_masters(deployment):
     assert not set(store.running_ids()) & {js.job_set_id() for js in sets.values()}  # all final: none left to sweep
 
 
+def test_masters_without_qjms_scripts_get_them(deployment):
+    """A replica that takes a slot over has none of the scripts its master had loaded (Redis 7.0
+    replicates none): every way qjm runs a script (alone, in a Cluster pipeline, in the pipeline
+    that waits for a replica) loads it again. Shown with every master's script cache emptied."""
+    for node in deployment.cluster.master_nodes():
+        node.client().script_flush()
+    jm = JobManager()
+    local, remote = local_set(jm, 5, n=4, per_job=1), remote_set(jm, 6, n=2)
+    for js in (local, remote):
+        assert js.wait(timeout=180) is JobSetStatus.DONE, js.report()
+    assert_local_right(local, 5, 4)
+    assert_remote_right(remote, 6, 2)
+    assert_posted_once_per_attempt(deployment, remote, 2)
+
+
 @pytest.mark.fault
 def test_a_master_killed_mid_run_loses_nothing_and_returns_as_a_replica(deployment):
     """SIGKILL the master holding a remote set while local and remote sets run. Its replica takes

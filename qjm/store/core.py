@@ -87,7 +87,7 @@ class Store:
             raise StoreUnavailableError(
                 f"Redis at {self.shown_url} asks for a password ({exc}): set QJM_REDIS_PASSWORD or "
                 "QJM_REDIS_PASSWORD_FILE to Redis's requirepass.") from None
-        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.RedisClusterException, OSError) as exc:
             raise StoreUnavailableError(
                 f"Cannot reach Redis at {self.shown_url} ({exc}). Start Redis or set "
                 "QJM_REDIS_URL to a reachable server.") from None
