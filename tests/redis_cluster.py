@@ -9,6 +9,7 @@ Run ``python -m tests.redis_cluster`` (``make cluster``) to keep one up until Ct
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import redis
 
-from qjm.cluster import free_port, redis_answers, wait_for
+from qjm.cluster import free_port, wait_for
 
 #: Milliseconds a master may stay unreachable before its replica is elected in its place.
 NODE_TIMEOUT_MS = 2000
@@ -49,13 +50,15 @@ class Node:
     port: int
     dir: Path
     proc: subprocess.Popen | None = None
+    password: str | None = None
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
     def client(self) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=2, socket_timeout=10)
+        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password, socket_connect_timeout=2,
+                           socket_timeout=10)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -64,8 +67,11 @@ class Node:
 class RedisClusterProcesses:
     """Six ``redis-server`` processes in cluster mode: ``masters`` masters, one replica each."""
 
-    def __init__(self, masters: int = 3, node_timeout_ms: int = NODE_TIMEOUT_MS) -> None:
+    def __init__(self, masters: int = 3, node_timeout_ms: int = NODE_TIMEOUT_MS, password: str | None = None) -> None:
+        """With ``password``, every node requires it (and replicas give it to their masters); it is
+        in no command line (config from stdin, ``REDISCLI_AUTH`` for redis-cli), nor in ``url``."""
         self.masters = masters
+        self.password = password
         self.node_timeout_ms = node_timeout_ms
         self.root = Path(tempfile.mkdtemp(prefix="qjm-rcluster-"))
         taken: set[int] = set()
@@ -73,7 +79,7 @@ class RedisClusterProcesses:
         for _ in range(2 * masters):
             port = cluster_port(taken)
             taken |= {port, port + 10000}
-            self.nodes.append(Node(port, self.root / str(port)))
+            self.nodes.append(Node(port, self.root / str(port), password=password))
 
     @property
     def url(self) -> str:
@@ -86,11 +92,15 @@ class RedisClusterProcesses:
     def _spawn(self, node: Node) -> None:
         node.dir.mkdir(parents=True, exist_ok=True)
         node.proc = subprocess.Popen(
-            ["redis-server", "--port", str(node.port), "--bind", "127.0.0.1", "--dir", str(node.dir),
+            ["redis-server", *(["-"] if self.password else []), "--port", str(node.port), "--bind", "127.0.0.1", "--dir", str(node.dir),
              "--save", "", "--appendonly", "no", "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
              "--cluster-node-timeout", str(self.node_timeout_ms), "--cluster-replica-validity-factor", "0",
              "--maxmemory-policy", "noeviction", "--logfile", "redis.log"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdin=subprocess.PIPE if self.password else None, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if self.password:
+            assert node.proc.stdin is not None
+            node.proc.stdin.write(f'requirepass "{self.password}"\nmasterauth "{self.password}"\n'.encode())
+            node.proc.stdin.close()
 
     def start(self) -> RedisClusterProcesses:
         if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
@@ -101,7 +111,7 @@ class RedisClusterProcesses:
             wait_for(lambda n=node: self._answers(n), 10, f"cluster node {node.port} to answer")
         done = subprocess.run(["redis-cli", "--cluster", "create", *(n.address for n in self.nodes),
                                "--cluster-replicas", "1", "--cluster-yes"], capture_output=True, text=True,
-                              timeout=SETTLE_SECONDS)
+                              timeout=SETTLE_SECONDS, env={**os.environ, **({"REDISCLI_AUTH": self.password} if self.password else {})})
         if done.returncode != 0:
             self.stop()
             raise RuntimeError(f"redis-cli --cluster create failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
@@ -116,7 +126,10 @@ class RedisClusterProcesses:
         if node.proc is not None and node.proc.poll() is not None:
             log = node.dir / "redis.log"
             raise RuntimeError(f"cluster node {node.port} exited: {log.read_text(errors='replace')[-2000:] if log.exists() else ''}")
-        return redis_answers(f"redis://{node.address}/0")
+        try:
+            return bool(node.client().ping())
+        except redis.RedisError:
+            return False
 
     # ------------------------------------------------------------------ what the Cluster says
     def view(self) -> dict[str, dict]:

@@ -202,3 +202,40 @@ def test_a_master_killed_mid_run_loses_nothing_and_returns_as_a_replica(deployme
     assert len(d.cluster.master_nodes()) == 3
     again = jm.retrieve_job_set(watched.job_set_id())
     assert again.status() is JobSetStatus.DONE
+
+
+def test_a_password_protected_cluster(monkeypatch):
+    """A Cluster whose nodes require a password: given in ``QJM_REDIS_PASSWORD`` (never in the
+    URL), the store finds every node and keeps a set on it; a wrong or missing one is a qjm error
+    that says what to set and shows no password."""
+    from qiskit import QuantumCircuit
+
+    from qjm.errors import StoreUnavailableError
+    from qjm.testing import create_job_set
+
+    password = "cluster-secret-7f3a"
+    cluster = RedisClusterProcesses(password=password).start()
+    try:
+        monkeypatch.setenv("QJM_REDIS_CLUSTER", "1")
+        monkeypatch.setenv("QJM_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/unused")
+        monkeypatch.setenv("QJM_RESULT_BACKEND_URL", "redis://127.0.0.1:6379/0")
+        for given, wanted in ((None, "QJM_REDIS_PASSWORD"), ("wrong-one", "QJM_REDIS_PASSWORD")):
+            if given is None:
+                monkeypatch.delenv("QJM_REDIS_PASSWORD", raising=False)
+            else:
+                monkeypatch.setenv("QJM_REDIS_PASSWORD", given)
+            with pytest.raises(StoreUnavailableError, match=wanted) as refused:
+                Store(cfg=Settings(redis_url=cluster.url)).ping()
+            assert password not in str(refused.value) and "wrong-one" not in str(refused.value)
+        monkeypatch.setenv("QJM_REDIS_PASSWORD", password)
+        store = Store(cfg=Settings(redis_url=cluster.url))
+        store.ping()
+        assert len(store.r.get_primaries()) == 3
+        qc = QuantumCircuit(1, 1)
+        qc.measure(0, 0)
+        sids = [create_job_set(store, [qc, qc], "aer_simulator", name=f"pw-{k}") for k in range(12)]
+        assert [store.job_set(sid).n_jobs for sid in sids] == [2] * 12
+        assert set(store.index.query(limit=None)) == set(sids)
+        assert len({cluster.master_of(keys.job_set(sid)).port for sid in sids}) > 1  # more than one shard used
+    finally:
+        cluster.stop()

@@ -22,7 +22,11 @@ import redis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.cluster import RedisCluster
 from redis.commands.core import Script
+from redis.exceptions import RedisClusterException
 from redis.retry import Retry
+
+from ..config import mask_url
+from ..errors import StoreUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +45,18 @@ def connect(url: str, cluster: bool) -> Any:
     if not cluster:
         return redis.Redis.from_url(url, **CONNECTION_KWARGS)
     retry = Retry(ExponentialWithJitterBackoff(base=BACKOFF_BASE, cap=BACKOFF_CAP), retries=CLUSTER_RETRIES)
-    return RedisCluster.from_url(url, retry=retry, **CONNECTION_KWARGS)
+    try:  # a Cluster client reads the slot map as it is made
+        return RedisCluster.from_url(url, retry=retry, **CONNECTION_KWARGS)
+    except (redis.AuthenticationError, redis.exceptions.AuthorizationError) as exc:
+        raise StoreUnavailableError(
+            f"The Redis Cluster at {mask_url(url)} refused the password ({exc}): set QJM_REDIS_PASSWORD or "
+            "QJM_REDIS_PASSWORD_FILE to its requirepass.") from None
+    except (redis.RedisError, RedisClusterException, OSError) as exc:
+        wants_password = any(sign in str(exc) for sign in ("NOAUTH", "WRONGPASS", "authenticated", "password"))
+        hint = " (it asks for the right password: set QJM_REDIS_PASSWORD or QJM_REDIS_PASSWORD_FILE)" if wants_password else ""
+        raise StoreUnavailableError(
+            f"Cannot read the slot map of a Redis Cluster from {mask_url(url)} ({exc}){hint}. Check that the node "
+            "is up and in cluster mode, or unset QJM_REDIS_CLUSTER for a single Redis.") from None
 
 
 def is_cluster(r: Any) -> bool:
