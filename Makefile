@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test check lint soak demo bench chaos clean flower up
+.PHONY: install test check lint soak demo bench chaos clean flower up cluster
 
 $(STAMP): pyproject.toml
 	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
@@ -47,6 +47,11 @@ bench: install
 # CHAOS_SECONDS=180 (fault window), CHAOS_SEED=N (replay a run); see bench/chaos.py.
 chaos: install
 	$(PY) bench/chaos.py
+
+# A Redis Cluster of 3 masters and 3 replicas on free loopback ports, until Ctrl-C (tests/redis_cluster.py);
+# it prints the QJM_REDIS_CLUSTER/QJM_REDIS_URL to export.
+cluster: install
+	$(PY) -m tests.redis_cluster
 
 # Loopback only; with QJM_FLOWER_USER/QJM_FLOWER_PASSWORD set it asks for them.
 flower: install

@@ -9,6 +9,7 @@ import warnings
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
+import cluster_state  # noqa: E402
 import estimator  # noqa: E402
 import ibm  # noqa: E402
 import listing  # noqa: E402
@@ -31,3 +32,5 @@ if __name__ == "__main__":
     results_memory.main()
     print()
     listing.main()
+    print()
+    cluster_state.main()

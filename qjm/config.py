@@ -20,6 +20,8 @@ from urllib.parse import parse_qs, quote, urlsplit
 from .errors import SettingsError
 
 DAY = 24 * 3600
+#: What a yes/no variable (``QJM_REDIS_CLUSTER``) may say for yes.
+TRUE = ("1", "true", "yes", "on")
 MASK = "**"
 REDIS_PASSWORD_ENV = "QJM_REDIS_PASSWORD"
 REDIS_PASSWORD_FILE_ENV = "QJM_REDIS_PASSWORD_FILE"
@@ -166,6 +168,12 @@ class Settings:
     #: Celery's result backend, when it must not share qjm's Redis: a Redis Cluster holds qjm's
     #: state, but Celery's Redis result backend knows no Cluster (qjm stores no task results).
     result_backend_url: str | None = field(default_factory=lambda: _env("QJM_RESULT_BACKEND_URL"))
+    #: ``QJM_REDIS_CLUSTER=1``: ``redis_url`` names one node of a Redis Cluster, which the store
+    #: then speaks to through redis-py's ``RedisCluster`` (``qjm.store.connection``).
+    redis_cluster: bool = field(default_factory=lambda: (_env("QJM_REDIS_CLUSTER") or "0").lower() in TRUE)
+    #: How long a write that guards an outside effect (the record that a remote post begins) waits
+    #: for a replica to have it, on a Redis Cluster (``WAIT``), in milliseconds.
+    replica_wait_ms: int = field(default_factory=lambda: _int("QJM_REPLICA_WAIT_MS", 1000))
     #: How long job sets, their circuits and results are kept (and Celery results expire).
     ttl_seconds: int = field(default_factory=lambda: _int("QJM_TTL_SECONDS", 14 * DAY))
     #: Redis broker visibility timeout: an unacknowledged task is redelivered after this long.
@@ -221,9 +229,24 @@ class Settings:
             check_redis_url(self.broker_url, "QJM_BROKER_URL")
         if self.result_backend_url and is_redis_url(self.result_backend_url):
             check_redis_url(self.result_backend_url, "QJM_RESULT_BACKEND_URL")
+        if self.redis_cluster:
+            self._check_off_cluster()
         if self.jobs_per_message < 1:
             raise SettingsError(f"QJM_JOBS_PER_MESSAGE={self.jobs_per_message}: a message carries at least one job "
                                 "(1 sends one message per job).")
+
+    def _check_off_cluster(self) -> None:
+        """Celery's Redis broker and result backend know no Cluster: with qjm's state on one, both
+        must be named, and neither may be a node of it (``redis_url``'s server)."""
+        for variable, url in (("QJM_BROKER_URL", self.broker_url), ("QJM_RESULT_BACKEND_URL", self.result_backend_url)):
+            if url is None:
+                raise SettingsError(
+                    f"QJM_REDIS_CLUSTER=1 puts qjm's state on a Redis Cluster, where Celery cannot keep its own: "
+                    f"set {variable} to a RabbitMQ (amqp://...) or a plain Redis (redis://...) server off the Cluster.")
+            if is_redis_url(url) and _same_server(url, self.redis_url):
+                raise SettingsError(
+                    f"{variable}={mask_url(url)} is the Redis Cluster node QJM_REDIS_URL names: Celery cannot "
+                    "use a Cluster; point it at RabbitMQ or a plain Redis off the Cluster.")
 
     def __repr__(self) -> str:
         """Every shown field, URLs masked; secrets (``repr=False`` fields) left out."""

@@ -180,8 +180,8 @@ class Pipeline:
     def retarget(self, rec: JobSetRecord, i: int, backend: str) -> None:
         """Transpile (and prepare) an unposted job anew for ``backend`` and place it there
         (``RemoteRunner`` calls this, holding the job's posting lock, when the job moves)."""
-        isa = self._isa(rec, backend, codec.circuits_from_qpy(self.store.circuits_qpy(rec.id, i) or b""))
-        self.store.retarget(rec.id, i, backend, codec.circuits_to_qpy(isa))
+        isa = self._isa(rec, backend, codec.circuits_from_qpy(self.store.placing.circuits_qpy(rec.id, i) or b""))
+        self.store.placing.retarget(rec.id, i, backend, codec.circuits_to_qpy(isa))
         self._prepare(rec, i, isa, backend)
 
     def _prepare(self, rec: JobSetRecord, i: int, isa: list[QuantumCircuit], backend: str) -> None:

@@ -19,12 +19,13 @@ import redis
 from redis.crc import key_slot
 
 from qjm import JobManager, JobSetStatus
-from qjm.cluster import EmulatorProcess, free_port, redis_answers, wait_for
+from qjm.cluster import EmulatorProcess, redis_answers, wait_for
 from qjm.store import keys
 
 from .circuits import basis_state
 from .procs import RedisServer, Worker
 from .rabbitmq import private_vhost
+from .redis_cluster import cluster_port
 
 SET_KEY = re.compile(r"^qjm:\{(?P<sid>[0-9a-f]{32})\}:")
 POOL_KEY = re.compile(r"^qjm:\{slots:(?P<backend>[^}]+)\}:")
@@ -34,24 +35,6 @@ OTHER_KEYS = [re.compile(p) for p in (
     r"^qjm:worker:\{[^}]+\}$", r"^qjm:sets:(name|tag|backend|status):.+$")]
 GLOBAL_KEYS = {keys.INDEX, keys.RUNNING, keys.QUEUES_STARTED, keys.RECONCILER_LOCK, keys.REDIS_RESTARTED,
                keys.REDIS_RUN_ID, keys.RESENT, keys.SETS_EXPIRY, keys.SETS_ENTRIES}
-
-
-def cluster_port() -> int:
-    """A free port for a Cluster node: its bus listens 10,000 above it, so the port must be at most
-    55535 and that one free too (an ephemeral port from the kernel is often higher)."""
-    import socket
-
-    for _ in range(200):
-        port = free_port()
-        if port > 55535:
-            continue
-        with socket.socket() as bus:
-            try:
-                bus.bind(("127.0.0.1", port + 10000))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port pair for a Redis Cluster node")
 
 
 @pytest.fixture(scope="module")

@@ -81,7 +81,7 @@ class Placement:
         RetryLater when no candidate wide enough is online."""
         here, ref = rec.job_backend(job), job_ref(rec.id, job.index)
         loads, ranks = self.loads(rec, ref)
-        width = self.store.job_width(rec.id, job.index)
+        width = self.store.placing.job_width(rec.id, job.index)
         by_name = {load.info.name: load for load in loads}
         mine = by_name[here]
         others = [load for load in loads if load.info.name != here]
@@ -98,5 +98,5 @@ class Placement:
 
     def _offline(self, rec: JobSetRecord, loads: list[Load]) -> RetryLater:
         note = offline_note(loads)
-        self.store.note_set(rec.id, waiting_for=note, waiting_noted=repr(time.time()))
+        self.store.placing.note_set(rec.id, waiting_for=note, waiting_noted=repr(time.time()))
         return RetryLater(f"job set {rec.id}: {note}", OFFLINE_RETRY)

@@ -174,7 +174,7 @@ class RemoteRunner(JobRunner):
         # then the attempt's tag on the service tells. So does Redis having restarted since the
         # job was last written (its run_id changed): with appendfsync everysec it may have lost
         # the record that a post began. Otherwise the service is not asked.
-        run_id = self.store.run_id()
+        run_id = self.store.run_id(rec.id)
         ask = job.post_attempted is not None or job.run_id != run_id
         remote_id = executor.find_submitted(ctx) if ask else None
         if remote_id is None:
@@ -182,8 +182,8 @@ class RemoteRunner(JobRunner):
             if work is None:  # the job failed on the way
                 self.release(rec, i, executor.name)
                 return
-            self.store.set_job_fields(rec.id, i, post_attempted=repr(time.time()), run_id=run_id)
             ahead = self._ahead(executor.name)
+            self.store.record_post_attempt(rec.id, i, run_id)
             fence()
             remote_id = executor.submit(work, ctx).remote_id
         else:

@@ -21,12 +21,13 @@ from ..config import Settings, mask_url
 from ..config import settings as load_settings
 from ..errors import JobSetNotFoundError, StoreUnavailableError
 from ..lifecycle import CANCELLED_BY_USER, FINAL_RANK, JobSetStatus, JobStatus, Step
-from . import keys, scripts
+from . import connection, keys, scripts
 from .durations import Durations
 from .existing import ExistingHashes
 from .histograms import Histograms
 from .index import SetIndex
 from .outputs import Outputs
+from .placing import Placing
 from .records import BATCH_FIELD, JobRecord, JobSetRecord
 from .slots import SlotPool
 from .steps import Steps
@@ -48,9 +49,9 @@ class Store:
         self.cfg = cfg or load_settings()
         self.url = url or self.cfg.redis_url
         # redis-py types its answers as unions over sync and async clients; this client is sync
-        # and binary, so answers are read as bytes.
-        self.r: Any = redis.Redis.from_url(self.url, socket_connect_timeout=5, socket_timeout=30,
-                                           health_check_interval=30)
+        # and binary, so answers are read as bytes. On a Redis Cluster it is a ``RedisCluster``.
+        self.r: Any = connection.connect(self.url, self.cfg.redis_cluster)
+        self.cluster = self.cfg.redis_cluster
         self._advance = scripts.load(self.r, "advance")
         self._finish = scripts.load(self.r, "finish")
         self._new_attempt = scripts.load(self.r, "new_attempt")
@@ -61,6 +62,7 @@ class Store:
         self.durations = Durations(self.r)
         self.histograms = Histograms(self.r)
         self.outputs = Outputs(self.r, self.ttl, self.cfg.result_chunk_bytes)
+        self.placing = Placing(self.r, self.existing, self.ttl)
         self.steps = Steps(self.r, self.existing)
         self.index = SetIndex(self.r)
 
@@ -87,14 +89,16 @@ class Store:
             raise StoreUnavailableError(
                 f"Redis at {self.shown_url} asks for a password ({exc}): set QJM_REDIS_PASSWORD or "
                 "QJM_REDIS_PASSWORD_FILE to Redis's requirepass.") from None
-        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.RedisClusterException, OSError) as exc:
             raise StoreUnavailableError(
                 f"Cannot reach Redis at {self.shown_url} ({exc}). Start Redis or set "
                 "QJM_REDIS_URL to a reachable server.") from None
 
-    def run_id(self) -> str:
-        """Redis's ``run_id``: it changes when Redis restarts (and may have lost its last second)."""
-        return str(self.r.info("server")["run_id"])
+    def run_id(self, sid: str | None = None) -> str:
+        """Redis's ``run_id``: it changes when Redis restarts (and may have lost its last second).
+        On a Cluster, that of the master holding set ``sid`` (a failover changes it), or one id
+        made of every master's (``connection.node_run_id``)."""
+        return connection.node_run_id(self.r, keys.job_set(sid) if sid and self.cluster else None)
 
     def restarted_at(self) -> float | None:
         """When a restart of Redis was first noticed (by comparing ``run_id`` with the one seen
@@ -113,7 +117,7 @@ class Store:
 
         Each job waits for its transpile step in ``queue``, with tickets in job order. A set given
         as pubs also has each job's piece entries and the set's layout (``qjm.pubs``)."""
-        ttl, now, run_id = self.ttl, time.time(), self.run_id()
+        ttl, now, run_id = self.ttl, time.time(), self.run_id(rec.id)
         first = self.steps.tickets(queue, rec.n_jobs)
         p = self.r.pipeline(transaction=True)
         p.hset(keys.job_set(rec.id), mapping=rec.to_hash())
@@ -137,7 +141,7 @@ class Store:
         self.index.add(rec, expires=now + ttl, pipe=p)
         # The run_id this set was written under, unless one is known already: a Redis restart
         # before any reconciler tick (a fast set) is then still noticed (``restarted_at``).
-        p.set(keys.REDIS_RUN_ID, run_id, nx=True)
+        p.set(keys.REDIS_RUN_ID, self.run_id() if self.cluster else run_id, nx=True)
         p.execute()
 
     def running_ids(self) -> list[str]:
@@ -207,9 +211,6 @@ class Store:
 
     def names(self, sid: str) -> list[str]:
         return codec.loads(self.r.get(keys.names(sid))) or []
-
-    def circuits_qpy(self, sid: str, i: int) -> bytes | None:
-        return self.r.get(keys.circuits(sid, i))
 
     def isa_qpy(self, sid: str, i: int) -> bytes | None:
         return self.r.get(keys.isa(sid, i))
@@ -284,13 +285,11 @@ class Store:
         """Record facts about a job (e.g. its remote id) without changing its status."""
         self.existing.set(keys.job(sid, i), fields)
 
-    def note_set(self, sid: str, **fields: str) -> None:
-        """Record facts about a set (e.g. what it waits for) without changing its status."""
-        self.existing.set(keys.job_set(sid), fields)
-
-    def job_width(self, sid: str, i: int) -> int:
-        """Qubits of the job's widest circuit, as recorded when it was placed."""
-        return int(self.r.hget(keys.job(sid, i), "width") or 0)
+    def record_post_attempt(self, sid: str, i: int, run_id: str) -> None:
+        """Record that a delivery begins posting job ``i`` (under ``run_id``, ``run_id(sid)``):
+        it guards an outside effect, so on a Cluster it waits for a replica before the post."""
+        args = ["set", "post_attempted", repr(time.time()), "run_id", run_id]
+        connection.write_durably(self.r, self.existing.script, keys.job(sid, i), args, self.cfg.replica_wait_ms)
 
     def waiting_since(self, sid: str, i: int) -> float:
         """When the job first waited for a remote slot (recorded on the first call)."""
@@ -323,16 +322,6 @@ class Store:
     def drop_batch(self, sid: str, batch_id: str, field: str = BATCH_FIELD) -> bool:
         """Forget the set's batch if it is still ``batch_id`` (the service closed it)."""
         return bool(self._drop_batch(keys=[keys.job_set(sid)], args=[batch_id, field]))
-
-    def retarget(self, sid: str, i: int, backend: str, isa: bytes) -> None:
-        """Place an unposted job on another backend with its circuits transpiled for it, in one
-        transaction (the job's keys share its set's slot): nobody reads new circuits under the
-        old backend's name. The old backend's preparation goes with them."""
-        p = self.r.pipeline(transaction=True)
-        p.set(keys.isa(sid, i), isa, ex=self.ttl)
-        p.delete(keys.prepared(sid, i))
-        p.hset(keys.job(sid, i), "backend", backend)
-        p.execute()
 
     def new_attempt(self, sid: str, i: int, ended: int, why: str, kind: str = "repost",
                     start: JobStatus = JobStatus.TRANSPILED) -> int:
@@ -390,8 +379,21 @@ class Store:
         it is announced. Subscribe first, then read the status, so the notice cannot slip by."""
         pubsub = self.r.pubsub(ignore_subscribe_messages=True)
         pubsub.subscribe(keys.final_channel(sid))
+
+        def pause(seconds: float) -> None:
+            try:
+                pubsub.get_message(timeout=max(0.0, seconds))
+            except (redis.ConnectionError, redis.TimeoutError):
+                # The node went (a Cluster failover): the caller reads the status next, so a
+                # notice missed meanwhile costs one pause, never the set.
+                time.sleep(max(0.0, seconds))
+                try:
+                    pubsub.subscribe(keys.final_channel(sid))
+                except redis.RedisError:
+                    pass
+
         try:
-            yield lambda seconds: pubsub.get_message(timeout=max(0.0, seconds))
+            yield pause
         finally:
             pubsub.close()
 

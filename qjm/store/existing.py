@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import redis
+from redis.commands.core import Script
 
 from . import scripts
 
@@ -18,6 +19,11 @@ from . import scripts
 class ExistingHashes:
     def __init__(self, r: redis.Redis) -> None:
         self._update = scripts.load(r, "update_existing")
+
+    @property
+    def script(self) -> Script:
+        """The script itself, for a caller that runs it its own way (``connection.write_durably``)."""
+        return self._update
 
     def set(self, key: str, fields: Mapping[str, Any], client: Any = None) -> bool:
         """HSET ``fields`` (None as ''); False if the hash is gone."""

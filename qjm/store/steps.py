@@ -86,7 +86,14 @@ class Steps:
         now = repr(time.time())
         for i in indices:
             self._started(keys=[keys.job(sid, i)], args=[step.value, "", now, node], client=p)
-        for out in p.execute():
+        try:
+            answers = p.execute()
+        except redis.exceptions.NoScriptError:
+            # A Cluster's pipeline does not load scripts, and a replica that took a slot over has
+            # none: one call (which loads it) first, then the rest together (recording twice is harmless).
+            self._started(keys=[keys.job(sid, indices[0])], args=[step.value, "", now, node])
+            return self.started_together(sid, indices, step, node)
+        for out in answers:
             if out:
                 self.note_started(_text(out[1]), int(out[0] or 0))
 
@@ -134,10 +141,9 @@ class Steps:
 
     def resent(self, sid: str, i: int, step: Step, bump_epoch: bool) -> int:
         """Count a re-send of the job's step; a re-sent poll loop gets a new epoch. Returns the epoch."""
-        p = self.r.pipeline(transaction=False)
-        self.existing.incr(keys.job(sid, i), {"resends": 1, "poll_epoch": 1 if bump_epoch else 0}, client=p)
-        p.hincrby(keys.RESENT, step.value, 1)
-        counts = p.execute()[0]
+        # Two calls, not a pipeline: on a Cluster the script may need loading (see ``started_together``).
+        counts = self.existing.incr(keys.job(sid, i), {"resends": 1, "poll_epoch": 1 if bump_epoch else 0})
+        self.r.hincrby(keys.RESENT, step.value, 1)
         return int(counts[1]) if counts else 0
 
     def resent_counts(self) -> dict[str, int]:
