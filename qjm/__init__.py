@@ -5,6 +5,7 @@ gives back one combined result, retrievable later from any process by the job se
 Importing qjm never imports or starts a worker.
 """
 
+from .backends import BackendInfo, QueueInfo
 from .errors import (
     ExperimentNotFoundError,
     InvalidInputError,
@@ -25,5 +26,6 @@ __all__ = [
     "JobManager", "ManagedJobSet", "ManagedJob", "ManagedResults", "JobStatus", "JobSetStatus",
     "QJMError", "InvalidInputError", "UnknownBackendError", "StoreUnavailableError", "JobSetNotFoundError",
     "JobSetTimeoutError", "JobSetFailedError", "ExperimentNotFoundError", "JobSetRunningError",
+    "BackendInfo", "QueueInfo",
 ]
 __version__ = "0.1.0"

@@ -1,0 +1,56 @@
+"""Backends as users choose them: the listing, least busy, and one set fanned out over several
+backends (local ones here; the emulator's devices in test_ibm_backends)."""
+
+from __future__ import annotations
+
+import pytest
+
+from qjm import BackendInfo, InvalidInputError, JobStatus, UnknownBackendError
+
+from .circuits import basis_state, expected
+
+SHOTS = 64
+
+
+def test_local_backends_are_listed_and_filtered(jm):
+    names = [b.name for b in jm.backends()]
+    assert "aer_simulator" in names and "fake_manila" in names
+    manila = jm.backends(name="fake_manila")[0]
+    assert isinstance(manila, BackendInfo)
+    assert (manila.num_qubits, manila.local, manila.operational, manila.pending_jobs) == (5, True, True, 0)
+    wide = jm.backends(min_num_qubits=100, filters=lambda b: b.name.startswith("fake_"))
+    assert wide and all(b.num_qubits >= 100 for b in wide)
+    assert jm.least_busy(min_num_qubits=5, simulator=True).operational
+    with pytest.raises(UnknownBackendError, match="No operational backend matches"):
+        jm.least_busy(min_num_qubits=10_000, simulator=True)
+
+
+def test_a_set_fans_out_over_local_backends_and_results_land_at_their_index(jm):
+    circuits = [basis_state(k % 8, name=f"f{k}") for k in range(12)]
+    js = jm.run(circuits, backend=["aer_simulator", "fake_manila"], max_experiments_per_job=2, shots=SHOTS)
+    results = js.results(timeout=180)
+    assert js.statuses() == [JobStatus.DONE] * 6
+    placed = [j.backend_name() for j in js.jobs()]
+    assert set(placed) == {"aer_simulator", "fake_manila"}, placed
+    assert js.backend_names() == ["aer_simulator", "fake_manila"]
+    for k in range(12):
+        counts = results.get_counts(k)
+        if placed[k // 2] == "aer_simulator":
+            assert counts == {expected(k % 8): SHOTS}, k
+        else:  # fake_manila's noise: the right answer still dominates
+            assert max(counts, key=counts.get) == expected(k % 8), (k, counts)
+    report = js.report()
+    assert "jobs per backend: aer_simulator 3, fake_manila 3" in report
+    assert [s.job_set_id() for s in jm.job_sets(backend="fake_manila")][:1] == [js.job_set_id()]
+
+
+def test_a_bad_backend_list_is_refused_before_anything_is_written(jm):
+    before = len(jm.job_sets())
+    circuits = [basis_state(1)]
+    with pytest.raises(InvalidInputError, match="more than once"):
+        jm.run(circuits, backend=["fake_manila", "fake_manila"])
+    with pytest.raises(InvalidInputError, match="mixes local"):
+        jm.run(circuits, backend=["fake_manila", "ibm_nowhere"])
+    with pytest.raises(UnknownBackendError):
+        jm.run(circuits, backend=[])
+    assert len(jm.job_sets()) == before
