@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import redis
 import redis.lock
 from cachetools import LRUCache
 
@@ -183,7 +184,11 @@ class RemoteRunner(JobRunner):
                 self.release(rec, i, executor.name)
                 return
             ahead = self._ahead(executor.name)
-            self.store.record_post_attempt(rec.id, i, run_id)
+            try:
+                self.store.record_post_attempt(rec.id, i, run_id)
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                # No post without its record: Redis (a Cluster mid-failover) is asked again later.
+                raise RetryLater(f"job {i} of {rec.id}: the record of its post could not be written ({exc})", 1.0) from exc
             fence()
             remote_id = executor.submit(work, ctx).remote_id
         else:

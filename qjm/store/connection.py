@@ -34,8 +34,9 @@ log = logging.getLogger(__name__)
 #: in all, several times what a failover takes with ``cluster-node-timeout`` of a few seconds.
 CLUSTER_RETRIES = 24
 BACKOFF_BASE, BACKOFF_CAP = 0.05, 1.0
-#: Attempts of ``write_durably`` (each on the slot's master of the moment).
-DURABLE_ATTEMPTS = 8
+#: Attempts of ``write_durably`` (each on the slot's master of the moment): as long as the
+#: client's own retries (about 20 s), since a failover on a loaded machine took longer than 8.
+DURABLE_ATTEMPTS = CLUSTER_RETRIES
 CONNECTION_KWARGS: dict[str, Any] = {"socket_connect_timeout": 5, "socket_timeout": 30, "health_check_interval": 30}
 
 
