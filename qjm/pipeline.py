@@ -23,7 +23,7 @@ from .backends import Placement
 from .config import Settings
 from .config import settings as load_settings
 from .errors import RetryLater
-from .executors import Executor, RunOptions, for_backend
+from .executors import Executor, Primitive, RunOptions, for_backend
 from .lifecycle import JobSetStatus, JobStatus, Step, job_set_outcome
 from .runners import JobRunner, LocalRunner, RemoteRunner
 from .runners.base import ExecutorFor, work_from
@@ -53,16 +53,16 @@ class Pipeline:
         self.placement = placement or Placement(self.store, self.cfg)
         self.remote = RemoteRunner(self.store, self.cfg, executor_for, self.transitions,
                                    placement=self.placement, retarget=self.retarget)
-        self._pass_managers: dict[tuple[str, int], PassManager] = {}
+        self._pass_managers: dict[tuple[str, int, Primitive], PassManager] = {}
         self._records: dict[str, JobSetRecord] = {}
 
-    def pass_manager(self, backend_name: str, optimization_level: int) -> PassManager:
-        """Built once per worker process and backend: building it reads the whole target."""
-        key = (backend_name, optimization_level)
+    def pass_manager(self, backend_name: str, optimization_level: int,
+                     primitive: Primitive = Primitive.SAMPLER) -> PassManager:
+        """Built once per worker process, backend and primitive: building it reads the whole target."""
+        key = (backend_name, optimization_level, primitive)
         if key not in self._pass_managers:
-            target = self.executor_for(backend_name).backend()
-            self._pass_managers[key] = generate_preset_pass_manager(optimization_level=optimization_level,
-                                                                    backend=target)
+            target = self.executor_for(backend_name).transpile_for(primitive)
+            self._pass_managers[key] = generate_preset_pass_manager(optimization_level=optimization_level, **target)
         return self._pass_managers[key]
 
     def runner(self, rec: JobSetRecord) -> JobRunner:
@@ -174,7 +174,8 @@ class Pipeline:
     def _isa(self, rec: JobSetRecord, backend: str, circuits: list[QuantumCircuit]) -> list[QuantumCircuit]:
         opts = RunOptions.from_json(rec.options)
         # One job per task: parallelism comes from many workers, not from forking here.
-        isa = self.pass_manager(backend, opts.optimization_level).run(circuits, num_processes=1)
+        pm = self.pass_manager(backend, opts.optimization_level, Primitive(opts.primitive))
+        isa = pm.run(circuits, num_processes=1)
         return isa if isinstance(isa, list) else [isa]
 
     def retarget(self, rec: JobSetRecord, i: int, backend: str) -> None:

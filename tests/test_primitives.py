@@ -99,6 +99,28 @@ def test_estimator_matches_statevector_within_its_standard_errors(jm):
     assert 0 < stds.max() < 0.2
 
 
+def test_estimator_takes_gates_outside_the_devices_basis_on_the_ideal_simulator(jm):
+    """A bare RY(theta) (which aer_simulator's own target keeps and the executor Estimator
+    cannot take) and a gate no device has, as Qiskit's primitives accept them."""
+    ry = QuantumCircuit(1, name="ry")
+    ry.ry(Parameter("theta"), 0)
+    other = QuantumCircuit(2, name="rxx")
+    other.rxx(Parameter("phi"), 0, 1)
+    other.u(0.3, 0.2, 0.1, 1)
+    theta = np.array([[0.0], [1.57], [np.pi]])
+    js = jm.run([(ry, "Z", theta), (other, ["ZZ", "YI"], theta[:, None, :])], backend="aer_simulator",
+                primitive="estimator", precision=0.02)
+    pr = js.results(timeout=300).primitive_result()
+    assert pr[0].data.evs.shape == (3,) and pr[1].data.evs.shape == (3, 2)
+    for r in range(3):
+        want = exact(ry, "Z", theta[r])
+        assert abs(pr[0].data.evs[r] - want) <= 5 * error_bar(pr[0].data.stds[r], 0.02), (r, pr[0].data.evs[r], want)
+        for o, label in enumerate(["ZZ", "YI"]):
+            want = exact(other, label, theta[r])
+            got, std = pr[1].data.evs[r, o], pr[1].data.stds[r, o]
+            assert abs(got - want) <= 5 * error_bar(std, 0.02), (r, label, got, want)
+
+
 def test_a_pub_larger_than_a_job_is_split_and_stitched_back(redis_server, worker, monkeypatch):
     monkeypatch.setenv("QJM_REDIS_URL", redis_server.url)
     monkeypatch.setenv("QJM_MAX_EXECUTIONS_PER_JOB", "3000")

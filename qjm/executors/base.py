@@ -131,6 +131,11 @@ class Executor(ABC):
     def backend(self) -> BackendV2:
         """The backend whose target circuits are transpiled for."""
 
+    def transpile_for(self, primitive: Primitive) -> dict[str, Any]:
+        """What a job's circuits are transpiled for (``generate_preset_pass_manager``'s keyword
+        arguments): the backend's target, unless the primitive needs another basis."""
+        return {"backend": self.backend()}
+
     @abstractmethod
     def submit(self, work: JobWork, ctx: SubmitContext) -> Submission:
         """Start (or, locally, run) one job."""
