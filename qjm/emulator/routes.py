@@ -101,10 +101,16 @@ def emulator_stats(state: ServiceState, request: Request) -> Reply:
 
 def emulator_backend(state: ServiceState, request: Request) -> Reply:
     """``POST /emulator/backends/{name}`` ``{"status": "online" | "maintenance"}``: take a device
-    down or bring it back mid-run (not an IBM endpoint); answers the device's new state."""
-    status = request.json().get("status")
-    state.set_device_state(request.params["name"], str(status))
-    return Reply(200, {"name": request.params["name"], "status": status})
+    down or bring it back mid-run; ``{"background": N}``: N more jobs of other users join its
+    queue (not an IBM endpoint). Answers the device's state."""
+    body, name = request.json(), request.params["name"]
+    if "status" not in body and "background" not in body:
+        raise ServiceError(400, 'give "status" ("online" or "maintenance") and/or "background" (a number of jobs)', 400)
+    if "status" in body:
+        state.set_device_state(name, str(body["status"]))
+    if "background" in body:
+        state.add_background(name, body["background"])
+    return Reply(200, {"name": name, "status": state.device_state.get(name, ONLINE)})
 
 
 def emulator_usage(state: ServiceState, request: Request) -> Reply:

@@ -102,6 +102,20 @@ class ServiceState:
             self.device_state[name] = status
             self.wakeup.notify_all()
 
+    def add_background(self, name: str, count: int) -> None:
+        """``POST /emulator/backends/<name>`` ``{"background": N}``: N more jobs of other users
+        join the device's queue now, as they do on the service at any time."""
+        if self.catalog.get(name) is None:
+            raise ServiceError(404, f"Backend {name} not found", 1216)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ServiceError(400, f"background must be a number of jobs >= 0, not {count!r}", 400)
+        with self.lock:
+            now = time.monotonic()
+            for _ in range(count):
+                job = background_job(self.faults, name, now)
+                self.jobs[job.id] = job
+            self.wakeup.notify_all()
+
     def usage_held(self, instance: str) -> bool:
         """Whether the instance's usage limit is reached (its queued jobs then wait; ``usage``)."""
         return usage.reached(self.consumed[instance], self.usage_limit)

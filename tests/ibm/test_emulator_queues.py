@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import json
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -148,6 +149,15 @@ def test_least_busy_picks_the_shortest_queue(emulators: Callable[..., Emulator],
         Sampler(mode=backend).run([isa], shots=20)
     assert backend.status().pending_jobs == 3
     assert connect(emu).least_busy().name == "ibm_brisbane"
+    # Other users' jobs arrive mid-run: brisbane and lima now have 5 each, manila's 3 win again.
+    post_json(emu, "/emulator/backends/ibm_brisbane", {"background": 3})
+    post_json(emu, "/emulator/backends/ibm_lima", {"background": 2})
+    assert service.backend("ibm_lima").status().pending_jobs == 5
+    assert connect(emu).least_busy().name == "ibm_manila"
+    assert emu.stats()["jobs_posted"] == 2, "other users' jobs are never this instance's"
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        post_json(emu, "/emulator/backends/ibm_lima", {"background": -1})
+    assert refused.value.code == 400
 
 
 def test_queued_jobs_wait_for_a_device_in_maintenance(emulators: Callable[..., Emulator],
