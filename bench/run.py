@@ -11,6 +11,7 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 import cluster_state  # noqa: E402
 import estimator  # noqa: E402
+import fanout  # noqa: E402
 import ibm  # noqa: E402
 import listing  # noqa: E402
 import local  # noqa: E402
@@ -26,6 +27,8 @@ if __name__ == "__main__":
     redis_cost.main()
     print()
     ibm.main()
+    print()
+    fanout.main()
     print()
     estimator.main()
     print()
