@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.console import Console
 
-from . import cli_manage
+from . import cli_backends, cli_manage
 from .config import Settings, child_env, mask_url, worker_env
 from .errors import CircuitFileError, QJMError
 
@@ -180,6 +180,7 @@ def cancel(ctx: typer.Context, job_set_id: str = typer.Argument(..., metavar="ID
 
 
 cli_manage.register(app, _manager, _when, out, err)
+cli_backends.register(app, _manager, out, err)
 
 
 # ----------------------------------------------------------------------------- processes

@@ -9,6 +9,7 @@ import urllib.request
 from qjm import JobStatus
 from qjm.cluster import wait_for
 
+from .ops_fixtures import env_for, qjm
 from .test_ibm_job_sets import assert_posted_once, cluster, dominant, known  # noqa: F401 - the fixture
 
 DEVICES = ["ibm_manila", "ibm_lima", "ibm_quito"]
@@ -47,3 +48,28 @@ def test_a_set_over_three_devices_skips_a_busy_and_an_offline_one_and_takes_it_u
     assert all(n <= 3 for n in stats["max_pending_by_backend"].values())
     assert set(js.backend_names()) == {"ibm_manila", "ibm_quito"}
     assert "jobs per backend: ibm_manila" in js.report()
+
+
+def test_qjm_backends_lists_the_devices_with_their_queues(cluster):  # noqa: F811
+    """``qjm backends`` as a user runs it, against the emulated service: other users' jobs in the
+    queue column, a device in maintenance offline (and left out by --operational), qjm's limit."""
+    emulator, redis, _ = cluster(workers=0, job_seconds=60, serial=True, background=(("ibm_lima", 4),),
+                                 offline=("ibm_quito",))
+    env = env_for(redis.url, QISKIT_IBM_URL=emulator.url)
+    listed = qjm("backends", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    by_name = {b["name"]: b for b in json.loads(listed.stdout)}
+    assert by_name["fake_manila"]["num_qubits"] == 5 and by_name["fake_manila"]["local"]
+    lima, quito = by_name["ibm_lima"], by_name["ibm_quito"]
+    assert (lima["pending_jobs"], lima["operational"], lima["in_flight"], lima["job_limit"]) == (4, True, 0, 3)
+    assert lima["remaining_jobs_count"] == 3
+    assert not quito["operational"] and quito["status_message"].startswith("maintenance")
+
+    table = qjm("backends", "--operational", "--min-qubits", "5", env=env)
+    assert table.returncode == 0, table.stderr
+    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]]
+            for line in table.stdout.splitlines() if line.startswith("│")}
+    assert rows["ibm_lima"] == ["5", "online", "4", "0", "3"]
+    assert rows["fake_manila"] == ["5", "online", "-", "-", "-"]
+    assert "ibm_quito" not in rows and "fake_armonk" not in rows  # offline; one qubit
+    assert all(int(cells[0]) >= 5 for cells in rows.values())

@@ -13,22 +13,16 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Iterable
-from functools import cache
 from typing import Any
 
 from .. import codec
 from ..config import Settings
 from ..errors import InvalidInputError, UnknownBackendError
-from ..executors import for_backend, is_local, local_backend_names, remote_devices
+from ..executors import is_local, local_backend_names, local_qubits, remote_devices
 from ..store import Store, keys
 from .info import BackendInfo
 
 Filter = Callable[[BackendInfo], bool]
-
-
-@cache
-def _local_qubits(name: str) -> int:
-    return int(for_backend(name).backend().num_qubits)
 
 
 def _account_key(cfg: Settings) -> str:
@@ -70,7 +64,7 @@ class Catalog:
         out = {}
         for name in names:
             if is_local(name):
-                out[name] = BackendInfo(name, _local_qubits(name), simulator=True, local=True, operational=True,
+                out[name] = BackendInfo(name, local_qubits(name), simulator=True, local=True, operational=True,
                                         status_message="active", pending_jobs=0, in_flight=0, job_limit=None)
                 continue
             d = remote.get(name)

@@ -7,11 +7,11 @@ from typing import Any
 
 from ..config import settings
 from .base import Executor, JobWork, Poll, Primitive, RunOptions, Submission, SubmitContext
-from .local import LocalExecutor, is_local, local_backend_names
+from .local import LocalExecutor, is_local, local_backend_names, local_qubits
 
 __all__ = [
     "Executor", "JobWork", "Poll", "Primitive", "RunOptions", "SubmitContext", "Submission",
-    "LocalExecutor", "for_backend", "is_local", "local_backend_names", "remote_devices",
+    "LocalExecutor", "for_backend", "is_local", "local_backend_names", "local_qubits", "remote_devices",
 ]
 
 

@@ -6,7 +6,9 @@ worker's submit step and the records come back with the submission.
 
 from __future__ import annotations
 
-from functools import lru_cache
+import json
+from functools import cache, lru_cache
+from pathlib import Path
 from typing import Any
 
 from qiskit.primitives import PrimitiveResult
@@ -41,6 +43,20 @@ def _fake_classes() -> dict[str, type]:
 
 def local_backend_names() -> list[str]:
     return sorted(_fake_classes()) + [AER]
+
+
+@cache
+def local_qubits(name: str) -> int:
+    """A local backend's qubits. A fake device's are read from the configuration file it ships
+    with: building all of them (their noise models) to list them takes tens of seconds."""
+    cls = _fake_classes().get(name)
+    conf = Path(getattr(cls, "dirname", ""), getattr(cls, "conf_filename", "")) if cls is not None else None
+    if conf is not None and conf.is_file():
+        try:
+            return int(json.loads(conf.read_text())["n_qubits"])
+        except (OSError, ValueError, KeyError):
+            pass  # an unexpected file: build the backend instead
+    return int(LocalExecutor(name).backend().num_qubits)
 
 
 def is_local(name: str) -> bool:
