@@ -224,8 +224,9 @@ class JobManager:
 
     def job_sets(self, name: str | None = None, tags: list[str] | None = None, backend: str | None = None,
                  status: JobSetStatus | str | None = None, limit: int | None = None) -> list[ManagedJobSet]:
-        """Job sets newest first: those with this name, all of these tags, on this backend, in this
-        status; at most ``limit`` of them. Answered from Redis indexes (``qjm.store.index``), so
+        """Job sets newest first: those with this name, all of these tags, on this backend (for a
+        set over several, one a job of it was placed on), in this status; at most ``limit`` of
+        them. Answered from Redis indexes (``qjm.store.index``), so
         a call costs what it returns, not what Redis keeps."""
         return listing.job_sets(self._store, self._cfg, name, tags, backend, status, limit)
 

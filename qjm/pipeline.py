@@ -183,6 +183,7 @@ class Pipeline:
         (``RemoteRunner`` calls this, holding the job's posting lock, when the job moves)."""
         isa = self._isa(rec, backend, codec.circuits_from_qpy(self.store.placing.circuits_qpy(rec.id, i) or b""))
         self.store.placing.retarget(rec.id, i, backend, codec.circuits_to_qpy(isa))
+        self.placement.note_used(rec.id, backend)
         self._prepare(rec, i, isa, backend)
 
     def _prepare(self, rec: JobSetRecord, i: int, isa: list[QuantumCircuit], backend: str) -> None:

@@ -54,3 +54,32 @@ def test_a_bad_backend_list_is_refused_before_anything_is_written(jm):
     with pytest.raises(UnknownBackendError):
         jm.run(circuits, backend=[])
     assert len(jm.job_sets()) == before
+
+
+def test_a_fanned_out_set_stays_listed_under_what_it_used_after_a_stale_write_or_a_crash(jm):
+    """A set is listed under a backend when a job is first placed there; a record read before
+    that placement (a rename racing it) does not take the listing away, and the reconciler's
+    repair lists a set whose listing a crash cut short."""
+    from dataclasses import replace
+
+    from qjm import JobSetStatus
+
+    js = jm.run([basis_state(k) for k in range(8)], backend=["aer_simulator", "fake_manila"],
+                max_experiments_per_job=1, shots=SHOTS)
+    js.results(timeout=180)
+    sid, store = js.job_set_id(), jm.store
+    rec = store.job_set(sid)
+    assert rec.used == js.backend_names() == ["aer_simulator", "fake_manila"]
+    found = {b: [s.job_set_id() for s in jm.job_sets(backend=b)] for b in rec.used}
+    assert all(sid in ids for ids in found.values()), found
+
+    store.index.update(replace(rec, used=[]))  # read before any placement
+    assert all(sid in [s.job_set_id() for s in jm.job_sets(backend=b)] for b in rec.used)
+
+    # A crash after the placement was noted and before the listing: listed as running, under no backend.
+    store.index.remove(sid)
+    store.index.add(replace(rec, used=[], status=JobSetStatus.RUNNING), expires=rec.created + 3600)
+    assert sid not in [s.job_set_id() for s in jm.job_sets(backend="fake_manila")]
+    assert store.index.repair([]) >= 1
+    assert all(sid in [s.job_set_id() for s in jm.job_sets(backend=b)] for b in rec.used)
+    assert sid in [s.job_set_id() for s in jm.job_sets(status="DONE")]

@@ -73,3 +73,36 @@ def test_qjm_backends_lists_the_devices_with_their_queues(cluster):  # noqa: F81
     assert rows["fake_manila"] == ["5", "online", "-", "-", "-"]
     assert "ibm_quito" not in rows and "fake_armonk" not in rows  # offline; one qubit
     assert all(int(cells[0]) >= 5 for cells in rows.values())
+
+
+def test_a_set_whose_devices_are_all_offline_waits_visibly_and_is_listed_under_what_it_used(cluster, monkeypatch):  # noqa: F811
+    """Both devices of a set in maintenance: nothing is placed, `qjm status` says the set waits
+    for one to be online; one comes back and runs every job. The set is then found under that
+    device, never under the one that took no job."""
+    monkeypatch.setenv("QJM_BACKENDS_CACHE_SECONDS", "0.5")
+    emulator, redis, _ = cluster(workers=1, worker_env={"QJM_BACKENDS_CACHE_SECONDS": "0.5"}, job_seconds=0.3,
+                                 serial=True, offline=("ibm_manila", "ibm_quito"))
+    from qjm import JobManager
+
+    jm = JobManager()
+    env = env_for(redis.url, QISKIT_IBM_URL=emulator.url)
+    js = jm.run(known(4), backend=["ibm_manila", "ibm_quito"], max_experiments_per_job=1, shots=128)
+    sid = js.job_set_id()
+    wait_for(lambda: "no backend of the set is online" in js.report(detailed=False), 60, "the set to say it waits")
+    status = qjm("status", sid, "--brief", env=env)
+    assert status.returncode == 0, status.stderr
+    assert "Waiting: no backend of the set is online (ibm_manila: maintenance" in status.stdout, status.stdout
+    assert "jobs per backend: ibm_manila 0, ibm_quito 0, not placed 4" in status.stdout, status.stdout
+    assert sid not in [s.job_set_id() for s in jm.job_sets(backend="ibm_manila")], "no job placed there yet"
+
+    set_state(emulator, "ibm_manila", "online")
+    js.results(timeout=120)
+    assert js.statuses() == [JobStatus.DONE] * 4 and js.backend_names() == ["ibm_manila"]
+    assert emulator.stats()["jobs_posted_by_backend"] == {"ibm_manila": 4}
+    assert [s.job_set_id() for s in jm.job_sets(backend="ibm_manila")] == [sid]
+    assert jm.job_sets(backend="ibm_quito") == []
+    status = qjm("status", sid, env=env)
+    assert "jobs per backend: ibm_manila 4, ibm_quito 0" in status.stdout and "Waiting" not in status.stdout
+    assert status.stdout.count("\n    backend: ibm_manila\n") == 4, "each job's block names its backend"
+    listed = qjm("list", "--backend", "ibm_quito", env=env)
+    assert sid not in listed.stdout and "no job sets match" in listed.stderr

@@ -74,7 +74,15 @@ class Placement:
         if best is None:
             raise self._offline(rec, loads)
         self.store.set_job_fields(rec.id, i, backend=best.info.name, width=str(width))
+        self.note_used(rec.id, best.info.name)
         return best.info.name
+
+    def note_used(self, sid: str, backend: str) -> None:
+        """A job of the set was placed on ``backend``: the first time, list the set under it
+        (at most one index write per backend and set; the reconciler's repair makes up for a
+        crash in between)."""
+        if self.store.placing.mark_used(sid, backend):
+            self.store.index.update(self.store.job_set(sid))
 
     def reconsider(self, rec: JobSetRecord, job: JobRecord) -> str | None:
         """Another backend for a placed job that waits for a slot, or None to stay. Raises

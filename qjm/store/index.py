@@ -1,4 +1,5 @@
 """Finding job sets without reading them all: one sorted set per name, tag, backend and status.
+A set over several backends is listed under a backend once a job of it was placed there.
 
 Each index maps job-set ids to their creation time, so "newest first" is a reverse range. A
 query walks the smallest index that applies, a page at a time, and keeps the ids that every other
@@ -38,15 +39,21 @@ class Entry:
     status: str
     created: float
     tags: list[str] = field(default_factory=list)
-    #: Every backend of a set over several (it is listed under each); empty for one backend.
+    #: A set over several backends is listed under those a job of it was placed on
+    #: (``JobSetRecord.used``), from the first placement there on; a set of one backend, under it.
     backends: list[str] = field(default_factory=list)
+    fans_out: bool = False
 
     @classmethod
     def of(cls, rec: JobSetRecord) -> Entry:
-        return cls(rec.name, rec.backend, rec.status.value, rec.created, list(rec.tags), list(rec.backends))
+        return cls(rec.name, rec.backend, rec.status.value, rec.created, list(rec.tags), list(rec.used), rec.fans_out)
+
+    def listed_under(self) -> list[str]:
+        # An entry written before qjm noted the backends used lists a fanned-out set under every one.
+        return self.backends if self.fans_out else self.backends or [self.backend]
 
     def index_keys(self) -> list[str]:
-        out = [keys.INDEX, *(keys.sets_by("backend", b) for b in self.backends or [self.backend]),
+        out = [keys.INDEX, *(keys.sets_by("backend", b) for b in self.listed_under()),
                keys.sets_by("status", self.status)]
         if self.name is not None:
             out.append(keys.sets_by("name", self.name))
@@ -88,6 +95,9 @@ class SetIndex:
             return
         old = self.entry(rec.id)
         new = replace(Entry.of(rec), **changes)
+        if old is not None and old.fans_out and new.fans_out:
+            # Backends used only grow: a record read before a placement keeps what it listed.
+            new = replace(new, backends=[b for b in rec.candidates if b in old.backends or b in new.backends])
         p = self.r.pipeline(transaction=False)
         self._write(p, rec.id, old, new, expires)
         p.execute()

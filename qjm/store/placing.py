@@ -1,5 +1,5 @@
-"""What placing a job of a set over several backends writes: its backend and width, a job
-moved with its circuits transpiled anew, and what the set waits for."""
+"""What placing a job of a set over several backends writes: its backend and width, the
+backends the set used, a job moved with its circuits transpiled anew, and what the set waits for."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import redis
 
 from . import keys
 from .existing import ExistingHashes
+from .records import USED_FIELD
 
 
 class Placing:
@@ -24,6 +25,11 @@ class Placing:
     def note_set(self, sid: str, **fields: str) -> None:
         """Record facts about a set (e.g. what it waits for) without changing its status."""
         self.existing.set(keys.job_set(sid), fields)
+
+    def mark_used(self, sid: str, backend: str) -> bool:
+        """Note that a job of the set was placed on ``backend``: True for the one caller that
+        noted it first (it lists the set under the backend, ``SetIndex.update``)."""
+        return self.existing.set_new(keys.job_set(sid), f"{USED_FIELD}@{backend}", "1")
 
     def job_width(self, sid: str, i: int) -> int:
         """Qubits of the job's widest circuit, as recorded when it was placed."""

@@ -153,10 +153,17 @@ def _bounds_from(g: Callable[[str], str]) -> list[tuple[int, int]]:
 WAITING_NOTE_SECONDS = 20.0
 #: The set's hash field of the batch on its first backend; ``batch_id@<backend>`` for the others.
 BATCH_FIELD = "batch_id"
+#: ``used@<backend>`` in a fanned-out set's hash: a job of the set was placed there.
+USED_FIELD = "used"
 
 
 def batch_field(rec: JobSetRecord, backend: str) -> str:
     return BATCH_FIELD if backend == rec.backend else f"{BATCH_FIELD}@{backend}"
+
+
+def _used(h: dict[bytes, bytes], backends: list[str]) -> list[str]:
+    marked = {k.decode()[len(USED_FIELD) + 1:] for k in h if k.startswith(USED_FIELD.encode() + b"@")}
+    return [b for b in backends if b in marked]
 
 
 @dataclass
@@ -192,6 +199,9 @@ class JobSetRecord:
     backends: list[str] = field(default_factory=list)
     #: Backend -> its batch, for the backends after the first of a fanned-out set.
     batches: dict[str, str] = field(default_factory=dict)
+    #: The backends of a fanned-out set that a job was placed on so far (``Placing.mark_used``),
+    #: in the order of ``backends``: the set is listed under these (``index.Entry``).
+    used: list[str] = field(default_factory=list)
     #: What the set last waited for (``qjm.backends.placement``), and when that was seen.
     waiting_for: str | None = None
     waiting_noted: float | None = None
@@ -276,6 +286,7 @@ class JobSetRecord:
             waiting_noted=_float(g("waiting_noted")),
             batches={k.decode()[len(BATCH_FIELD) + 1:]: v.decode() for k, v in h.items()
                      if k.startswith(BATCH_FIELD.encode() + b"@") and v},
+            used=_used(h, codec.loads(g("backends") or "[]")),
         )
 
 
