@@ -17,6 +17,8 @@ time the next job waits for its slot.
 
 The estimate is kept per backend in Redis (``Store.record_duration``) from the age at which
 finished jobs were last seen still pending, so every worker plans with what all of them saw.
+When the device's queue at the job's post and its pace are known, the job also has an estimate
+of its own (``queued``: its place in the queue times the pace), used when it expects the end sooner.
 """
 
 from __future__ import annotations
@@ -60,6 +62,29 @@ class Estimate:
     def window(self) -> tuple[float, float]:
         """Ages between which the end is expected, widened by the fine pause on each side."""
         return max(0.0, self.mean - 2 * self.dev - self.fine), self.mean + 2 * self.dev + 2 * self.fine
+
+
+def queued(pace: Estimate | None, ahead: int | None) -> Estimate | None:
+    """A job's own estimate on a device that runs its queue in turn: the ``ahead`` jobs it had
+    before it at its post and itself, at the device's pace (seconds per job, give or take; see
+    ``qjm.backends.queue``). None unless both are known.
+
+    A backend's one estimate of post-to-end times serves jobs that all queue alike (one set on a
+    device it fills to its pending limit); a set spread over devices with queues of their own has
+    jobs that end 1 s and 8 s after their post, and the backend's mean of them would notice the
+    first late by seconds, leaving its device idle."""
+    if pace is None or ahead is None:
+        return None
+    n = ahead + 1
+    return Estimate(n * pace.mean, n * pace.dev)
+
+
+def sooner(*estimates: Estimate | None) -> Estimate | None:
+    """The estimate that polls first. A job's own (``queued``) rests on the queue the listing
+    showed at its post, which may be seconds old: it may only bring the first poll forward,
+    never put it off past what the backend's recent jobs took."""
+    known = [e for e in estimates if e is not None]
+    return min(known, key=lambda e: e.first) if known else None
 
 
 def age_based(age: float, cfg: Settings) -> float:

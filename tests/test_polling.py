@@ -5,7 +5,18 @@ from __future__ import annotations
 import pytest
 
 from qjm.config import Settings
-from qjm.polling import LEAD, Estimate, countdown, end_sample, first_poll_age, next_poll_in, slot_wait_retry_in, wait_inline
+from qjm.polling import (
+    LEAD,
+    Estimate,
+    countdown,
+    end_sample,
+    first_poll_age,
+    next_poll_in,
+    queued,
+    slot_wait_retry_in,
+    sooner,
+    wait_inline,
+)
 from qjm.store import Store
 
 from .procs import RedisServer
@@ -44,6 +55,21 @@ def test_with_a_track_record_the_end_is_noticed_finely_with_few_requests():
     assert ages[0] >= 0.9, "nothing is asked long before the expected end"
     assert ages[-1] - 1.0 <= est.fine + 1e-9
     assert len(ages) < len(poll_ages(1.0, None)), "fewer requests than without an estimate"
+
+
+def test_a_job_near_the_head_of_a_device_queue_is_noticed_at_its_own_end():
+    """Jobs of one backend took 3 s from post to end on average (two queued ahead of each); a job
+    posted with nothing ahead ends after 1 s: its own estimate (one job at the device's pace)
+    notices it within a fine pause, where the backend's would ask first at about 3 s."""
+    backend, pace = Estimate(mean=3.0, dev=0.2), Estimate(mean=1.0, dev=0.05)
+    est = sooner(queued(pace, 0), backend)
+    assert est == Estimate(1.0, 0.05)
+    ages = poll_ages(1.0, est)
+    assert ages[-1] - 1.0 <= est.fine + 1e-9 and len(ages) <= 3
+    assert poll_ages(1.0, backend)[0] > 2.5
+    # A job's own estimate never puts its first poll off: a listing seconds old may overstate its queue.
+    assert sooner(queued(pace, 20), backend) == backend
+    assert queued(None, 3) is None and queued(pace, None) is None and sooner(None, None) is None
 
 
 def test_a_job_running_late_falls_back_to_the_age_based_schedule():

@@ -137,10 +137,12 @@ class RemoteRunner(JobRunner):
         if self.placement is None:
             return None
         try:
-            return self.placement.catalog.infos([backend])[backend].ahead
+            info = self.placement.catalog.infos([backend])[backend]
         except Exception as exc:  # noqa: BLE001 - only an estimate's input: the post goes on
             log.info("the queue of %s could not be read: %s", backend, exc)
             return None
+        # qjm's count holds this job's own slot (taken before the post); the listing predates it.
+        return max(info.pending_jobs, info.in_flight - 1)
 
     def post_if_free(self, job: JobRecord | None, rec: JobSetRecord, i: int) -> None:
         """Post a job that was just transpiled at once, from its transpile task, when a slot is
@@ -239,7 +241,8 @@ class RemoteRunner(JobRunner):
             executor.cancel(job.remote_id)
             self.release(rec, i, backend)
             return None
-        est = store.durations.estimate(backend)
+        est = polling.sooner(polling.queued(store.durations.pace_estimate(backend), job.ahead_at_post),
+                             store.durations.estimate(backend))
         age = time.time() - job.submitted_at if job.submitted_at else None
         first = polling.first_poll_age(est, self.cfg)
         if age is not None and age < first:  # just posted (or handed off): no point asking yet
@@ -329,11 +332,10 @@ class RemoteRunner(JobRunner):
             self.transitions.fail(rec.id, job.index, "fetching results", exc)
             return
         self.transitions.advance(rec.id, job.index, JobStatus.DONE, result=result, finished_at=repr(time.time()))
-        if age is not None:  # ``polling.end_sample``
+        if age is not None:  # ``polling.end_sample``: the end, not when it was noticed
             self.store.durations.record(rec.job_backend(job), age)
-        if job.submitted_at is not None and job.ahead_at_post is not None:
-            self.store.durations.record_pace(rec.job_backend(job), pace_sample(time.time() - job.submitted_at,
-                                                                               job.ahead_at_post))
+            if job.ahead_at_post is not None:
+                self.store.durations.record_pace(rec.job_backend(job), pace_sample(age, job.ahead_at_post))
 
     # ------------------------------------------------------------------ slots
     def release(self, rec: JobSetRecord, i: int, backend: str | None = None) -> None:

@@ -32,7 +32,14 @@ class Durations:
 
     def estimate(self, backend: str) -> Estimate | None:
         """The backend's running estimate, or None before any of its jobs finished (or a day after)."""
-        mean, dev = self.r.hmget(keys.durations(backend), "mean", "dev")
+        return self._read(keys.durations(backend))
+
+    def pace_estimate(self, backend: str) -> Estimate | None:
+        """The device's seconds per job, give or take (None before a job of it finished)."""
+        return self._read(keys.pace(backend))
+
+    def _read(self, key: str) -> Estimate | None:
+        mean, dev = self.r.hmget(key, "mean", "dev")
         if mean is None or dev is None:
             return None
         return Estimate(float(mean), float(dev))
