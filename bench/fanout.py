@@ -103,9 +103,9 @@ def one_round(jm: JobManager, emulator: EmulatorProcess, cfg_cache: float, backe
     start, wall = time.perf_counter(), time.time()
     js = jm.run(work, backend=backend, shots=SHOTS, max_experiments_per_job=1)
     results = js.results(timeout=600)
-    span = time.perf_counter() - start
-    where = where_time_goes(stamps(emulator, js), wall, time.time())
-    after = emulator.stats()
+    span, ended = time.perf_counter() - start, time.time()
+    after = emulator.stats()  # before the timeline's own requests below
+    where = where_time_goes(stamps(emulator, js), wall, ended)
     assert results.success
     posted = after["jobs_posted"] - before["jobs_posted"]
     assert posted == JOBS, f"{posted} jobs posted for {JOBS}"
