@@ -106,10 +106,13 @@ def emulator_backend(state: ServiceState, request: Request) -> Reply:
     body, name = request.json(), request.params["name"]
     if "status" not in body and "background" not in body:
         raise ServiceError(400, 'give "status" ("online" or "maintenance") and/or "background" (a number of jobs)', 400)
+    count = body.get("background", 0)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:  # checked before anything changes
+        raise ServiceError(400, f"background must be a number of jobs >= 0, not {count!r}", 400)
     if "status" in body:
         state.set_device_state(name, str(body["status"]))
-    if "background" in body:
-        state.add_background(name, body["background"])
+    if count:
+        state.add_background(name, count)
     return Reply(200, {"name": name, "status": state.device_state.get(name, ONLINE)})
 
 

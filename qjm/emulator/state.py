@@ -107,13 +107,8 @@ class ServiceState:
         join the device's queue now, as they do on the service at any time."""
         if self.catalog.get(name) is None:
             raise ServiceError(404, f"Backend {name} not found", 1216)
-        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-            raise ServiceError(400, f"background must be a number of jobs >= 0, not {count!r}", 400)
         with self.lock:
-            now = time.monotonic()
-            for _ in range(count):
-                job = background_job(self.faults, name, now)
-                self.jobs[job.id] = job
+            self.jobs.update((j.id, j) for j in (background_job(self.faults, name, time.monotonic()) for _ in range(count)))
             self.wakeup.notify_all()
 
     def usage_held(self, instance: str) -> bool:
