@@ -36,7 +36,8 @@ class LocalRunner(JobRunner):
 
     def _run(self, rec: JobSetRecord, i: int, attempt: int, work: JobWork, executor: Executor) -> None:
         t = self.transitions
-        t.advance(rec.id, i, JobStatus.RUNNING)
+        if t.advance(rec.id, i, JobStatus.RUNNING).final:
+            return  # cancelled before it ran (``ManagedJob.cancel``)
         try:
             sub = executor.submit(work, SubmitContext(rec.id, i, attempt=attempt))
         except Exception as exc:  # noqa: BLE001 - a failed simulation fails this job only
