@@ -18,7 +18,7 @@ from .test_ibm_job_sets import BACKEND, cluster, dominant, known  # noqa: F401 -
 
 
 def test_one_job_cancelled_on_the_service_while_the_others_run(cluster):  # noqa: F811
-    emulator, redis, _ = cluster(job_seconds=8)
+    emulator, redis, _ = cluster(job_seconds=20)  # every job pending well after all are posted
     js = JobManager().run(known(6), backend=BACKEND, max_experiments_per_job=2, shots=100)
     jobs = js.jobs(timeout=120)  # the old jobs(): every job posted, each with its id
     assert all(j.job_id() for j in jobs) and [(j.start_index, j.end_index) for j in jobs] == [(0, 1), (2, 3), (4, 5)]
@@ -43,7 +43,6 @@ def test_one_job_cancelled_on_the_service_while_the_others_run(cluster):  # noqa
 def test_a_job_cancelled_while_it_waits_for_a_slot_is_never_posted(cluster):  # noqa: F811
     emulator, redis, _ = cluster(worker_env={"QJM_MAX_PENDING_JOBS": "1"}, job_seconds=3)
     js = JobManager().run(known(3), backend=BACKEND, max_experiments_per_job=1, shots=100)
-    wait_for(lambda: js.statuses(), 60, "the set")
     waiting = js.managed_jobs()[2]
     assert waiting.job_id() is None and waiting.cancel() is True
     assert js.wait(timeout=120) is JobSetStatus.ERROR

@@ -106,7 +106,8 @@ def test_a_local_job_cancelled_while_it_runs_ends_cancelled_and_the_others_finis
     js = jm.run(circuits, backend="fake_manila", shots=8192, max_experiments_per_job=30, optimization_level=1)
     # The old jobs(): back once every job has its id, which a local job gets when it starts running;
     # the last to start runs for seconds yet.
-    running = [j for j in js.jobs(timeout=180) if j.status() == JobStatus.RUNNING][-1]
+    jobs = [j for j in js.jobs(timeout=180) if j.status() == JobStatus.RUNNING]
+    running = max(jobs, key=lambda j: j.time_per_step()[1]["RUNNING"])
     assert running.job_id() == f"local:{js.job_set_id()}:{running.index}"
     assert running.cancel() is True
     assert js.wait(timeout=240) is JobSetStatus.ERROR
