@@ -210,10 +210,8 @@ class ManagedJobSet:
         final without one (e.g. its transpilation failed), as the old Job Manager waited for every
         job to be submitted. Raises ``JobSetTimeoutError`` after ``timeout`` seconds; with
         ``wait=False`` the jobs as they are now (``job_id()`` None for those not yet posted)."""
-        records = self._store.jobs(self._id, self._record.n_jobs)
-        if wait:
-            records = self._wait_for_jobs(lambda job: bool(job.remote_id) or job.status.final, timeout,
-                                          "every job to have its id")
+        records = self._wait_for_jobs(lambda job: bool(job.remote_id) or job.status.final, timeout,
+                                      "every job to have its id") if wait else self._store.jobs(self._id, self._record.n_jobs)
         return [ManagedJob.of(self._store, self._id, job) for job in records]
 
     def managed_jobs(self) -> list[ManagedJob]:

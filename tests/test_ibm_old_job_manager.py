@@ -32,6 +32,7 @@ def test_one_job_cancelled_on_the_service_while_the_others_run(cluster):  # noqa
     with pytest.raises(ResultNotAvailableError,
                        match=re.escape(f"job index 1, job ID {jobs[1].job_id()}: {JOB_CANCELLED_BY_USER}")):
         results.get_counts(3)
+    assert "Cancelled jobs: 1 (job index 1)" in js.report(detailed=False)
     detail = js.report().split("job index: 1")[1].split("job index: 2")[0]
     assert "status: CANCELLED" in detail and JOB_CANCELLED_BY_USER in detail
     stats = emulator.stats()

@@ -89,7 +89,7 @@ def test_a_job_cancelled_from_another_process_before_it_runs(server, monkeypatch
         with pytest.raises(ResultNotAvailableError, match=re.escape(f"job index 1, job ID None: {JOB_CANCELLED_BY_USER}")):
             results.get_counts(k)
     report = js.report()
-    assert "status: ERROR" in report and "Cancelled jobs: 1" in report
+    assert "status: ERROR" in report and "Cancelled jobs: 1 (job index 1)" in js.report(detailed=False)
     detail = report.split("job index: 1")[1].split("job index: 2")[0]
     assert "status: CANCELLED" in detail and JOB_CANCELLED_BY_USER in detail
     assert js.error_messages() == f"Experiments 2-3, job index 1, job ID None: {JOB_CANCELLED_BY_USER}"
