@@ -14,6 +14,7 @@ from .errors import (
     JobSetRunningError,
     JobSetTimeoutError,
     QJMError,
+    ResultNotAvailableError,
     StoreUnavailableError,
     UnknownBackendError,
 )
@@ -26,6 +27,6 @@ __all__ = [
     "JobManager", "ManagedJobSet", "ManagedJob", "ManagedResults", "JobStatus", "JobSetStatus",
     "QJMError", "InvalidInputError", "UnknownBackendError", "StoreUnavailableError", "JobSetNotFoundError",
     "JobSetTimeoutError", "JobSetFailedError", "ExperimentNotFoundError", "JobSetRunningError",
-    "BackendInfo", "QueueInfo",
+    "ResultNotAvailableError", "BackendInfo", "QueueInfo",
 ]
 __version__ = "0.1.0"

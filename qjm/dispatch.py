@@ -144,9 +144,10 @@ def send_assemble(cfg: Settings, job_set_id: str) -> None:
     client_app(cfg).send_task(tasks.ASSEMBLE, args=(job_set_id,))
 
 
-def enqueue_cancel(cfg: Settings, job_set_id: str) -> None:
-    """Remote jobs and batches are cancelled by a worker, which holds the credentials."""
-    client_app(cfg).send_task(tasks.CANCEL, args=(job_set_id,))
+def enqueue_cancel(cfg: Settings, job_set_id: str, jobs: list[int] | None = None) -> None:
+    """Remote jobs and batches are cancelled by a worker, which holds the credentials; ``jobs``
+    names the jobs the user cancelled alone (``ManagedJob.cancel``), else the whole set's."""
+    client_app(cfg).send_task(tasks.CANCEL, args=(job_set_id,), kwargs={"jobs": jobs} if jobs else {})
 
 
 def queue_length(cfg: Settings, queue: str) -> int:

@@ -42,6 +42,11 @@ class JobSetFailedError(QJMError):
     """Some jobs of the set failed or were cancelled and a full result was asked for."""
 
 
+class ResultNotAvailableError(JobSetFailedError):
+    """An experiment has no result: its job failed or was cancelled (the message names the job and
+    why), or the result asked for is one qjm does not make (qjm runs measured circuits)."""
+
+
 class ExperimentNotFoundError(QJMError, KeyError):
     """An experiment index, name or circuit does not identify one experiment of the set."""
 

@@ -6,7 +6,7 @@ They hold only ids and a store, so any process that reaches the same Redis sees 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -26,11 +26,13 @@ from .lifecycle import JobSetStatus, JobStatus
 from .results import Experiment, ManagedResults
 from .results import experiment_index as experiment_index_of
 from .store import OUTCOME_FIELDS, JobRecord, JobSetRecord, Snapshot, Store
+from .transitions import Transitions
 
 
-@dataclass
+@dataclass(eq=False)
 class ManagedJob:
-    """One job of a set: experiments ``start`` .. ``stop - 1``, as last read from Redis."""
+    """One job of a set: experiments ``start`` .. ``stop - 1``, as last read from Redis. Two
+    views of one job (same set, same index) are equal, whenever each was read."""
 
     job_set_id: str
     index: int
@@ -62,6 +64,36 @@ class ManagedJob:
     @property
     def experiments(self) -> range:
         return range(self.start, self.stop)
+
+    @property
+    def start_index(self) -> int:
+        """The old Job Manager's name of ``start``: the set's index of the job's first experiment."""
+        return self.start
+
+    @property
+    def end_index(self) -> int:
+        """The old Job Manager's name for the set's index of the job's last experiment (inclusive:
+        ``stop - 1``)."""
+        return self.stop - 1
+
+    def cancel(self) -> bool:
+        """Cancel this job alone, whether it waits or runs; the rest of its set goes on. Its
+        experiments then have no result (``ResultNotAvailableError`` names the job and why), and
+        the set ends ERROR with this job CANCELLED. A worker cancels it on the service when it
+        was posted. Returns whether this call cancelled it (False when it was final already)."""
+        moved = Transitions(self._store).cancel_job(self.job_set_id, self.index)
+        if moved:
+            enqueue_cancel(self._store.cfg, self.job_set_id, jobs=[self.index])
+        self.status()
+        return moved
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ManagedJob):
+            return NotImplemented
+        return (self.job_set_id, self.index) == (other.job_set_id, other.index)
+
+    def __hash__(self) -> int:
+        return hash((self.job_set_id, self.index))
 
     def creation_date(self) -> datetime:
         """When the job was created: with its set, by ``run()`` (UTC)."""
@@ -169,11 +201,38 @@ class ManagedJobSet:
         return self.record().status
 
     def statuses(self) -> list[JobStatus]:
-        """One status per job, in job order."""
+        """One status per job, in job order (each equals ``qiskit.providers.JobStatus``'s member
+        of the same meaning, see ``qjm.lifecycle``)."""
         return [job.status for job in self._store.jobs(self._id, self._record.n_jobs)]
 
-    def jobs(self) -> list[ManagedJob]:
-        return [ManagedJob.of(self._store, self._id, job) for job in self._store.jobs(self._id, self._record.n_jobs)]
+    def jobs(self, timeout: float | None = None, wait: bool = True) -> list[ManagedJob]:
+        """Every job of the set, in order, once each has its backend's id (``job_id()``) or is
+        final without one (e.g. its transpilation failed), as the old Job Manager waited for every
+        job to be submitted. Raises ``JobSetTimeoutError`` after ``timeout`` seconds; with
+        ``wait=False`` the jobs as they are now (``job_id()`` None for those not yet posted)."""
+        records = self._wait_for_jobs(lambda job: bool(job.remote_id) or job.status.final, timeout,
+                                      "every job to have its id") if wait else self._store.jobs(self._id, self._record.n_jobs)
+        return [ManagedJob.of(self._store, self._id, job) for job in records]
+
+    def managed_jobs(self) -> list[ManagedJob]:
+        """The old Job Manager's ``managed_jobs()``: every job of the set as it is now."""
+        return self.jobs(wait=False)
+
+    def _wait_for_jobs(self, ready: Callable[[JobRecord], bool], timeout: float | None, what: str) -> list[JobRecord]:
+        """The set's jobs once ``ready`` holds for each; a job's move wakes no one, so this reads
+        them backing off from 20 ms to 0.5 s (the set's final notice wakes it at once)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.02
+        with self._store.final_notice(self._id) as pause:
+            while True:
+                records = self._store.jobs(self._id, self._record.n_jobs)
+                if all(ready(job) for job in records):
+                    return records
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise JobSetTimeoutError(f"Job set {self._id}: waited {timeout} s for {what}; it keeps running. "
+                                             "Job statuses: " + ", ".join(job.status.value for job in records))
+                pause(delay if deadline is None else min(delay, deadline - time.monotonic()))
+                delay = min(delay * 1.5, 0.5)
 
     def job(self, experiment: Experiment) -> tuple[ManagedJob, int]:
         """The job that runs an experiment (given by global index, name or circuit, as for
@@ -195,8 +254,12 @@ class ManagedJobSet:
                 return ManagedJob.of(self._store, self._id, self._store.job(self._id, k)), experiment_index - start
         raise ExperimentNotFoundError(f"Experiment {experiment_index} is in no job")  # unreachable by construction
 
-    def error_messages(self) -> str | None:
-        """None when nothing failed; otherwise one line per failed or cancelled job."""
+    def error_messages(self, timeout: float | None = None, wait: bool = True) -> str | None:
+        """Once the set is final (as the old Job Manager did; ``timeout`` as for ``wait()``,
+        ``wait=False`` for the answer now): None when nothing failed, otherwise one line per
+        failed or cancelled job."""
+        if wait:
+            self.wait(timeout)
         bad = [job for job in self._store.jobs(self._id, self._record.n_jobs)
                if job.status in (JobStatus.ERROR, JobStatus.CANCELLED)]
         if not bad:
@@ -243,11 +306,12 @@ class ManagedJobSet:
             last = snap
         return last.record.status
 
-    def results(self, timeout: float | None = None, partial: bool = False) -> ManagedResults:
+    def results(self, timeout: float | None = None, partial: bool = False, refresh: bool = False) -> ManagedResults:
         """Wait for the set, then return its combined results.
 
         Without ``partial`` a set with failed or cancelled jobs raises ``JobSetFailedError``
-        naming them; with it, the experiments that have results are returned.
+        naming them; with it, the experiments that have results are returned. ``refresh`` is the
+        old Job Manager's argument, accepted so its code runs: every call reads Redis afresh.
         """
         self.wait(timeout)
         jobs = self._store.jobs(self._id, self._record.n_jobs, fields=OUTCOME_FIELDS)
@@ -290,12 +354,25 @@ class ManagedJobSet:
 
         The result is checked against qjm's and the service's rules (``qjm.tags``) before
         anything is written; a worker then puts them on every remote job posted so far, beside
-        qjm's own ``qjm:*`` tags (jobs posted later carry them anyway)."""
+        qjm's own ``qjm:*`` tags (jobs posted later carry them anyway). A call without any of
+        the three is refused, as the old Job Manager refused it."""
+        if replacement_tags is None and additional_tags is None and removal_tags is None:
+            raise InvalidInputError("update_tags() changes nothing without replacement_tags, additional_tags or "
+                                    "removal_tags; to remove every tag, pass replacement_tags=[].")
         new = tag_rules.updated_tags(self.record().tags, replacement_tags, additional_tags, removal_tags)
         self._record = self._store.relabel(self._id, tags=new)
         if not is_local(self._record.backend):
             send_retag(self._cfg, self._id)
         return new
+
+    def __eq__(self, other: object) -> bool:
+        """Two views of one set (e.g. ``run()``'s and ``job_sets()``'s) are equal."""
+        if not isinstance(other, ManagedJobSet):
+            return NotImplemented
+        return self._id == other._id
+
+    def __hash__(self) -> int:
+        return hash(self._id)
 
     def __repr__(self) -> str:
         return f"<ManagedJobSet {self._id} name={self._record.name!r} backend={self._record.backend}>"

@@ -12,12 +12,17 @@ A job moves forward only::
 
 SUBMITTED (posted to a remote service, pending there) is skipped by local jobs, which run in
 the worker. A final status never changes.
+
+Old code compares a job's status with ``qiskit.providers.JobStatus``: a ``JobStatus`` equals the
+Qiskit member of the same meaning (``QISKIT_EQUIVALENT``), and those of the same name hash alike.
 """
 
 from __future__ import annotations
 
 import enum
 from typing import Any
+
+from qiskit.providers import JobStatus as QiskitJobStatus
 
 
 class JobStatus(str, enum.Enum):
@@ -44,10 +49,34 @@ class JobStatus(str, enum.Enum):
     def __str__(self) -> str:
         return self.value
 
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, QiskitJobStatus):
+            return QISKIT_EQUIVALENT.get(self) is other
+        return str.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    # Defining __eq__ drops the inherited hash: keep str's, which equals Qiskit's for the same
+    # name (an Enum member hashes by its name), so DONE and Qiskit's DONE meet in sets and dicts.
+    __hash__ = str.__hash__
+
 
 FINAL = frozenset({JobStatus.DONE, JobStatus.ERROR, JobStatus.CANCELLED})
+#: The Qiskit status each qjm status means. QUEUED, TRANSPILING and TRANSPILED (the job is still
+#: with qjm, not on any backend) have none; SUBMITTED is queued on the service, Qiskit's QUEUED.
+QISKIT_EQUIVALENT: dict[JobStatus, QiskitJobStatus] = {
+    JobStatus.SUBMITTED: QiskitJobStatus.QUEUED,
+    JobStatus.RUNNING: QiskitJobStatus.RUNNING,
+    JobStatus.DONE: QiskitJobStatus.DONE,
+    JobStatus.ERROR: QiskitJobStatus.ERROR,
+    JobStatus.CANCELLED: QiskitJobStatus.CANCELLED,
+}
 #: The error of a job cancelled because its set was: the same words whichever process moved it.
 CANCELLED_BY_USER = "cancelled by user"
+#: The error of a job the user cancelled alone (``ManagedJob.cancel``); the rest of its set goes on.
+JOB_CANCELLED_BY_USER = "cancelled by user (this job alone; the rest of its set went on)"
+USER_CANCELS = (CANCELLED_BY_USER, JOB_CANCELLED_BY_USER)
 #: Final statuses share one rank, so none of them can follow another.
 FINAL_RANK = len(JobStatus) - len(FINAL)
 RANK: dict[JobStatus, int] = {s: (FINAL_RANK if s in FINAL else k) for k, s in enumerate(JobStatus)}

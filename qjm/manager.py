@@ -11,7 +11,7 @@ from typing import Any
 from qiskit import QuantumCircuit
 from qiskit.providers import BackendV2
 
-from . import codec, deletion, hooks, listing, partition, pubs, tasks, validation
+from . import codec, compat, deletion, hooks, listing, partition, pubs, tasks, validation
 from .backends import BackendInfo, Catalog, check_candidates
 from .config import Settings
 from .config import settings as load_settings
@@ -142,6 +142,9 @@ class JobManager:
         seed_simulator: int | None = None,
         memory: bool = False,
         max_retries: int = 0,
+        parameter_binds: list[dict[Any, Any]] | None = None,
+        job_share_level: Any = None,
+        **run_config: Any,
     ) -> ManagedJobSet:
         """Validate, split, store and enqueue; returns at once with the set's live view.
 
@@ -151,9 +154,20 @@ class JobManager:
         ``precision`` are the defaults a pub's own value overrides; ``options`` are the
         primitive's options. Every check runs before anything is written, so a bad call leaves
         no trace.
+
+        The old Job Manager's arguments run too (``qjm.compat``): ``parameter_binds`` binds every
+        circuit with every bind (m circuits x n binds: m*n experiments, circuit by circuit), the
+        ``run_config`` keys that still mean something are taken and the others refused, and
+        ``job_share_level`` is ignored with a warning.
         """
+        compat.warn_job_share_level(job_share_level)
+        compat.check_run_config(run_config)
         kind = validation.check_primitive(primitive)
         items = validation.as_experiment_list(experiments)
+        if parameter_binds is not None and kind is not Primitive.SAMPLER:
+            raise InvalidInputError("parameter_binds binds circuits for the counts API; an Estimator's pubs carry "
+                                    "their own parameter values.")
+        items = compat.bind_parameters(items, parameter_binds)
         pubs.check_defaults(kind, DEFAULT_SHOTS if shots is None else shots, precision, shots_given=shots is not None)
         shots = DEFAULT_SHOTS if shots is None else int(shots)
         validation.check_options(max_experiments_per_job, shots if kind is Primitive.SAMPLER else None,

@@ -266,10 +266,11 @@ class Pipeline:
         if self.store.claim_jobs_sent(sid):
             dispatch.send_jobs(self.cfg, sid, n_jobs, local, per_message)
 
-    def cancel(self, sid: str) -> None:
-        """Cancel the set's remote jobs and batch (runs in a worker, which has credentials)."""
+    def cancel(self, sid: str, jobs: list[int] | None = None) -> None:
+        """Cancel the set's remote jobs (those of ``jobs`` when the user cancelled them alone) and
+        free their slots (runs in a worker, which has credentials)."""
         rec = self.store.job_set(sid)
-        self.runner(rec).cancel_set(rec)
+        self.runner(rec).cancel_set(rec, jobs)
         # The user's cancel may have made the set's last job final (the client does not send
         # the assembly): send it now, after the remote jobs are cancelled.
         if all(status.final for status in self.store.job_statuses(sid, rec.n_jobs)):

@@ -27,6 +27,14 @@ def _when(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC") if ts else "-"
 
 
+def _which(jobs: list[JobRecord], status: JobStatus, most: int = 10) -> str:
+    """`` (job index 1, 4)``: which jobs ended so, in the summary (the first ``most``)."""
+    found = [str(job.index) for job in jobs if job.status is status]
+    if not found:
+        return ""
+    return f" (job index {', '.join(found[:most])}{', ...' if len(found) > most else ''})"
+
+
 def job_set_report(rec: JobSetRecord, jobs: list[JobRecord], detailed: bool = True) -> str:
     counts = Counter(job.status for job in jobs)
     pending = sum(counts[s] for s in PENDING)
@@ -41,8 +49,8 @@ def job_set_report(rec: JobSetRecord, jobs: list[JobRecord], detailed: bool = Tr
         "Summary report:",
         f"       Total jobs: {len(jobs)}",
         f"  Successful jobs: {counts[JobStatus.DONE]}",
-        f"      Failed jobs: {counts[JobStatus.ERROR]}",
-        f"   Cancelled jobs: {counts[JobStatus.CANCELLED]}",
+        f"      Failed jobs: {counts[JobStatus.ERROR]}{_which(jobs, JobStatus.ERROR)}",
+        f"   Cancelled jobs: {counts[JobStatus.CANCELLED]}{_which(jobs, JobStatus.CANCELLED)}",
         f"     Running jobs: {counts[JobStatus.RUNNING]}",
         f"     Pending jobs: {pending}",
     ]

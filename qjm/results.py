@@ -17,7 +17,7 @@ from qiskit.primitives import PrimitiveResult, PubResult
 from qiskit.result import Result
 
 from . import codec, outputs, stitch
-from .errors import ExperimentNotFoundError, JobSetFailedError
+from .errors import ExperimentNotFoundError, JobSetFailedError, ResultNotAvailableError
 from .executors import Primitive, RunOptions
 from .pubs import Piece
 from .store import JobRecord, JobSetRecord, Store
@@ -25,6 +25,8 @@ from .store import JobRecord, JobSetRecord, Store
 Experiment: TypeAlias = int | str | QuantumCircuit
 #: Jobs whose data a ``ManagedResults`` keeps in memory at once.
 JOBS_KEPT = 4
+_UNMEASURED = ("qjm runs measured circuits on samplers (counts and memory), so it has no {what}: compute it "
+               "from the circuit without its measurements with qiskit.quantum_info.{how}.")
 
 
 def experiment_index(experiment: Experiment, names: list[str | None], job_set_id: str) -> int:
@@ -101,6 +103,11 @@ class ManagedResults:
         return dict(self._errors)
 
     @property
+    def backend_name(self) -> str:
+        """The backend the set names (the old ``ManagedResults.backend_name``)."""
+        return self._rec.backend
+
+    @property
     def is_pub_set(self) -> bool:
         """Whether the set was given as pubs (its natural result is ``primitive_result()``)."""
         return self._options.pubs
@@ -136,13 +143,13 @@ class ManagedResults:
     def _record(self, k: int) -> dict[str, Any]:
         """Counts sets: experiment ``k``'s record."""
         if k in self._errors:
-            raise JobSetFailedError(f"Experiment {k} has no result: {self._errors[k]}")
+            raise ResultNotAvailableError(f"Experiment {k} has no result: {self._errors[k]}")
         if self._legacy is not None:  # a set finished before results were kept per job
             return dict(self._legacy["results"][k])
         i = self._job_of(k)
         records = self._job_output(i)
         if records is None:
-            raise JobSetFailedError(f"Experiment {k} has no result: job {i} stored none (expired?).")
+            raise ResultNotAvailableError(f"Experiment {k} has no result: job {i} stored none (expired?).")
         return dict(records[k - self._rec.job_bounds[i][0]])
 
     # ---------------------------------------------------------------- counts API
@@ -171,6 +178,17 @@ class ManagedResults:
         if "memory" not in result.results[0].data.to_dict():
             raise JobSetFailedError(f"Experiment {k} has no memory: run the job set with memory=True.")
         return result.get_memory(0)
+
+    def data(self, experiment: Experiment) -> dict[str, Any]:
+        """The experiment's data in ``qiskit.result.Result.data``'s shape: ``counts`` (and, run
+        with ``memory=True``, ``memory``) keyed by hexadecimal outcomes, as the old Job Manager gave."""
+        return self._one(self.index_of(experiment)).data(0)
+
+    def get_statevector(self, experiment: Experiment | None = None, decimals: int | None = None) -> Any:
+        raise ResultNotAvailableError(_UNMEASURED.format(what="statevector", how="Statevector(circuit)"))
+
+    def get_unitary(self, experiment: Experiment | None = None, decimals: int | None = None) -> Any:
+        raise ResultNotAvailableError(_UNMEASURED.format(what="unitary", how="Operator(circuit)"))
 
     def combine_results(self) -> Result:
         """One ``qiskit.result.Result`` for the whole set (failed experiments marked

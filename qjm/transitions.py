@@ -8,8 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 from . import hooks
-from .lifecycle import CANCELLED_BY_USER, JobStatus
-from .store import Store
+from .lifecycle import CANCELLED_BY_USER, JOB_CANCELLED_BY_USER, JobStatus
+from .store import Move, Store
 
 log = logging.getLogger(__name__)
 
@@ -28,13 +28,16 @@ class Transitions:
     def advance(self, sid: str, i: int, status: JobStatus, **kw: Any) -> JobStatus:
         """Move job ``i`` (see ``Store.move``); announce the move if this call made it.
         Returns the job's status afterwards."""
+        return self._move(sid, i, status, **kw).status
+
+    def _move(self, sid: str, i: int, status: JobStatus, **kw: Any) -> Move:
         move = self.store.move(sid, i, status, **kw)
         if move.moved:
             fields = {k: v for k, v in kw.items() if k not in ("result", "isa")}
             hooks.emit("job_status", job_set_id=sid, job=i, status=status, fields=fields)
         if move.set_complete and self.on_set_complete is not None:
             self.on_set_complete(sid)
-        return move.status
+        return move
 
     def announce(self, sid: str, i: int, status: JobStatus) -> None:
         """Announce a move the store made along with another change (``Steps.begin``)."""
@@ -54,6 +57,11 @@ class Transitions:
         """Move job ``i`` to CANCELLED because its set was cancelled (whoever gets there first:
         ``Store.request_cancel`` or a worker that read the set's cancel flag)."""
         return self.advance(sid, i, JobStatus.CANCELLED, error=CANCELLED_BY_USER)
+
+    def cancel_job(self, sid: str, i: int) -> bool:
+        """Move job ``i`` alone to CANCELLED (``ManagedJob.cancel``): the rest of its set goes on.
+        Returns whether this call cancelled it (False for a job already final)."""
+        return self._move(sid, i, JobStatus.CANCELLED, error=JOB_CANCELLED_BY_USER).moved
 
     def fail(self, sid: str, i: int, what: str, exc: BaseException) -> None:
         """Record a failure of this job only; the rest of the set goes on."""

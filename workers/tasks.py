@@ -67,9 +67,9 @@ def send_jobs(self: Task, job_set_id: str, n_jobs: int, local: bool, per_message
 
 
 @app.task(name=names.CANCEL, bind=True, **_TRANSIENT)
-def cancel_job_set(self: Task, job_set_id: str) -> None:
+def cancel_job_set(self: Task, job_set_id: str, jobs: list[int] | None = None) -> None:
     with ends_quietly(pipeline().store, job_set_id):
-        pipeline().cancel(job_set_id)
+        pipeline().cancel(job_set_id, jobs)
 
 
 @app.task(name=names.RETAG, bind=True, **_TRANSIENT)

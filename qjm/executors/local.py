@@ -67,6 +67,12 @@ def _threads() -> int:
     return settings().sim_threads
 
 
+
+def local_job_id(job_set_id: str, job: int) -> str:
+    """A local job's id, known before it runs: its worker records it when the job starts running, as
+    a service gives an id at the post (the old Job Manager's ``jobs()`` waits for every job's id)."""
+    return f"local:{job_set_id}:{job}"
+
 class LocalExecutor(Executor):
     local = True
 
@@ -131,7 +137,7 @@ class LocalExecutor(Executor):
         return primitive.run(list(work.pubs)).result()
 
     def submit(self, work: JobWork, ctx: SubmitContext) -> Submission:
-        remote_id = f"local:{ctx.job_set_id}:{ctx.job}"
+        remote_id = local_job_id(ctx.job_set_id, ctx.job)
         if work.options.pubs:
             return Submission(remote_id=remote_id, output=self.run_primitive(work))
         circuits, options = work.circuits, work.options

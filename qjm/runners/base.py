@@ -83,8 +83,8 @@ class JobRunner(ABC):
     def close_batch(self, rec: JobSetRecord) -> None:
         """Close the set's batch on its backend, if it has one."""
 
-    def cancel_set(self, rec: JobSetRecord) -> None:
-        """Stop what the backend still runs of a cancelled set."""
+    def cancel_set(self, rec: JobSetRecord, jobs: list[int] | None = None) -> None:
+        """Stop what the backend still runs of a cancelled set (or of its cancelled ``jobs``)."""
 
     def abandon(self, rec: JobSetRecord, job: JobRecord, why: str) -> bool:
         """Give up on a job whose steps keep getting lost: it fails, so its set can end.

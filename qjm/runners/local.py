@@ -12,6 +12,7 @@ from qiskit import QuantumCircuit
 
 from .. import outputs, retries
 from ..executors import Executor, JobWork, SubmitContext
+from ..executors.local import local_job_id
 from ..lifecycle import JobStatus, Step
 from ..store import JobRecord, JobSetRecord
 from .base import JobRunner, work_from
@@ -36,7 +37,8 @@ class LocalRunner(JobRunner):
 
     def _run(self, rec: JobSetRecord, i: int, attempt: int, work: JobWork, executor: Executor) -> None:
         t = self.transitions
-        t.advance(rec.id, i, JobStatus.RUNNING)
+        if t.advance(rec.id, i, JobStatus.RUNNING, remote_id=local_job_id(rec.id, i)).final:
+            return  # cancelled before it ran (``ManagedJob.cancel``)
         try:
             sub = executor.submit(work, SubmitContext(rec.id, i, attempt=attempt))
         except Exception as exc:  # noqa: BLE001 - a failed simulation fails this job only

@@ -28,7 +28,7 @@ from .. import outputs, polling, retries
 from ..backends import Placement, pace_sample
 from ..errors import BatchClosedError, QJMError, RetryLater
 from ..executors import Executor, JobWork, SubmitContext
-from ..lifecycle import JobStatus
+from ..lifecycle import USER_CANCELS, JobStatus
 from ..store import JobRecord, JobSetRecord
 from ..store.keys import job_ref, parse_job_ref
 from .base import JobRunner
@@ -232,6 +232,8 @@ class RemoteRunner(JobRunner):
         backend = rec.job_backend(job)
         if job.status.final:
             self.release(rec, i, backend)  # e.g. cancelled by the user: free its slot
+            if job.status is JobStatus.CANCELLED and job.remote_id and job.error in USER_CANCELS and not job.cancel_sent:
+                self._cancel_on_service(rec, job)  # the cancel task's message was lost (or is late)
             return None
         if not job.remote_id:  # a new attempt waiting for its post (or a post that never was)
             return self._post_again(rec.id, i)
@@ -382,16 +384,19 @@ class RemoteRunner(JobRunner):
     def close_batch(self, rec: JobSetRecord) -> None:
         self.batches.close(rec, self.executor_for)
 
-    def cancel_set(self, rec: JobSetRecord) -> None:
-        """Cancel every posted job of a cancelled set that did not finish.
-
-        The batch is left to the set's assembly, which cancels it before the set reads as final:
-        were it cancelled here too, a user could see the set final while the batch is still open."""
-        for job in self.store.jobs(rec.id, rec.n_jobs):
-            if job.status is JobStatus.CANCELLED and job.remote_id:
+    def cancel_set(self, rec: JobSetRecord, jobs: list[int] | None = None) -> None:
+        """Cancel every posted job of a cancelled set (or of ``jobs``) that did not finish. The batch is
+        left to the set's assembly, which cancels it before the set reads final (none stays open behind it)."""
+        for job in self.store.jobs(rec.id, rec.n_jobs, indices=jobs):
+            if job.status is JobStatus.CANCELLED and job.remote_id and not job.cancel_sent:
                 try:
-                    self.executor_for(rec.job_backend(job)).cancel(job.remote_id)
+                    self._cancel_on_service(rec, job)
                 except Exception as exc:  # noqa: BLE001 - keep cancelling the others
                     log.warning("cancelling job %s failed: %s", job.remote_id, exc)
             if job.status.final:
                 self.release(rec, job.index, rec.job_backend(job))
+
+    def _cancel_on_service(self, rec: JobSetRecord, job: JobRecord) -> None:
+        """Cancel a job the user cancelled on the service, and note it, so it is asked once."""
+        self.executor_for(rec.job_backend(job)).cancel(job.remote_id or "")
+        self.store.set_job_fields(rec.id, job.index, cancel_sent=repr(time.time()))

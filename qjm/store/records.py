@@ -57,6 +57,8 @@ class JobRecord:
     finished_at: float | None = None
     #: When a delivery began posting this attempt (then the service is asked before posting again).
     post_attempted: float | None = None
+    #: When qjm asked the service to cancel this job after the user cancelled it.
+    cancel_sent: float | None = None
     #: The job's age when a poll last found it still pending (a lower bound of its duration).
     seen_pending_age: float | None = None
     #: Redis's ``run_id`` when the job was created or its post began: a different one now means
@@ -105,6 +107,7 @@ class JobRecord:
             submitted_at=_float(g("submitted_at")),
             finished_at=_float(g("finished_at")),
             post_attempted=_float(g("post_attempted")),
+            cancel_sent=_float(g("cancel_sent")),
             seen_pending_age=_float(g("seen_pending_age")),
             run_id=g("run_id") or None,
             step=Step(g("step")) if g("step") else None,

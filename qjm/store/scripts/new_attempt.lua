@@ -2,7 +2,8 @@
 -- service's (its batch ended), failed in a way the service calls transient (an automatic retry),
 -- or a user re-runs it. The job goes back to the given status with no remote job; the previous
 -- attempt, with when it reached each status (the at_<status> fields), is kept in its history.
--- Only one caller per attempt wins.
+-- Only one caller per attempt wins. A final job (a user's cancel of the job or of its set may
+-- land between a worker's read and this call) is reopened only by the user's re-run.
 --
 -- KEYS[1]  the job's hash                          (keys.job)
 -- KEYS[2]  the set's hash                          (keys.job_set): a final job reopened counts
@@ -15,10 +16,14 @@
 -- ARGV[6]  what starts the new attempt: repost, retry or rerun (qjm.retries)
 -- ARGV[7]  the rank of every final status          (lifecycle.FINAL_RANK)
 --
--- Returns the new attempt number, or 0 if the job was on another attempt.
+-- Returns the new attempt number, or 0 if the job was on another attempt or is final and this
+-- is not a re-run.
 local h = redis.call('HMGET', KEYS[1], 'attempt', 'remote_id', 'history', 'rank')
 if (h[1] or '1') ~= ARGV[1] then return 0 end
-if tonumber(h[4] or '0') >= tonumber(ARGV[7]) then redis.call('HINCRBY', KEYS[2], 'jobs_left', 1) end
+if tonumber(h[4] or '0') >= tonumber(ARGV[7]) then
+  if ARGV[6] ~= 'rerun' then return 0 end
+  redis.call('HINCRBY', KEYS[2], 'jobs_left', 1)
+end
 local history = cjson.decode(h[3] or '[]')
 local all = redis.call('HGETALL', KEYS[1])
 local times, stale = {}, {}
@@ -34,6 +39,6 @@ if #stale > 0 then redis.call('HDEL', KEYS[1], unpack(stale)) end
 local next_attempt = tonumber(ARGV[1]) + 1
 redis.call('HSET', KEYS[1], 'attempt', next_attempt, 'status', ARGV[2], 'rank', ARGV[3], 'updated', ARGV[4],
            'history', cjson.encode(history), 'at_' .. ARGV[2], ARGV[4])
-redis.call('HDEL', KEYS[1], 'remote_id', 'post_attempted', 'submitted_at', 'seen_pending_age', 'waiting_since',
+redis.call('HDEL', KEYS[1], 'remote_id', 'post_attempted', 'cancel_sent', 'submitted_at', 'seen_pending_age', 'waiting_since',
            'finished_at', 'error')
 return next_attempt
