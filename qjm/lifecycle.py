@@ -8,10 +8,12 @@ for the service, not for qjm.
 
 A job moves forward only::
 
-    QUEUED -> TRANSPILING -> TRANSPILED -> [SUBMITTED ->] RUNNING -> DONE | ERROR | CANCELLED
+    QUEUED -> TRANSPILING -> TRANSPILED -> [HELD ->] [SUBMITTED ->] RUNNING -> DONE | ERROR | CANCELLED
 
 SUBMITTED (posted to a remote service, pending there) is skipped by local jobs, which run in
-the worker. A final status never changes.
+the worker. HELD is a remote job that waits unposted for QPU time (``qjm.usage``): its set's
+budget, its instance's month, or the service's own limit; it goes on to SUBMITTED by itself once
+there is time, or ends CANCELLED with its set. A final status never changes.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class JobStatus(str, enum.Enum):
     QUEUED = "QUEUED"
     TRANSPILING = "TRANSPILING"
     TRANSPILED = "TRANSPILED"
+    HELD = "HELD"
     SUBMITTED = "SUBMITTED"
     RUNNING = "RUNNING"
     DONE = "DONE"
@@ -51,7 +54,7 @@ CANCELLED_BY_USER = "cancelled by user"
 #: Final statuses share one rank, so none of them can follow another.
 FINAL_RANK = len(JobStatus) - len(FINAL)
 RANK: dict[JobStatus, int] = {s: (FINAL_RANK if s in FINAL else k) for k, s in enumerate(JobStatus)}
-#: Statuses before a job is running anywhere (the report counts them as pending).
+#: Statuses before a job is running anywhere (the report counts them as pending; HELD apart).
 PENDING = frozenset({JobStatus.QUEUED, JobStatus.TRANSPILING, JobStatus.TRANSPILED, JobStatus.SUBMITTED})
 
 

@@ -25,7 +25,7 @@ REFRESH_SECONDS = 0.25
 
 _STYLE = {JobStatus.DONE: "green", JobStatus.ERROR: "red", JobStatus.CANCELLED: "yellow",
           JobStatus.RUNNING: "cyan", JobStatus.SUBMITTED: "blue", JobStatus.TRANSPILING: "magenta",
-          JobStatus.TRANSPILED: "magenta"}
+          JobStatus.TRANSPILED: "magenta", JobStatus.HELD: "bright_red"}
 _SET_STYLE = {JobSetStatus.DONE: "green", JobSetStatus.ERROR: "red", JobSetStatus.CANCELLED: "yellow"}
 
 

@@ -31,6 +31,7 @@ from .placing import Placing
 from .records import BATCH_FIELD, JobRecord, JobSetRecord
 from .slots import SlotPool
 from .steps import Steps
+from .usage import UsageBook
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class Store:
         self.placing = Placing(self.r, self.existing, self.ttl)
         self.steps = Steps(self.r, self.existing)
         self.index = SetIndex(self.r)
+        self.usage = UsageBook(self.r)
 
     @property
     def ttl(self) -> int:

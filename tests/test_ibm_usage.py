@@ -1,0 +1,104 @@
+"""QPU time through the real client against qjm's emulator: estimates, charges, budgets, HELD.
+
+Real Redis, real Celery worker processes, the real qiskit-ibm-runtime client over HTTP; the
+emulator charges every job by its own formula (``qjm.emulator.charges``), computed on its side.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+
+import pytest
+from qiskit import QuantumCircuit
+
+from qjm import JobManager, JobSetStatus, JobStatus, SetUsage
+from qjm.cluster import EmulatorProcess, RedisProcess, WorkerProcess, wait_for
+from qjm.emulator import DEFAULT_INSTANCE
+from qjm.store import keys
+
+from .circuits import basis_state
+
+BACKEND = "ibm_manila"
+
+
+@pytest.fixture
+def cluster(monkeypatch):
+    """An emulator with the given knobs, a Redis and workers pointed at both."""
+    started: list = []
+
+    def start(workers: int = 1, worker_env: dict | None = None, **emulator_opts):
+        emulator = EmulatorProcess(**{"job_seconds": 0.3, **emulator_opts}).wait_ready()
+        started.append(emulator)
+        redis = RedisProcess().start()
+        started.append(redis)
+        env = {"QISKIT_IBM_URL": emulator.url, **(worker_env or {})}
+        procs = [WorkerProcess(redis.url, concurrency=2, **env) for _ in range(workers)]
+        started.extend(procs)
+        for w in procs:
+            w.wait_ready()
+        monkeypatch.setenv("QJM_REDIS_URL", redis.url)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        return emulator, redis, procs
+
+    yield start
+    for thing in reversed(started):
+        thing.stop()
+
+
+def circuits(n: int, width: int = 5) -> list[QuantumCircuit]:
+    """Circuits of several depths: basis states, some with a ladder of CNOTs (longer shots)."""
+    out = []
+    for k in range(n):
+        qc = basis_state(k % 2 ** width, n=width, name=f"c{k}")
+        if k % 3 == 1:
+            body = QuantumCircuit(width)
+            for q in range(width - 1):
+                body.cx(q, q + 1)
+                body.cx(q, q + 1)
+            qc = body.compose(qc)
+            qc.name = f"c{k}"
+        out.append(qc)
+    return out
+
+
+def charges(emulator: EmulatorProcess, job_set) -> dict[str, float]:
+    """The emulator's charge of each of the set's remote jobs (its metrics, through the real client)."""
+    from qiskit_ibm_runtime import QiskitRuntimeService
+
+    service = QiskitRuntimeService(channel="ibm_quantum_platform", token="any", instance=DEFAULT_INSTANCE,
+                                   url=emulator.url,
+                                   url_resolver=lambda url, instance, private_endpoint, channel: f"{url}/api/v1")
+    return {j.job_id(): service.job(j.job_id()).usage() for j in job_set.jobs() if j.job_id()}
+
+
+def set_emulator_limit(emulator: EmulatorProcess, seconds: float | None) -> None:
+    request = urllib.request.Request(f"{emulator.url}/emulator/usage", json.dumps({"limit": seconds}).encode(),
+                                     method="POST", headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(request, timeout=10).read()
+
+
+def test_estimates_and_charges_of_a_set(cluster):
+    """Every job's estimate before its post is the emulator's charge (qjm computes it on its own
+    side, from its transpiled circuits); each job's usage is its charge; once posted its
+    estimate is the service's; the set's usage adds them up, per backend."""
+    emulator, _, _ = cluster(estimate_error=0.2, seed=3)
+    js = JobManager().run(circuits(9), backend=BACKEND, max_experiments_per_job=2, shots=200)
+    assert js.wait(timeout=180) is JobSetStatus.DONE
+    charged = charges(emulator, js)
+    jobs = js.jobs()
+    for job in jobs:
+        rec = js._store.job(js.job_set_id(), job.index)
+        assert rec.estimate == pytest.approx(charged[job.job_id()], rel=1e-6)
+        assert job.usage() == pytest.approx(charged[job.job_id()], rel=1e-9)
+        # Posted and polled: the service's estimate, off by up to 20 % (--estimate-error 0.2).
+        assert job.usage_estimate() == pytest.approx(charged[job.job_id()], rel=0.2 + 1e-9)
+    usage = js.usage()
+    assert isinstance(usage, SetUsage)
+    total = sum(charged.values())
+    assert usage.consumed == pytest.approx(total, rel=1e-9)
+    assert usage.reserved == pytest.approx(0.0, abs=1e-6) and usage.estimate == pytest.approx(total, rel=1e-9)
+    assert usage.by_backend == {BACKEND: pytest.approx(total, rel=1e-9)}
+    assert usage.budget is None and usage.held == 0
+    assert emulator.stats()["quantum_seconds_total"] == pytest.approx(total, rel=1e-9)
