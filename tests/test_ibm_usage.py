@@ -102,3 +102,42 @@ def test_estimates_and_charges_of_a_set(cluster):
     assert usage.by_backend == {BACKEND: pytest.approx(total, rel=1e-9)}
     assert usage.budget is None and usage.held == 0
     assert emulator.stats()["quantum_seconds_total"] == pytest.approx(total, rel=1e-9)
+
+
+def dominant(counts: dict[str, int]) -> str:
+    return max(counts, key=counts.get)
+
+
+def held_and_final(js, held: int) -> bool:
+    statuses = js.statuses()
+    return statuses.count(JobStatus.HELD) == held and all(s.final or s is JobStatus.HELD for s in statuses)
+
+
+@pytest.mark.parametrize("estimate_error", [0.0, 0.2])
+def test_a_set_stops_posting_at_its_budget(cluster, estimate_error):
+    """A budget of about a third of the set's estimate: jobs post while consumed + reserved +
+    their estimate fit, the rest wait unposted (HELD, the report says why), consumed never goes
+    above the budget, the results so far are there; a lifted budget finishes the set, right."""
+    emulator, _, _ = cluster(estimate_error=estimate_error, seed=5)
+    n, budget = 9, 7.0
+    js = JobManager().run([basis_state(k, n=5, name=f"k{k}") for k in range(n)], backend=BACKEND,
+                          max_experiments_per_job=1, shots=200, max_qpu_seconds=budget)
+    wait_for(lambda: held_and_final(js, n - 3), 120, "three jobs done and six held")
+    usage = js.usage()
+    assert usage.budget == budget and usage.held == n - 3
+    assert usage.consumed <= budget and usage.reserved == pytest.approx(0.0, abs=1e-6)
+    assert usage.estimate >= 2.5 * budget  # a budget of about a third of the estimate
+    assert emulator.stats()["jobs_posted"] == 3
+    assert js.status() is JobSetStatus.RUNNING  # held jobs keep the set from being final
+    report = js.report()
+    assert "Held jobs: 6" in report and "the set's budget" in report and "status: HELD" in report
+    partial = js.results(timeout=30, partial=True)
+    done = [k for k in range(n) if js.jobs()[k].status() is JobStatus.DONE]
+    assert [dominant(partial.get_counts(k)) for k in done] == [format(k, "05b") for k in done]
+
+    js.update_budget(None)
+    results = js.results(timeout=180)
+    assert [dominant(results.get_counts(k)) for k in range(n)] == [format(k, "05b") for k in range(n)]
+    usage = js.usage()
+    assert usage.held == 0 and usage.consumed == pytest.approx(emulator.stats()["quantum_seconds_total"], rel=1e-9)
+    assert emulator.stats()["jobs_posted"] == n
