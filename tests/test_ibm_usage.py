@@ -141,3 +141,50 @@ def test_a_set_stops_posting_at_its_budget(cluster, estimate_error):
     usage = js.usage()
     assert usage.held == 0 and usage.consumed == pytest.approx(emulator.stats()["quantum_seconds_total"], rel=1e-9)
     assert emulator.stats()["jobs_posted"] == n
+
+
+SUBMIT = """
+import sys
+from qjm import JobManager
+from tests.circuits import basis_state
+js = JobManager().run([basis_state(k, n=5, name=f"k{k}") for k in range(int(sys.argv[1]))], backend="ibm_manila",
+                      max_experiments_per_job=1, shots=200)
+print(js.job_set_id())
+"""
+
+
+def test_two_sets_from_two_processes_share_one_instance_budget(cluster, monkeypatch):
+    """QJM_QPU_SECONDS_PER_MONTH over every set, worker and host: two sets of six jobs posted by
+    two client processes, four worker processes racing for the last seconds: the instance's
+    charges stay within its budget, the jobs that did not fit wait HELD, and qjm's count of the
+    month is the service's."""
+    import subprocess
+    import sys
+
+    from qjm.cluster import ROOT, process_env
+
+    budget = 15.0  # about seven of the twelve 2.05 s jobs
+    env = {"QJM_QPU_SECONDS_PER_MONTH": str(budget), "QISKIT_IBM_INSTANCE": DEFAULT_INSTANCE}
+    emulator, redis, _ = cluster(workers=2, worker_env=env)
+    clients = [subprocess.Popen([sys.executable, "-c", SUBMIT, "6"], cwd=ROOT, env=process_env(redis.url, **env),
+                                stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    ids = [c.communicate(timeout=120)[0].strip().splitlines()[-1] for c in clients]
+    jm = JobManager()
+    sets = [jm.retrieve_job_set(sid) for sid in ids]
+
+    def settled() -> bool:
+        statuses = [s for js in sets for s in js.statuses()]
+        return JobStatus.HELD in statuses and all(s.final or s is JobStatus.HELD for s in statuses)
+
+    wait_for(settled, 180, "the instance budget to hold the rest")
+    month = jm.usage()
+    stats = emulator.stats()
+    assert stats["quantum_seconds_total"] <= budget
+    assert month.budget == budget and month.consumed == pytest.approx(stats["quantum_seconds_total"], rel=1e-9)
+    assert month.reserved == pytest.approx(0.0, abs=1e-6) and month.remaining < 2.1  # no job fits any more
+    done = sum(js.statuses().count(JobStatus.DONE) for js in sets)
+    assert done == stats["jobs_posted"] == stats["completed"] and done >= 6
+    assert "instance's monthly budget" in sets[0].report() + sets[1].report()
+    # The service's own figures, as last asked (at most once a minute, shared through Redis).
+    assert month.service is not None and 0 <= month.service["usage_consumed_seconds"] <= stats["quantum_seconds_total"]
+    assert month.service_limit_reached is False

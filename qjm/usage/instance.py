@@ -28,8 +28,10 @@ def instance_name(cfg: Settings) -> str:
 
 
 def instance_key(cfg: Settings) -> str:
-    """The instance's part of its Redis keys: a digest (keys are visible to anyone with Redis)."""
-    seed = f"{cfg.ibm_channel}|{cfg.ibm_instance}|{(cfg.ibm_url or '').rstrip('/')}"
+    """The instance's part of its Redis keys: a digest of its CRN (else of the service's URL),
+    so every process that names the instance shares its budget (keys are visible to anyone with
+    Redis: never the token)."""
+    seed = cfg.ibm_instance or f"{cfg.ibm_channel}|{(cfg.ibm_url or '').rstrip('/')}"
     return hashlib.sha256(seed.encode()).hexdigest()[:16]
 
 
