@@ -188,3 +188,42 @@ def test_two_sets_from_two_processes_share_one_instance_budget(cluster, monkeypa
     # The service's own figures, as last asked (at most once a minute, shared through Redis).
     assert month.service is not None and 0 <= month.service["usage_consumed_seconds"] <= stats["quantum_seconds_total"]
     assert month.service_limit_reached is False
+
+
+@pytest.mark.fault
+def test_a_worker_killed_between_reserving_and_posting(cluster):
+    """The worker reserved its jobs' QPU time and was posting them (its posts never reached the
+    service) when it was SIGKILLed: another worker posts each attempt once, with the reservation
+    it holds; at the end nothing is reserved and the instance's and the set's counts are what
+    the service charged, once."""
+    from .hold_posts import HoldPosts
+
+    common = {"QISKIT_IBM_INSTANCE": DEFAULT_INSTANCE, "QJM_QPU_SECONDS_PER_MONTH": "100",
+              "QJM_RECONCILE_GRACE": "3", "QJM_MAX_POLL_INTERVAL": "1", "QJM_VISIBILITY_TIMEOUT": "6"}
+    emulator = EmulatorProcess(job_seconds=0.3).wait_ready()
+    proxy = HoldPosts(emulator.url).start()
+    survivor = None
+    try:
+        _, redis, (victim,) = cluster(worker_env={**common, "QISKIT_IBM_URL": proxy.url})
+        js = JobManager().run([basis_state(k, n=5, name=f"k{k}") for k in range(4)], backend=BACKEND,
+                              max_experiments_per_job=1, shots=200)
+        jm = JobManager()
+        wait_for(lambda: proxy.held >= 2 and jm.usage().reserved > 0, 120, "posts to hang with their time reserved")
+        victim.kill()
+        assert jm.usage().reserved > 0 and jm.usage().consumed == 0
+        survivor = WorkerProcess(redis.url, concurrency=2, **{**common, "QISKIT_IBM_URL": emulator.url}).wait_ready()
+        results = js.results(timeout=180)
+        assert [dominant(results.get_counts(k)) for k in range(4)] == [format(k, "05b") for k in range(4)]
+        stats = emulator.stats()
+        sid = js.job_set_id()
+        assert {i: stats["posts_by_tag"].get(f"qjm:{sid}:{i}") for i in range(4)} == {i: 1 for i in range(4)}
+        month, usage = jm.usage(), js.usage()
+        assert month.reserved == pytest.approx(0.0, abs=1e-6) and usage.reserved == pytest.approx(0.0, abs=1e-6)
+        assert month.consumed == pytest.approx(stats["quantum_seconds_total"], rel=1e-9)
+        assert usage.consumed == pytest.approx(stats["quantum_seconds_total"], rel=1e-9)
+        assert redis.client().hlen(keys.slots(BACKEND)) == 0
+    finally:
+        if survivor is not None:
+            survivor.stop()
+        proxy.stop()
+        emulator.stop()
