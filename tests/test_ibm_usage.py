@@ -227,3 +227,33 @@ def test_a_worker_killed_between_reserving_and_posting(cluster):
             survivor.stop()
         proxy.stop()
         emulator.stop()
+
+
+def test_the_service_out_of_time_is_waited_out(cluster):
+    """The instance's allocation on the service runs out mid-set: once qjm's shared look at
+    ``service.usage()`` says so, it posts nothing more (its jobs are HELD, saying why); when the
+    allocation is raised the set goes on by itself and ends with every job done, none failed."""
+    env = {"QJM_SERVICE_USAGE_SECONDS": "1", "QISKIT_IBM_INSTANCE": DEFAULT_INSTANCE}
+    emulator, _, _ = cluster(worker_env=env, usage_limit=5.0)
+    n = 10
+    js = JobManager().run([basis_state(k, n=5, name=f"k{k}") for k in range(n)], backend=BACKEND,
+                          max_experiments_per_job=1, shots=200)
+    jm = JobManager()
+
+    def seen_out_of_time() -> bool:
+        return jm.usage().service_limit_reached and JobStatus.HELD in js.statuses()
+
+    wait_for(seen_out_of_time, 120, "qjm to see the service's limit and hold jobs")
+    posted = emulator.stats()["jobs_posted"]
+    wait_for(lambda: js.statuses().count(JobStatus.HELD) == n - posted, 60, "every unposted job to be held")
+    assert "the service's usage limit" in js.report()
+    import time
+
+    time.sleep(5)  # several looks at the service's figures, and the held jobs' retries
+    assert emulator.stats()["jobs_posted"] == posted < n
+    set_emulator_limit(emulator, None)
+    results = js.results(timeout=180)
+    assert [dominant(results.get_counts(k)) for k in range(n)] == [format(k, "05b") for k in range(n)]
+    stats = emulator.stats()
+    assert stats["jobs_posted"] == n and stats["failed"] == 0
+    assert js.usage().consumed == pytest.approx(stats["quantum_seconds_total"], rel=1e-9)
