@@ -12,7 +12,10 @@ import urllib.request
 import pytest
 from qiskit import QuantumCircuit
 
-from qjm import JobManager, JobSetStatus, JobStatus, SetUsage
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from qjm import JobManager, JobSetStatus, JobStatus, SetUsage, cli, metrics
 from qjm.cluster import EmulatorProcess, RedisProcess, WorkerProcess, wait_for
 from qjm.emulator import DEFAULT_INSTANCE
 from qjm.store import keys
@@ -79,7 +82,7 @@ def set_emulator_limit(emulator: EmulatorProcess, seconds: float | None) -> None
     urllib.request.urlopen(request, timeout=10).read()
 
 
-def test_estimates_and_charges_of_a_set(cluster):
+def test_estimates_and_charges_of_a_set(cluster, capsys):
     """Every job's estimate before its post is the emulator's charge (qjm computes it on its own
     side, from its transpiled circuits); each job's usage is its charge; once posted its
     estimate is the service's; the set's usage adds them up, per backend."""
@@ -102,6 +105,18 @@ def test_estimates_and_charges_of_a_set(cluster):
     assert usage.by_backend == {BACKEND: pytest.approx(total, rel=1e-9)}
     assert usage.budget is None and usage.held == 0
     assert emulator.stats()["quantum_seconds_total"] == pytest.approx(total, rel=1e-9)
+    # The same figures from a shell and for Prometheus.
+    assert cli.main(["usage", js.job_set_id()]) == 0
+    shown = capsys.readouterr().out
+    assert f"consumed : {total:.1f} s" in shown and f"{BACKEND}: {total:.1f} s" in shown
+    assert cli.main(["usage"]) == 0
+    assert f"consumed : {total:.1f} s (qjm's jobs)" in capsys.readouterr().out
+    assert cli.main(["watch", js.job_set_id()]) == 0
+    watched = capsys.readouterr().out
+    assert "QPU time" in watched and f"{total:.1f} s consumed, {total:.1f} s estimated" in watched
+    scraped = {(f.name, s.labels.get("backend")): s.value for f in text_string_to_metric_families(
+        generate_latest(metrics.registry(js._store.cfg)).decode()) for s in f.samples}
+    assert scraped[("qjm_qpu_seconds", BACKEND)] == pytest.approx(total, rel=1e-9)
 
 
 def dominant(counts: dict[str, int]) -> str:
@@ -114,7 +129,7 @@ def held_and_final(js, held: int) -> bool:
 
 
 @pytest.mark.parametrize("estimate_error", [0.0, 0.2])
-def test_a_set_stops_posting_at_its_budget(cluster, estimate_error):
+def test_a_set_stops_posting_at_its_budget(cluster, capsys, estimate_error):
     """A budget of about a third of the set's estimate: jobs post while consumed + reserved +
     their estimate fit, the rest wait unposted (HELD, the report says why), consumed never goes
     above the budget, the results so far are there; a lifted budget finishes the set, right."""
@@ -131,11 +146,17 @@ def test_a_set_stops_posting_at_its_budget(cluster, estimate_error):
     assert js.status() is JobSetStatus.RUNNING  # held jobs keep the set from being final
     report = js.report()
     assert "Held jobs: 6" in report and "the set's budget" in report and "status: HELD" in report
+    assert cli.main(["usage", js.job_set_id()]) == 0
+    assert "held     : 6 job(s)" in capsys.readouterr().out
     partial = js.results(timeout=30, partial=True)
     done = [k for k in range(n) if js.jobs()[k].status() is JobStatus.DONE]
     assert [dominant(partial.get_counts(k)) for k in done] == [format(k, "05b") for k in done]
 
-    js.update_budget(None)
+    if estimate_error:  # from a shell, once
+        assert cli.main(["budget", js.job_set_id(), "none"]) == 0
+        assert "budget   : none" in capsys.readouterr().out
+    else:
+        assert js.update_budget(None).budget is None
     results = js.results(timeout=180)
     assert [dominant(results.get_counts(k)) for k in range(n)] == [format(k, "05b") for k in range(n)]
     usage = js.usage()

@@ -164,6 +164,12 @@ def usage_month(instance: str, period: str) -> str:
     return f"{PREFIX}:{{usage:{instance}}}:{period}"
 
 
+def usage_totals(instance: str) -> str:
+    """Hash: backend -> QPU seconds the instance's qjm jobs were charged there, ever (never reset:
+    the ``qjm_qpu_seconds_total`` counter)."""
+    return f"{PREFIX}:{{usage:{instance}}}:totals"
+
+
 def service_usage(instance: str) -> str:
     """JSON ``{"at", "answer"}``: the service's own usage figures for an instance (``service.usage()``),
     asked at most once a minute and shared by every process (``qjm.usage.service``)."""

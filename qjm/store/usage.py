@@ -91,9 +91,14 @@ class UsageBook:
                            MONTH_KEPT]
         return _grant(self._reserve_instance(keys=[keys.usage_month(instance, period)], args=args))
 
-    def settle_in_instance(self, instance: str, period: str, ref: str, charge: float | None) -> bool:
-        args = [ref, "" if charge is None else repr(float(charge))]
-        return bool(self._settle_instance(keys=[keys.usage_month(instance, period)], args=args))
+    def settle_in_instance(self, instance: str, period: str, ref: str, charge: float | None, backend: str) -> bool:
+        args = [ref, "" if charge is None else repr(float(charge)), backend]
+        return bool(self._settle_instance(keys=[keys.usage_month(instance, period), keys.usage_totals(instance)],
+                                          args=args))
+
+    def totals(self, instance: str) -> dict[str, float]:
+        """Backend -> QPU seconds charged there, ever (``keys.usage_totals``)."""
+        return {k.decode(): float(v) for k, v in self.r.hgetall(keys.usage_totals(instance)).items()}
 
     def month_figures(self, instance: str, period: str) -> MonthFigures:
         h = {k.decode(): v.decode() for k, v in self.r.hgetall(keys.usage_month(instance, period)).items()}

@@ -120,7 +120,8 @@ class QpuTime:
         store = self.store
         store.usage.settle_in_set(rec.id, job.index, attempt, charge, rec.job_backend(job))
         period = job.usage_period or month()
-        store.usage.settle_in_instance(self.instance, period, attempt_ref(rec.id, job.index, attempt), charge)
+        store.usage.settle_in_instance(self.instance, period, attempt_ref(rec.id, job.index, attempt), charge,
+                                       rec.job_backend(job))
 
     def release(self, rec: JobSetRecord, job: JobRecord) -> None:
         """The attempt was not posted after all: give its reservations back."""

@@ -95,11 +95,12 @@ class QpuGate:
         try:
             rec, job = self.store.job_set(sid), self.store.job(sid, i)
         except JobSetNotFoundError:  # deleted or expired: nothing will settle it
-            return self.store.usage.settle_in_instance(self.qpu.instance, period, ref, None)
+            return self.store.usage.settle_in_instance(self.qpu.instance, period, ref, None, "")
         if attempt in job.charges:  # the set settled it; the instance did not get to
-            return self.store.usage.settle_in_instance(self.qpu.instance, period, ref, job.charges[attempt])
+            return self.store.usage.settle_in_instance(self.qpu.instance, period, ref, job.charges[attempt],
+                                                       rec.job_backend(job))
         if job.attempt == attempt and not job.status.final:
             return False  # live: its own poll settles it
         charge = self._charge(rec, job, executor_for) if job.reserved_attempt == attempt else None
         self.store.usage.settle_in_set(sid, i, attempt, charge, rec.job_backend(job))
-        return self.store.usage.settle_in_instance(self.qpu.instance, period, ref, charge)
+        return self.store.usage.settle_in_instance(self.qpu.instance, period, ref, charge, rec.job_backend(job))
