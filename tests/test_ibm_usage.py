@@ -10,10 +10,9 @@ import json
 import urllib.request
 
 import pytest
-from qiskit import QuantumCircuit
-
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from qiskit import QuantumCircuit
 
 from qjm import JobManager, JobSetStatus, JobStatus, SetUsage, cli, metrics
 from qjm.cluster import EmulatorProcess, RedisProcess, WorkerProcess, wait_for

@@ -355,9 +355,8 @@ class Store:
         return self.existing.set_new(keys.job_set(sid), "batch_closed", "1")
 
     def request_cancel(self, sid: str) -> list[JobRecord]:
-        """Flag the set cancelled and move every unfinished job to CANCELLED.
-
-        Returns the jobs that this call cancelled (their remote jobs need cancelling)."""
+        """Flag the set cancelled and move every unfinished job to CANCELLED; returns the jobs
+        this call cancelled (their remote jobs need cancelling)."""
         rec = self.job_set(sid)
         self.existing.set(keys.job_set(sid), {"cancel_requested": "1"})
         cancelled = []
