@@ -173,6 +173,7 @@ print(js.job_set_id())
 """
 
 
+@pytest.mark.fault
 def test_two_sets_from_two_processes_share_one_instance_budget(cluster, monkeypatch):
     """QJM_QPU_SECONDS_PER_MONTH over every set, worker and host: two sets of six jobs posted by
     two client processes, four worker processes racing for the last seconds: the instance's
@@ -249,6 +250,7 @@ def test_a_worker_killed_between_reserving_and_posting(cluster):
         emulator.stop()
 
 
+@pytest.mark.fault
 def test_the_service_out_of_time_is_waited_out(cluster):
     """The instance's allocation on the service runs out mid-set: once qjm's shared look at
     ``service.usage()`` says so, it posts nothing more (its jobs are HELD, saying why); when the
