@@ -17,6 +17,7 @@ import local  # noqa: E402
 import redis_cost  # noqa: E402
 import results_memory  # noqa: E402
 import scale  # noqa: E402
+import usage  # noqa: E402
 
 if __name__ == "__main__":
     local.main()
@@ -26,6 +27,8 @@ if __name__ == "__main__":
     redis_cost.main()
     print()
     ibm.main()
+    print()
+    usage.main()
     print()
     estimator.main()
     print()

@@ -194,8 +194,8 @@ class Pipeline:
         """qjm's estimate of the job's QPU seconds on ``backend`` (``qjm.usage.estimate``), as
         stored ('' when it cannot be made: the job then counts the per-job overhead)."""
         try:
-            work = work_from(self.store, rec, i, isa)
-            return repr(job_seconds(work.pubs, self.executor_for(backend).backend(), work.options.precision))
+            executor = self.executor_for(backend)
+            return repr(job_seconds(executor.executions(work_from(self.store, rec, i, isa)), executor.backend()))
         except Exception as exc:  # noqa: BLE001 - an estimate never stops a job
             log.warning("job set %s job %d: no QPU time estimate (%s)", rec.id, i, exc)
             return ""

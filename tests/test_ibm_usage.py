@@ -29,8 +29,10 @@ def cluster(monkeypatch):
     """An emulator with the given knobs, a Redis and workers pointed at both."""
     started: list = []
 
-    def start(workers: int = 1, worker_env: dict | None = None, **emulator_opts):
-        emulator = EmulatorProcess(**{"job_seconds": 0.3, **emulator_opts}).wait_ready()
+    def start(workers: int = 1, worker_env: dict | None = None, emulator: EmulatorProcess | None = None,
+              **emulator_opts):
+        if emulator is None:
+            emulator = EmulatorProcess(**{"job_seconds": 0.3, **emulator_opts}).wait_ready()
         started.append(emulator)
         redis = RedisProcess().start()
         started.append(redis)
@@ -225,7 +227,7 @@ def test_a_worker_killed_between_reserving_and_posting(cluster):
     proxy = HoldPosts(emulator.url).start()
     survivor = None
     try:
-        _, redis, (victim,) = cluster(worker_env={**common, "QISKIT_IBM_URL": proxy.url})
+        _, redis, (victim,) = cluster(worker_env={**common, "QISKIT_IBM_URL": proxy.url}, emulator=emulator)
         js = JobManager().run([basis_state(k, n=5, name=f"k{k}") for k in range(4)], backend=BACKEND,
                               max_experiments_per_job=1, shots=200)
         jm = JobManager()
@@ -247,7 +249,6 @@ def test_a_worker_killed_between_reserving_and_posting(cluster):
         if survivor is not None:
             survivor.stop()
         proxy.stop()
-        emulator.stop()
 
 
 @pytest.mark.fault

@@ -152,6 +152,13 @@ class Executor(ABC):
         Returns JSON text, stored with the job and handed back as ``work.prepared``."""
         return None
 
+    def executions(self, work: JobWork) -> list[tuple[QuantumCircuit, int]]:
+        """Each circuit the job will run with its executions (shots times the points it is
+        run at), for its QPU-time estimate (``qjm.usage.estimate``): one per pub by default."""
+        from ..usage.estimate import pub_executions
+
+        return pub_executions(work.pubs, work.options.precision)
+
     def ready_to_post(self, work: JobWork) -> JobWork:
         """``work`` with what ``submit`` would compute before its post already done (a remote
         executor's client-side preparation), so that a post from a freed slot is little more

@@ -7,8 +7,11 @@
   ``QuantumCircuit.estimate_duration(target)``: the longest path through it on the target's
   calibrated instruction durations.
 * ``rep_delay``: the backend configuration's ``default_rep_delay`` (the client gives it in seconds).
-* ``executions(p)``: the pub's shots times every point of its shape (parameter sweeps); an
-  Estimator pub's shots are what its precision asks for, ``ceil(1 / precision**2)``.
+* ``executions(p)``: the pub's shots times every point of its shape (parameter sweeps). A job
+  the client prepares into an executor program first (the Estimator; a Sampler with twirling)
+  is counted from that program, as it will be posted: each item's circuit, its shots times its
+  extent (randomizations, measurement bases, sweeps), the readout calibration's items included
+  (``Executor.executions``). Otherwise an Estimator pub's shots are ``ceil(1 / precision**2)``.
 * ``JOB_OVERHEAD_SECONDS``: a fixed cost per job, preparing the QPU (2 s).
 
 It is computed once per job, in its transpile step (``qjm.pipeline``), and stored with the job: a
@@ -57,8 +60,13 @@ def rep_delay(backend: Any) -> float:
         return float(getattr(backend, "default_rep_delay", 0.0) or 0.0)
 
 
-def job_seconds(pubs: list[Any], backend: Any, precision: float | None = None) -> float:
-    """The module's formula for one job of ISA ``pubs`` on ``backend`` (a ``BackendV2``)."""
+def pub_executions(pubs: list[Any], precision: float | None = None) -> list[tuple[QuantumCircuit, int]]:
+    """Each pub's ISA circuit with its executions."""
+    return [(p.circuit, executions(p, precision)) for p in pubs]
+
+
+def job_seconds(work: list[tuple[QuantumCircuit, int]], backend: Any) -> float:
+    """The module's formula for one job on ``backend`` (a ``BackendV2``): its ISA circuits, each
+    with its executions."""
     target, delay = backend.target, rep_delay(backend)
-    return JOB_OVERHEAD_SECONDS + sum(executions(p, precision) * (shot_seconds(p.circuit, target) + delay)
-                                      for p in pubs)
+    return JOB_OVERHEAD_SECONDS + sum(n * (shot_seconds(c, target) + delay) for c, n in work)

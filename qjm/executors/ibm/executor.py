@@ -124,6 +124,11 @@ class IBMQuantumExecutor(Executor):
             return None
         return primitives.prepare(work, self.backend()).to_json()
 
+    def executions(self, work: JobWork) -> list[tuple[Any, int]]:
+        """A prepared job is counted from its program, as it will be posted (``primitives.executions``)."""
+        prepared = primitives.Prepared.from_json(work.prepared) if work.prepared is not None else None
+        return primitives.executions(prepared) if prepared is not None else super().executions(work)
+
     def ready_to_post(self, work: JobWork) -> JobWork:
         """The job with its program prepared (what ``submit`` would otherwise do first)."""
         if work.prepared is not None:
