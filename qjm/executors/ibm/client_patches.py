@@ -1,6 +1,6 @@
 """Everything qjm does to qiskit-ibm-runtime beyond its public API, in one place.
 
-The pinned client (0.51) gives no public way to do eight things qjm needs, so this module, and
+The pinned client (0.51) gives no public way to do the things below that qjm needs, so this module, and
 no other, reaches into it; ``tests/ibm/test_client_patches.py`` fails loudly, naming the member,
 when a client upgrade moves any of them:
 
