@@ -71,6 +71,9 @@ class ServiceFigures:
             answer = self.ask()
         except Exception as exc:  # noqa: BLE001 - an advisory look: the last answer stands
             log.info("asking the service for its usage failed: %s", exc)
+            answer = None
+        if answer is None:  # this process cannot ask (no account here): leave it to one that can
+            r.delete(keys.service_usage_refresh(self.key))
             return cached["answer"] if cached else None
         r.set(keys.service_usage(self.key), json.dumps({"at": now, "answer": answer}))
         return answer
