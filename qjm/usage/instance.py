@@ -69,9 +69,9 @@ class ServiceFigures:
             return cached["answer"] if cached else None  # another process asks now
         try:
             answer = self.ask()
-        except Exception as exc:  # noqa: BLE001 - an advisory look: the last answer stands
+        except Exception as exc:  # noqa: BLE001 - an advisory look: the last answer stands (asked again in a period)
             log.info("asking the service for its usage failed: %s", exc)
-            answer = None
+            return cached["answer"] if cached else None
         if answer is None:  # this process cannot ask (no account here): leave it to one that can
             r.delete(keys.service_usage_refresh(self.key))
             return cached["answer"] if cached else None
