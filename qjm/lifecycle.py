@@ -40,7 +40,7 @@ class JobStatus(str, enum.Enum):
         return self in FINAL
 
     @property
-    def rank(self) -> int:
+    def rank(self) -> float:
         """Position in the lifecycle; every final status shares the highest rank."""
         return RANK[self]
 
@@ -51,9 +51,13 @@ class JobStatus(str, enum.Enum):
 FINAL = frozenset({JobStatus.DONE, JobStatus.ERROR, JobStatus.CANCELLED})
 #: The error of a job cancelled because its set was: the same words whichever process moved it.
 CANCELLED_BY_USER = "cancelled by user"
+#: Ranks are stored with each job in Redis, so a status added later takes a rank between two
+#: existing ones (HELD: between TRANSPILED and SUBMITTED) and jobs written before keep theirs.
+_ORDERED = [s for s in JobStatus if s not in FINAL and s is not JobStatus.HELD]
 #: Final statuses share one rank, so none of them can follow another.
-FINAL_RANK = len(JobStatus) - len(FINAL)
-RANK: dict[JobStatus, int] = {s: (FINAL_RANK if s in FINAL else k) for k, s in enumerate(JobStatus)}
+FINAL_RANK = len(_ORDERED)
+RANK: dict[JobStatus, float] = {**{s: k for k, s in enumerate(_ORDERED)}, **{s: FINAL_RANK for s in FINAL}}
+RANK[JobStatus.HELD] = RANK[JobStatus.TRANSPILED] + 0.5
 #: Statuses before a job is running anywhere (the report counts them as pending; HELD apart).
 PENDING = frozenset({JobStatus.QUEUED, JobStatus.TRANSPILING, JobStatus.TRANSPILED, JobStatus.SUBMITTED})
 

@@ -148,3 +148,13 @@ def test_an_instance_budget_holds_a_job_before_it_takes_a_slot(cfg: Settings) ->
         pipe.submit(sid, 0)
     assert pipe.store.job(sid, 0).status is JobStatus.HELD and pipe.store.slots.in_use(REMOTE) == 0
     assert not [c for c in stub.calls if c[0] == "submit"]
+
+
+def test_held_takes_a_rank_between_transpiled_and_submitted_and_older_ranks_stay() -> None:
+    """Ranks are stored with each job: jobs written before HELD existed keep their meaning."""
+    from qjm.lifecycle import FINAL_RANK, RANK
+
+    assert {s.value: RANK[s] for s in JobStatus if s is not JobStatus.HELD} == {
+        "QUEUED": 0, "TRANSPILING": 1, "TRANSPILED": 2, "SUBMITTED": 3, "RUNNING": 4,
+        "DONE": 5, "ERROR": 5, "CANCELLED": 5}
+    assert RANK[JobStatus.TRANSPILED] < RANK[JobStatus.HELD] < RANK[JobStatus.SUBMITTED] < FINAL_RANK == 5
