@@ -208,6 +208,9 @@ def test_two_sets_from_two_processes_share_one_instance_budget(cluster, monkeypa
     done = sum(js.statuses().count(JobStatus.DONE) for js in sets)
     assert done == stats["jobs_posted"] == stats["completed"] and done >= 6
     assert "instance's monthly budget" in sets[0].report() + sets[1].report()
+    scraped = {f.name: s.value for f in text_string_to_metric_families(
+        generate_latest(metrics.registry(jm.store.cfg)).decode()) for s in f.samples if not s.labels}
+    assert scraped["qjm_qpu_budget_remaining_seconds"] == pytest.approx(month.remaining, abs=1e-6)
     # The service's own figures, as last asked (at most once a minute, shared through Redis).
     assert month.service is not None and 0 <= month.service["usage_consumed_seconds"] <= stats["quantum_seconds_total"]
     assert month.service_limit_reached is False
