@@ -48,12 +48,16 @@ class Grant:
     used: float = 0.0
     #: The job moved to another attempt meanwhile (nothing was reserved).
     stale: bool = False
+    #: The instance month a set's reservation is for (``reserve_in_set``).
+    period: str = ""
 
 
 def _grant(out: Any) -> Grant:
-    code, used = int(out[0]), out[1]
-    used = used.decode() if isinstance(used, bytes) else used
-    return Grant(code == 1, float(used) if used else 0.0, stale=code == -1)
+    code, said = int(out[0]), out[1]
+    said = said.decode() if isinstance(said, bytes) else said
+    if code == 1:
+        return Grant(True, period=said or "")
+    return Grant(False, float(said) if said else 0.0, stale=code == -1)
 
 
 @dataclass(frozen=True)
@@ -74,8 +78,9 @@ class UsageBook:
         self._settle_instance = scripts.load(r, "settle_instance")
 
     # ----- a set
-    def reserve_in_set(self, sid: str, i: int, attempt: int, estimate: float) -> Grant:
-        return _grant(self._reserve_set(keys=[keys.job_set(sid), keys.job(sid, i)], args=[attempt, repr(estimate)]))
+    def reserve_in_set(self, sid: str, i: int, attempt: int, estimate: float, period: str) -> Grant:
+        args: list[Any] = [attempt, repr(estimate), period]
+        return _grant(self._reserve_set(keys=[keys.job_set(sid), keys.job(sid, i)], args=args))
 
     def settle_in_set(self, sid: str, i: int, attempt: int, charge: float | None, backend: str) -> bool:
         args: list[Any] = [attempt, "" if charge is None else repr(float(charge)), backend]

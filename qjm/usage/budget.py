@@ -100,15 +100,14 @@ class QpuTime:
         """Reserve the attempt's estimate in its set, then in its instance's month; None when
         granted, else why it is held (nothing stays reserved then)."""
         seconds, store = need(job).seconds, self.store
-        grant = store.usage.reserve_in_set(rec.id, job.index, job.attempt, seconds)
+        grant = store.usage.reserve_in_set(rec.id, job.index, job.attempt, seconds, month())
         if grant.stale:
             raise RetryLater(f"job {job.index} of {rec.id} moved to another attempt", 0.1)
         if not grant.granted:
             return describe(SET_BUDGET, grant.used, rec.qpu_budget)
-        period = job.usage_period if job.reserved_attempt == job.attempt and job.usage_period else month()
-        store.set_job_fields(rec.id, job.index, usage_period=period)
         ref = attempt_ref(rec.id, job.index, job.attempt)
-        grant = store.usage.reserve_in_instance(self.instance, period, ref, seconds, self.cfg.qpu_seconds_per_month)
+        grant = store.usage.reserve_in_instance(self.instance, grant.period, ref, seconds,
+                                                self.cfg.qpu_seconds_per_month)
         if not grant.granted:
             store.usage.settle_in_set(rec.id, job.index, job.attempt, None, rec.job_backend(job))
             return describe(INSTANCE_BUDGET, grant.used, self.cfg.qpu_seconds_per_month)
