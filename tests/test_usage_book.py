@@ -158,3 +158,30 @@ def test_held_takes_a_rank_between_transpiled_and_submitted_and_older_ranks_stay
         "QUEUED": 0, "TRANSPILING": 1, "TRANSPILED": 2, "SUBMITTED": 3, "RUNNING": 4,
         "DONE": 5, "ERROR": 5, "CANCELLED": 5}
     assert RANK[JobStatus.TRANSPILED] < RANK[JobStatus.HELD] < RANK[JobStatus.SUBMITTED] < FINAL_RANK == 5
+
+
+def test_a_freed_slot_passes_a_held_job_by_to_the_next_waiting_one(server: RedisServer) -> None:
+    """One slot: a set's first job runs, its second and another set's job wait for the slot, and
+    the first set's budget is lowered to one job. When that job ends, the hand-off finds the next
+    one held by its set's budget and posts the other set's job at once, instead of leaving the
+    slot empty until that job's own retry."""
+    server.client().flushdb()
+    cfg = Settings(redis_url=server.url, min_poll_interval=0.0, max_pending_jobs=1, qpu_seconds_per_month=None)
+    stub = StubExecutor(REMOTE, target=FakeManilaV2())
+    pipe = pipeline(cfg, stub)
+    capped = create_job_set(pipe.store, [basis_state(k, name=f"a{k}") for k in range(2)], REMOTE)
+    other = create_job_set(pipe.store, [basis_state(3, name="b")], REMOTE)
+    for sid, n in ((capped, 2), (other, 1)):
+        for i in range(n):
+            pipe.transpile(sid, i)
+    pipe.submit(capped, 0)  # posted: the slot is taken
+    for sid, i in ((capped, 1), (other, 0)):
+        with pytest.raises(RetryLater, match="slots on fake_manila are taken"):
+            pipe.submit(sid, i)
+    # The first set's budget is lowered while its second job waits for the slot (update_budget).
+    ManagedJobSet(capped, pipe.store, cfg).update_budget(1.5 * (pipe.store.job(capped, 0).estimate or 0.0))
+    while pipe.poll(capped, 0) is not None:
+        pass
+    assert pipe.store.job(capped, 1).status is JobStatus.HELD
+    assert pipe.store.job(other, 0).remote_id is not None  # posted by the hand-off
+    assert pipe.store.slots.in_use(REMOTE) == 1

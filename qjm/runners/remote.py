@@ -33,7 +33,7 @@ from ..executors import Executor, JobWork, SubmitContext
 from ..lifecycle import JobStatus
 from ..store import JobRecord, JobSetRecord
 from ..store.keys import job_ref, parse_job_ref
-from ..usage import QpuGate, QpuTime
+from ..usage import Held, QpuGate, QpuTime
 from .base import JobRunner
 from .batches import SetBatches
 from .locks import kept, release_quietly
@@ -342,8 +342,7 @@ class RemoteRunner(JobRunner):
 
     # ------------------------------------------------------------------ slots
     def release(self, rec: JobSetRecord, i: int, backend: str | None = None) -> None:
-        """Give the job's slot on ``backend`` (by default where it was placed) back, a no-op if
-        it was given back already, and hand it on."""
+        """Give the job's slot on ``backend`` (by default where placed) back, once, and hand it on."""
         if backend is None:
             backend = rec.job_backend(self.store.job(rec.id, i)) if rec.fans_out else rec.backend
         if self.store.slots.release(backend, job_ref(rec.id, i)):
@@ -362,8 +361,9 @@ class RemoteRunner(JobRunner):
             sid, i = parse_job_ref(ref)
             try:
                 self.submit(self.store.job_set(sid), i)
-            except RetryLater:
-                return  # it queued itself again; the service wants a pause anyway
+            except RetryLater as later:  # queued again (the service wants a pause), or held for QPU time: the next one
+                if not isinstance(later, Held):
+                    return
             except QJMError as exc:  # e.g. the set expired: nothing to post
                 log.info("hand-off of a free slot to %s skipped: %s", ref, exc)
             except Exception:  # noqa: BLE001 - the waiter's own task will try again
