@@ -18,6 +18,7 @@ import local  # noqa: E402
 import redis_cost  # noqa: E402
 import results_memory  # noqa: E402
 import scale  # noqa: E402
+import usage  # noqa: E402
 
 if __name__ == "__main__":
     local.main()
@@ -29,6 +30,7 @@ if __name__ == "__main__":
     ibm.main()
     print()
     fanout.main()
+    usage.main()
     print()
     estimator.main()
     print()

@@ -22,11 +22,12 @@ from .job_set import ManagedJob, ManagedJobSet
 from .lifecycle import JobSetStatus, JobStatus
 from .manager import JobManager
 from .results import ManagedResults
+from .usage import InstanceUsage, SetUsage
 
 __all__ = [
     "JobManager", "ManagedJobSet", "ManagedJob", "ManagedResults", "JobStatus", "JobSetStatus",
     "QJMError", "InvalidInputError", "UnknownBackendError", "StoreUnavailableError", "JobSetNotFoundError",
     "JobSetTimeoutError", "JobSetFailedError", "ExperimentNotFoundError", "JobSetRunningError",
-    "ResultNotAvailableError", "BackendInfo", "QueueInfo",
+    "ResultNotAvailableError", "BackendInfo", "QueueInfo", "SetUsage", "InstanceUsage",
 ]
 __version__ = "0.1.0"

@@ -27,6 +27,7 @@ from rich.console import Console
 from . import cli_backends, cli_manage
 from .config import Settings, child_env, mask_url, worker_env
 from .errors import CircuitFileError, QJMError
+from .usage import cli as usage_cli
 
 if TYPE_CHECKING:
 
@@ -135,7 +136,11 @@ def watch(ctx: typer.Context, job_set_id: str = typer.Argument(..., metavar="ID"
     js = _manager(ctx).retrieve_job_set(job_set_id)
     err.print(f"watching job set {job_set_id} (Ctrl-C stops watching; the set keeps running)", highlight=False)
     try:
-        final = show(js.snapshots(timeout, every=REFRESH_SECONDS, jobs=True), console=out)
+        from .executors import is_local
+
+        remote = not is_local(js.backend_name())
+        final = show(js.snapshots(timeout, every=REFRESH_SECONDS, jobs=True), console=out,
+                     qpu=js.usage if remote else None)
     except KeyboardInterrupt:
         err.print(f"stopped watching; job set {job_set_id} keeps running (`qjm watch {job_set_id}` to resume)",
                   highlight=False)
@@ -181,6 +186,7 @@ def cancel(ctx: typer.Context, job_set_id: str = typer.Argument(..., metavar="ID
 
 cli_manage.register(app, _manager, _when, out, err)
 cli_backends.register(app, _manager, out, err)
+usage_cli.register(app, _manager)
 
 
 # ----------------------------------------------------------------------------- processes

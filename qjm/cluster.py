@@ -285,7 +285,11 @@ class EmulatorProcess:
             except OSError:
                 return False
 
-        wait_for(ready, timeout, "the emulator to answer", interval=0.1)
+        try:
+            wait_for(ready, timeout, "the emulator to answer", interval=0.1)
+        except BaseException:
+            self.stop()  # nobody else holds it: an emulator that never answered is not left running
+            raise
         return self
 
     def stop(self) -> None:

@@ -89,6 +89,19 @@ def _float(name: str, default: float) -> float:
     return float(raw) if raw is not None else default
 
 
+def _opt_float(name: str) -> float | None:
+    raw = _env(name)
+    if raw is None or raw.lower() == "none":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number of seconds (or 'none').") from None
+    if value < 0:
+        raise SettingsError(f"{name}={raw!r}: a budget of QPU seconds cannot be negative.")
+    return value
+
+
 def _redis_password() -> str | None:
     """``QJM_REDIS_PASSWORD``, else the first line of the file ``QJM_REDIS_PASSWORD_FILE`` names
     (a Docker or Kubernetes secret mounted as a file, say)."""
@@ -184,6 +197,10 @@ class Settings:
     min_poll_interval: float = field(default_factory=lambda: _float("QJM_MIN_POLL_INTERVAL", 0.1))
     #: Pending remote jobs allowed per IBM backend, across all job sets and workers.
     max_pending_jobs: int = field(default_factory=lambda: _int("QJM_MAX_PENDING_JOBS", 3))
+    #: QPU seconds qjm may spend per instance and UTC month, over every set (none: no limit).
+    qpu_seconds_per_month: float | None = field(default_factory=lambda: _opt_float("QJM_QPU_SECONDS_PER_MONTH"))
+    #: Seconds the service's answer to ``service.usage()`` is shared before it is asked again.
+    service_usage_seconds: float = field(default_factory=lambda: _float("QJM_SERVICE_USAGE_SECONDS", 60.0))
     #: Seconds the service's device listing (status, queue) is shared before it is asked again.
     backends_cache_seconds: float = field(default_factory=lambda: _float("QJM_BACKENDS_CACHE_SECONDS", 5.0))
     #: Experiments per job when neither the caller nor the backend says otherwise.

@@ -27,6 +27,7 @@ from .results import Experiment, ManagedResults
 from .results import experiment_index as experiment_index_of
 from .store import OUTCOME_FIELDS, JobRecord, JobSetRecord, Snapshot, Store
 from .transitions import Transitions
+from .usage import SetUsage, check_budget, set_usage
 
 
 @dataclass(eq=False)
@@ -151,6 +152,23 @@ class ManagedJob:
         if is_local(rec.backend):
             return None
         return queue_info(self._store, rec.job_backend(job), job, job.ahead_at_post, time.time())
+
+    def usage(self) -> float | None:
+        """QPU seconds the service charged for the job (over its attempts), once it is final;
+        None before, and for local jobs."""
+        job = self._store.job(self.job_set_id, self.index)
+        if not job.status.final or is_local(self._store.job_set(self.job_set_id).backend):
+            return None
+        return job.charged if job.charged is not None else (0.0 if job.remote_id or job.history else None)
+
+    def usage_estimate(self) -> float | None:
+        """The job's QPU seconds as estimated: qjm's before it is posted (from its transpiled
+        circuits, ``qjm.usage.estimate``), the service's once posted and polled; None for local
+        jobs and before the job is transpiled."""
+        job = self._store.job(self.job_set_id, self.index)
+        if job.remote_id and job.service_estimate is not None:
+            return job.service_estimate
+        return job.estimate
 
     def __repr__(self) -> str:
         return (f"<ManagedJob {self.index} of {self.job_set_id}: experiments {self.start}-{self.stop - 1}, "
@@ -313,7 +331,12 @@ class ManagedJobSet:
         naming them; with it, the experiments that have results are returned. ``refresh`` is the
         old Job Manager's argument, accepted so its code runs: every call reads Redis afresh.
         """
-        self.wait(timeout)
+        if partial:  # a job held for QPU time is not waited for: what ran is there
+            for snap in self.snapshots(timeout, jobs=True):
+                if snap.final or all(s.final or s is JobStatus.HELD for s in snap.statuses or []):
+                    break
+        else:
+            self.wait(timeout)
         jobs = self._store.jobs(self._id, self._record.n_jobs, fields=OUTCOME_FIELDS)
         bad = [job for job in jobs if job.status is not JobStatus.DONE]
         if bad and not partial:
@@ -329,6 +352,19 @@ class ManagedJobSet:
         if cancelled or self._record.batch_id:
             enqueue_cancel(self._cfg, self._id)
         return self.statuses()
+
+    # ---------------------------------------------------------------- QPU time
+    def usage(self) -> SetUsage:
+        """The set's QPU seconds: consumed, reserved, estimated, its budget, consumed per backend."""
+        return set_usage(self._store, self.record())
+
+    def update_budget(self, seconds: float | None) -> SetUsage:
+        """A new budget of QPU seconds for the set (None lifts it): held jobs go on within it
+        (each looks again within ``qjm.usage.HELD_RETRY`` seconds)."""
+        budget = check_budget(seconds, "the budget")
+        self.record()
+        self._store.usage.set_budget(self._id, budget)
+        return self.usage()
 
     def rerun_failed(self) -> list[ManagedJob]:
         """Run again the jobs of this final set that ended ERROR or CANCELLED, under the same set

@@ -8,13 +8,15 @@ for the service, not for qjm.
 
 A job moves forward only::
 
-    QUEUED -> TRANSPILING -> TRANSPILED -> [SUBMITTED ->] RUNNING -> DONE | ERROR | CANCELLED
+    QUEUED -> TRANSPILING -> TRANSPILED -> [HELD ->] [SUBMITTED ->] RUNNING -> DONE | ERROR | CANCELLED
 
 SUBMITTED (posted to a remote service, pending there) is skipped by local jobs, which run in
-the worker. A final status never changes.
+the worker. HELD is a remote job that waits unposted for QPU time (``qjm.usage``): its set's
+budget, its instance's month, or the service's own limit; it goes on to SUBMITTED by itself once
+there is time, or ends CANCELLED with its set. A final status never changes.
 
 Old code compares a job's status with ``qiskit.providers.JobStatus``: a ``JobStatus`` equals the
-Qiskit member of the same meaning (``QISKIT_EQUIVALENT``), and those of the same name hash alike.
+Qiskit member of the same meaning (``QISKIT_EQUIVALENT``; HELD has none), and those of the same name hash alike.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class JobStatus(str, enum.Enum):
     QUEUED = "QUEUED"
     TRANSPILING = "TRANSPILING"
     TRANSPILED = "TRANSPILED"
+    HELD = "HELD"
     SUBMITTED = "SUBMITTED"
     RUNNING = "RUNNING"
     DONE = "DONE"
@@ -42,7 +45,7 @@ class JobStatus(str, enum.Enum):
         return self in FINAL
 
     @property
-    def rank(self) -> int:
+    def rank(self) -> float:
         """Position in the lifecycle; every final status shares the highest rank."""
         return RANK[self]
 
@@ -77,10 +80,14 @@ CANCELLED_BY_USER = "cancelled by user"
 #: The error of a job the user cancelled alone (``ManagedJob.cancel``); the rest of its set goes on.
 JOB_CANCELLED_BY_USER = "cancelled by user (this job alone; the rest of its set went on)"
 USER_CANCELS = (CANCELLED_BY_USER, JOB_CANCELLED_BY_USER)
+#: Ranks are stored with each job in Redis, so a status added later takes a rank between two
+#: existing ones (HELD: between TRANSPILED and SUBMITTED) and jobs written before keep theirs.
+_ORDERED = [s for s in JobStatus if s not in FINAL and s is not JobStatus.HELD]
 #: Final statuses share one rank, so none of them can follow another.
-FINAL_RANK = len(JobStatus) - len(FINAL)
-RANK: dict[JobStatus, int] = {s: (FINAL_RANK if s in FINAL else k) for k, s in enumerate(JobStatus)}
-#: Statuses before a job is running anywhere (the report counts them as pending).
+FINAL_RANK = len(_ORDERED)
+RANK: dict[JobStatus, float] = {**{s: k for k, s in enumerate(_ORDERED)}, **{s: FINAL_RANK for s in FINAL}}
+RANK[JobStatus.HELD] = RANK[JobStatus.TRANSPILED] + 0.5
+#: Statuses before a job is running anywhere (the report counts them as pending; HELD apart).
 PENDING = frozenset({JobStatus.QUEUED, JobStatus.TRANSPILING, JobStatus.TRANSPILED, JobStatus.SUBMITTED})
 
 

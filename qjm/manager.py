@@ -21,6 +21,7 @@ from .executors import Primitive, RunOptions, for_backend, is_local
 from .job_set import ManagedJobSet
 from .lifecycle import JobSetStatus
 from .store import JobSetRecord, Store, new_job_set_id
+from .usage import InstanceUsage, check_budget, instance_usage
 
 
 def backend_names(backend: Any) -> list[str]:
@@ -142,6 +143,7 @@ class JobManager:
         seed_simulator: int | None = None,
         memory: bool = False,
         max_retries: int = 0,
+        max_qpu_seconds: float | None = None,
         parameter_binds: list[dict[Any, Any]] | None = None,
         job_share_level: Any = None,
         **run_config: Any,
@@ -152,8 +154,9 @@ class JobManager:
         ``(circuit, parameter_values, shots)``, Estimator pubs ``(circuit, observables,
         parameter_values, precision)`` or Qiskit's pub objects. ``shots`` (default 1024) and
         ``precision`` are the defaults a pub's own value overrides; ``options`` are the
-        primitive's options. Every check runs before anything is written, so a bad call leaves
-        no trace.
+        primitive's options. ``max_qpu_seconds`` is a budget of QPU seconds for the set (README,
+        "QPU time"): a job whose estimate does not fit waits unposted, HELD. Every check runs
+        before anything is written, so a bad call leaves no trace.
 
         The old Job Manager's arguments run too (``qjm.compat``): ``parameter_binds`` binds every
         circuit with every bind (m circuits x n binds: m*n experiments, circuit by circuit), the
@@ -175,6 +178,7 @@ class JobManager:
         primitive_options = validation.check_primitive_options(kind, options)
         tags = validation.check_tags(job_tags)
         retries = validation.check_max_retries(max_retries)
+        budget = check_budget(max_qpu_seconds)
         if name is not None and not isinstance(name, str):
             raise InvalidInputError(f"name must be a string, got {type(name).__name__}.")
         names = backend_names(backend)
@@ -197,7 +201,7 @@ class JobManager:
         self._store.ping()
         rec = JobSetRecord(id=new_job_set_id(), name=name, backend=names[0], tags=tags, created=time.time(),
                            n_experiments=len(items), job_bounds=split.bounds, options=run_options.to_json(),
-                           max_retries=retries, backends=names if len(names) > 1 else [])
+                           max_retries=retries, backends=names if len(names) > 1 else [], qpu_budget=budget)
         self._store.create_job_set(rec, split.circuits, split.names, queue=tasks.ROUTES[tasks.TRANSPILE],
                                    job_pubs=split.entries, layout=split.layout)
         local = is_local(names[0])
@@ -250,6 +254,12 @@ class JobManager:
         its remote jobs."""
         self._store.ping()
         deletion.delete_job_set(self._store, self._cfg, job_set_id)
+
+    def usage(self, instance: str | None = None) -> InstanceUsage:
+        """The instance's QPU time this UTC month (the configured one, or ``instance``): what
+        qjm's jobs were charged and hold, ``QJM_QPU_SECONDS_PER_MONTH`` and what is left of it,
+        and the service's own figures."""
+        return instance_usage(self._store, self._cfg, instance)
 
     def report(self, detailed: bool = True) -> str:
         """The report of every job set, newest first."""

@@ -169,6 +169,8 @@ class QJMCollector(Collector):
         limit.add_metric([], store.cfg.max_pending_jobs)
         yield limit
 
+        yield from qpu_families(store)
+
         resent = CounterMetricFamily("qjm_reconciler_resent", "Steps the reconciler re-sent because their message "
                                      "was lost (see README, What qjm guarantees)", labels=["step"])
         counts = store.steps.resent_counts()
@@ -186,6 +188,26 @@ class QJMCollector(Collector):
                 buckets.append(("+Inf", int(h.get("count", 0))))
                 hist.add_metric([backend], buckets, float(h.get("sum", 0)))
             yield hist
+
+
+def qpu_families(store: Store) -> Iterable[Any]:
+    """QPU seconds charged per backend (ever) and what is left of the instance's monthly budget."""
+    from .store.usage import month
+    from .usage import instance_key
+
+    instance = instance_key(store.cfg)
+    total = CounterMetricFamily("qjm_qpu_seconds", "QPU seconds the service charged for qjm's jobs, by backend",
+                                labels=["backend"])
+    for backend, seconds in sorted(store.usage.totals(instance).items()):
+        total.add_metric([backend], seconds)
+    yield total
+    budget = store.cfg.qpu_seconds_per_month
+    if budget is not None:
+        figures = store.usage.month_figures(instance, month())
+        left = GaugeMetricFamily("qjm_qpu_budget_remaining_seconds",
+                                 "QJM_QPU_SECONDS_PER_MONTH less what qjm's jobs consumed and reserved this UTC month")
+        left.add_metric([], max(0.0, budget - figures.consumed - figures.reserved))
+        yield left
 
 
 def registry(cfg: Settings | None = None) -> CollectorRegistry:

@@ -11,6 +11,7 @@ Transpilation is the same for every backend; after it the pipeline only chooses 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -30,6 +31,9 @@ from .runners.base import ExecutorFor, work_from
 from .store import JobRecord, JobSetRecord, Store
 from .store.keys import job_ref
 from .transitions import Transitions
+from .usage import job_seconds
+
+log = logging.getLogger(__name__)
 
 
 class Pipeline:
@@ -164,7 +168,8 @@ class Pipeline:
         except Exception as exc:  # noqa: BLE001 - a pub the primitive refuses fails this job only
             t.fail(sid, i, "preparation", exc)
             return None
-        after = t.advance(sid, i, JobStatus.TRANSPILED, isa=codec.circuits_to_qpy(isa))
+        after = t.advance(sid, i, JobStatus.TRANSPILED, isa=codec.circuits_to_qpy(isa),
+                          estimate=self._estimate(rec, i, isa, rec.job_backend(job)))
         if after.final:
             return None
         if rec.fans_out:  # from its placement on, the job counts as waiting there
@@ -185,6 +190,17 @@ class Pipeline:
         self.store.placing.retarget(rec.id, i, backend, codec.circuits_to_qpy(isa))
         self.placement.note_used(rec.id, backend)
         self._prepare(rec, i, isa, backend)
+        self.store.set_job_fields(rec.id, i, estimate=self._estimate(rec, i, isa, backend))
+
+    def _estimate(self, rec: JobSetRecord, i: int, isa: list[QuantumCircuit], backend: str) -> str:
+        """qjm's estimate of the job's QPU seconds on ``backend`` (``qjm.usage.estimate``), as
+        stored ('' when it cannot be made: the job then counts the per-job overhead)."""
+        try:
+            executor = self.executor_for(backend)
+            return repr(job_seconds(executor.executions(work_from(self.store, rec, i, isa)), executor.backend()))
+        except Exception as exc:  # noqa: BLE001 - an estimate never stops a job
+            log.warning("job set %s job %d: no QPU time estimate (%s)", rec.id, i, exc)
+            return ""
 
     def _prepare(self, rec: JobSetRecord, i: int, isa: list[QuantumCircuit], backend: str) -> None:
         """The executor's CPU-side preparation of the job (e.g. the Estimator's program), stored
@@ -252,6 +268,8 @@ class Pipeline:
         final = job_set_outcome(set(statuses), rec.cancel_requested)
         # Before the set reads as final, so nothing is left open behind it.
         self.runner(rec).close_batch(rec)
+        if not self.is_local(rec):
+            self.remote.qpu.leftovers(rec, self.executor_for)
         # The status index first (a step of its own, outside the set's hash slot; the reconciler
         # repairs it): whoever wakes on the final notice then finds the set under its status.
         self.store.index.set_status(rec, final.value)

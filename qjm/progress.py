@@ -9,14 +9,19 @@ Ctrl-C stops the display and raises ``KeyboardInterrupt``; the workers carry on.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from .lifecycle import FINAL_RANK, JobSetStatus, JobStatus
 from .store import Snapshot
+from .usage import SetUsage
+
+#: Seconds between two reads of a set's QPU time while it is watched.
+QPU_REFRESH_SECONDS = 1.0
 
 #: Above this many jobs, per-job bars would scroll off the screen; one line of counts replaces them.
 MAX_JOB_BARS = 20
@@ -25,7 +30,7 @@ REFRESH_SECONDS = 0.25
 
 _STYLE = {JobStatus.DONE: "green", JobStatus.ERROR: "red", JobStatus.CANCELLED: "yellow",
           JobStatus.RUNNING: "cyan", JobStatus.SUBMITTED: "blue", JobStatus.TRANSPILING: "magenta",
-          JobStatus.TRANSPILED: "magenta"}
+          JobStatus.TRANSPILED: "magenta", JobStatus.HELD: "bright_red"}
 _SET_STYLE = {JobSetStatus.DONE: "green", JobSetStatus.ERROR: "red", JobSetStatus.CANCELLED: "yellow"}
 
 
@@ -39,8 +44,18 @@ def _counts_line(statuses: list[JobStatus]) -> str:
     return "  ".join(f"{_label(s)} {counts[s]}" for s in JobStatus if counts[s])
 
 
-def watch(snapshots: Iterable[Snapshot], console: Console | None = None) -> JobSetStatus:
+def qpu_line(usage: SetUsage) -> str:
+    """A set's QPU seconds in one line: consumed and estimated (and its budget, if any)."""
+    line = f"{usage.consumed:.1f} s consumed, {usage.estimate:.1f} s estimated"
+    if usage.budget is not None:
+        line += f", budget {usage.budget:.1f} s"
+    return line + (f", {usage.held} job(s) held" if usage.held else "")
+
+
+def watch(snapshots: Iterable[Snapshot], console: Console | None = None,
+          qpu: Callable[[], SetUsage] | None = None) -> JobSetStatus:
     """Draw each snapshot (made with job statuses) until the set is final; its final status.
+    ``qpu`` reads the set's QPU time (a remote set), shown under the set's bar.
 
     A timeout is the snapshots' own (``JobSetTimeoutError`` passes through)."""
     console = console or Console()
@@ -49,6 +64,8 @@ def watch(snapshots: Iterable[Snapshot], console: Console | None = None) -> JobS
                         refresh_per_second=4, transient=False)
     overall: TaskID | None = None
     summary: TaskID | None = None
+    qpu_task: TaskID | None = None
+    qpu_read = 0.0
     per_job: dict[int, TaskID] = {}
     with progress:
         for snap in snapshots:
@@ -61,6 +78,11 @@ def watch(snapshots: Iterable[Snapshot], console: Console | None = None) -> JobS
                         per_job[k] = progress.add_task(f"  job {k} ({start}-{stop - 1})", total=FINAL_RANK, state="")
                 else:
                     summary = progress.add_task(f"  {rec.n_jobs} jobs", total=rec.n_jobs, state="")
+                if qpu is not None:
+                    qpu_task = progress.add_task("  QPU time", total=None, state="", visible=True)
+            if qpu_task is not None and qpu is not None and (snap.final or time.monotonic() - qpu_read >= QPU_REFRESH_SECONDS):
+                qpu_read = time.monotonic()
+                progress.update(qpu_task, state=qpu_line(qpu()))
             done = sum(stop - start for (start, stop), s in zip(rec.job_bounds, statuses, strict=True) if s.final)
             style = _SET_STYLE.get(rec.status)
             progress.update(overall, completed=done,

@@ -57,6 +57,8 @@ class TickReport:
     index_fixes: int = 0
     #: Jobs read.
     jobs_read: int = 0
+    #: QPU-time reservations settled for attempts that ended without settling them (``qjm.usage.posting``).
+    usage_fixes: int = 0
 
 
 class Reconciler:
@@ -98,6 +100,10 @@ class Reconciler:
         restarted = self.store.restarted_at()
         running = self.store.running_ids()
         report.index_fixes = self.store.index.repair(running)
+        try:
+            report.usage_fixes = self.pipeline.remote.qpu.repair(self.pipeline.executor_for, now)
+        except Exception:  # noqa: BLE001 - the next tick tries again; the rest of the tick goes on
+            log.exception("settling QPU-time reservations failed")
         share = max(min(MIN_SHARE, self.scan_budget), self.scan_budget // max(1, len(running)))
         for sid in running:
             try:

@@ -54,6 +54,9 @@ def job_set_report(rec: JobSetRecord, jobs: list[JobRecord], detailed: bool = Tr
         f"     Running jobs: {counts[JobStatus.RUNNING]}",
         f"     Pending jobs: {pending}",
     ]
+    if counts[JobStatus.HELD]:
+        held = next((job.held for job in jobs if job.status is JobStatus.HELD and job.held), None)
+        lines.append(f"        Held jobs: {counts[JobStatus.HELD]} (waiting for QPU time: {held or 'a budget'})")
     if rec.fans_out:
         lines.insert(3, f"     jobs per backend: {backends_line(rec, jobs)}")
     waiting = rec.waiting(time.time())
@@ -70,6 +73,8 @@ def job_set_report(rec: JobSetRecord, jobs: list[JobRecord], detailed: bool = Tr
             ]
             if rec.fans_out:
                 lines.append(f"    backend: {job.backend or '- (not placed yet)'}")
+            if job.status is JobStatus.HELD and job.held:
+                lines.append(f"    held by: {job.held}")
             if job.error and job.status in (JobStatus.ERROR, JobStatus.CANCELLED):
                 lines.append(f"    error_message: {job.error}")
             if job.history:

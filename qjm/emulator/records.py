@@ -126,6 +126,8 @@ class Job:
             "private": False,
             "user_id": "emulator",
             "estimated_running_time_seconds": self.estimate,
+            # The service's JobResponse carries the job's usage; final once the job ended.
+            "usage": {"seconds": self.charged or 0.0, "quantum_seconds": self.charged or 0.0},
         }
 
 

@@ -89,6 +89,10 @@ class Poll:
     status: JobStatus
     error: str | None = None
     repost: bool = False
+    #: QPU seconds the service charged, when its answer says so (a final job's ``usage``).
+    charge: float | None = None
+    #: The service's estimate of the job's QPU seconds, when its answer carries one.
+    service_estimate: float | None = None
 
 
 #: What a job produced: experiment records (``qjm.codec``; the counts API's local fast path) or
@@ -153,6 +157,13 @@ class Executor(ABC):
         Returns JSON text, stored with the job and handed back as ``work.prepared``."""
         return None
 
+    def executions(self, work: JobWork) -> list[tuple[QuantumCircuit, int]]:
+        """Each circuit the job will run with its executions (shots times the points it is
+        run at), for its QPU-time estimate (``qjm.usage.estimate``): one per pub by default."""
+        from ..usage.estimate import pub_executions
+
+        return pub_executions(work.pubs, work.options.precision)
+
     def ready_to_post(self, work: JobWork) -> JobWork:
         """``work`` with what ``submit`` would compute before its post already done (a remote
         executor's client-side preparation), so that a post from a freed slot is little more
@@ -165,6 +176,15 @@ class Executor(ABC):
 
     def cancel(self, remote_id: str) -> None:
         """Best effort: ask the backend to stop a job."""
+
+    def usage(self, remote_id: str) -> float | None:
+        """QPU seconds the service charged for a final job (one request), None if it cannot say."""
+        return None
+
+    def instance_usage(self) -> dict[str, Any] | None:
+        """The service's usage figures for the account's instance (``service.usage()``), or None
+        for a backend without QPU time (local simulators)."""
+        return None
 
     def update_tags(self, remote_id: str, tags: list[str]) -> None:
         """Replace a posted job's tags on the backend (a backend without tags has nothing to do)."""

@@ -11,6 +11,8 @@ Rules kept here:
   attempt's tag on the service are checked for a job an earlier delivery already posted.
 * Polls follow ``qjm.polling``; each renews the job's slot lease; the slot is released exactly
   once, when the job is final.
+* QPU time (``qjm.usage.posting``): a job a budget holds back takes no slot; its estimate is
+  reserved right before its post; each attempt's end settles its charge.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from ..executors import Executor, JobWork, SubmitContext
 from ..lifecycle import USER_CANCELS, JobStatus
 from ..store import JobRecord, JobSetRecord
 from ..store.keys import job_ref, parse_job_ref
+from ..usage import Held, QpuGate, QpuTime
 from .base import JobRunner
 from .batches import SetBatches
 from .locks import kept, release_quietly
@@ -59,6 +62,7 @@ class RemoteRunner(JobRunner):
         self.placement = placement
         self.retarget = retarget
         self.batches = SetBatches(self.store)
+        self.qpu = QpuGate(QpuTime(self.store, self.cfg), self.transitions)
 
     @property
     def lease(self) -> float:
@@ -75,6 +79,7 @@ class RemoteRunner(JobRunner):
         backend = rec.job_backend(job)
         if rec.fans_out:
             backend, executor = self._maybe_move(rec, job, backend, executor)
+        self.qpu.check(rec, job)
         if not store.slots.acquire(backend, ref, self.cfg.max_pending_jobs, self.lease):
             since = store.waiting_since(rec.id, i)
             ahead = store.slots.wait(backend, ref, since)
@@ -102,6 +107,7 @@ class RemoteRunner(JobRunner):
                 log.warning("job set %s job %d: a late delivery failed (%s); the job's post stands", rec.id, i, exc)
                 return
             self.transitions.fail(rec.id, i, "submission", exc)
+            self.qpu.release(rec, store.job(rec.id, i))
             self.release(rec, i, backend)
         finally:
             release_quietly(lock)
@@ -145,11 +151,9 @@ class RemoteRunner(JobRunner):
         return max(info.pending_jobs, info.in_flight - 1)
 
     def post_if_free(self, job: JobRecord | None, rec: JobSetRecord, i: int) -> None:
-        """Post a job that was just transpiled at once, from its transpile task, when a slot is
-        free and no job waits before it: a set's first jobs then go out without a Celery round
-        trip to their submit task. Otherwise that task does what it always does; it also follows
-        this post, finds the job posted and goes on to poll it. ``job`` is the job as placed, for
-        a set over several backends."""
+        """Post a just-transpiled job from its transpile task when a slot is free and no job waits
+        before it (no Celery round trip to its submit task, which then finds it posted and polls
+        it). ``job`` is the job as placed, for a set over several backends."""
         backend = rec.job_backend(job) if job is not None else rec.backend
         if not self.store.slots.free_for(backend, job_ref(rec.id, i), self.cfg.max_pending_jobs):
             return
@@ -186,6 +190,7 @@ class RemoteRunner(JobRunner):
                 self.release(rec, i, executor.name)
                 return
             ahead = self._ahead(executor.name)
+            self.qpu.reserve(rec, job)  # raises Held (a RetryLater) when a budget holds it back
             try:
                 self.store.record_post_attempt(rec.id, i, run_id)
             except (redis.ConnectionError, redis.TimeoutError) as exc:
@@ -196,7 +201,7 @@ class RemoteRunner(JobRunner):
         else:
             ahead = None
         self.transitions.advance(rec.id, i, JobStatus.SUBMITTED, remote_id=remote_id, submitted_at=repr(time.time()),
-                                 ahead_at_post="" if ahead is None else str(ahead))
+                                 ahead_at_post="" if ahead is None else str(ahead), held="")
         current = self.store.job(rec.id, i)
         if current.remote_id == remote_id:
             self._retag_if_changed(rec, job, remote_id, executor)
@@ -251,6 +256,7 @@ class RemoteRunner(JobRunner):
             return polling.countdown(first - age)
         store.slots.renew(backend, job_ref(rec.id, i), self.lease)
         state = executor.poll(job.remote_id)
+        self.qpu.polled(rec, job, state)
         if state.status.final:
             # The service no longer counts the job as pending: free its slot for the next job
             # before spending time on fetching this one's results.
@@ -305,8 +311,7 @@ class RemoteRunner(JobRunner):
             log.info("making the post of %s ready failed: %s", ref, exc)
 
     def waits_inline(self, rec: JobSetRecord, delay: float) -> bool:
-        """Only near an expected end, which needs a track record: elsewhere a pause this short is
-        the age-based schedule of a young job, and Celery's round trip costs nothing there."""
+        """Only near an expected end (a track record); elsewhere Celery's round trip costs nothing."""
         return polling.wait_inline(delay) and any(self.store.durations.estimate(b) is not None for b in rec.candidates)
 
     def _post_again(self, sid: str, i: int) -> float:
@@ -341,8 +346,7 @@ class RemoteRunner(JobRunner):
 
     # ------------------------------------------------------------------ slots
     def release(self, rec: JobSetRecord, i: int, backend: str | None = None) -> None:
-        """Give the job's slot on ``backend`` (by default where it was placed) back, a no-op if
-        it was given back already, and hand it on."""
+        """Give the job's slot on ``backend`` (by default where placed) back, once, and hand it on."""
         if backend is None:
             backend = rec.job_backend(self.store.job(rec.id, i)) if rec.fans_out else rec.backend
         if self.store.slots.release(backend, job_ref(rec.id, i)):
@@ -361,8 +365,9 @@ class RemoteRunner(JobRunner):
             sid, i = parse_job_ref(ref)
             try:
                 self.submit(self.store.job_set(sid), i)
-            except RetryLater:
-                return  # it queued itself again; the service wants a pause anyway
+            except RetryLater as later:  # queued again (the service wants a pause), or held for QPU time: the next one
+                if not isinstance(later, Held):
+                    return
             except QJMError as exc:  # e.g. the set expired: nothing to post
                 log.info("hand-off of a free slot to %s skipped: %s", ref, exc)
             except Exception:  # noqa: BLE001 - the waiter's own task will try again

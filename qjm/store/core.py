@@ -31,6 +31,7 @@ from .placing import Placing
 from .records import BATCH_FIELD, JobRecord, JobSetRecord
 from .slots import SlotPool
 from .steps import Steps
+from .usage import UsageBook
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class Store:
         self.placing = Placing(self.r, self.existing, self.ttl)
         self.steps = Steps(self.r, self.existing)
         self.index = SetIndex(self.r)
+        self.usage = UsageBook(self.r)
 
     @property
     def ttl(self) -> int:
@@ -353,9 +355,8 @@ class Store:
         return self.existing.set_new(keys.job_set(sid), "batch_closed", "1")
 
     def request_cancel(self, sid: str) -> list[JobRecord]:
-        """Flag the set cancelled and move every unfinished job to CANCELLED.
-
-        Returns the jobs that this call cancelled (their remote jobs need cancelling)."""
+        """Flag the set cancelled and move every unfinished job to CANCELLED; returns the jobs
+        this call cancelled (their remote jobs need cancelling)."""
         rec = self.job_set(sid)
         self.existing.set(keys.job_set(sid), {"cancel_requested": "1"})
         cancelled = []

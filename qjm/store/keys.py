@@ -158,6 +158,29 @@ def pace(backend: str) -> str:
     return f"{PREFIX}:pace:{{{backend}}}"
 
 
+def usage_month(instance: str, period: str) -> str:
+    """Hash: an instance's QPU seconds in one UTC month (``period``, ``YYYY-MM``): ``reserved``,
+    ``consumed`` and one ``r:<attempt ref>`` field per reservation held (``qjm.store.usage``)."""
+    return f"{PREFIX}:{{usage:{instance}}}:{period}"
+
+
+def usage_totals(instance: str) -> str:
+    """Hash: backend -> QPU seconds the instance's qjm jobs were charged there, ever (never reset:
+    the ``qjm_qpu_seconds_total`` counter)."""
+    return f"{PREFIX}:{{usage:{instance}}}:totals"
+
+
+def service_usage(instance: str) -> str:
+    """JSON ``{"at", "answer"}``: the service's own usage figures for an instance (``service.usage()``),
+    asked at most once a minute and shared by every process (``qjm.usage.service``)."""
+    return f"{PREFIX}:{{usage:{instance}}}:service"
+
+
+def service_usage_refresh(instance: str) -> str:
+    """String with a short expiry: held by the one process that asks the service for its usage."""
+    return f"{PREFIX}:{{usage:{instance}}}:service-refresh"
+
+
 def histogram(metric: str, backend: str) -> str:
     """Hash: a latency histogram's bucket counts, ``count`` and ``sum`` (``qjm.metrics``)."""
     return f"{PREFIX}:metrics:{metric}:{{{backend}}}"

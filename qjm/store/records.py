@@ -30,6 +30,10 @@ def _float(raw: str) -> float | None:
 #: What a reader of a set's outcome needs of each job (``Store.jobs(fields=...)``): a job's whole
 #: hash is several times larger (its liveness and timing fields).
 OUTCOME_FIELDS = ("index", "start", "stop", "status", "attempt", "remote_id", "error", "backend")
+#: What a reader of a set's QPU time needs of each job (``qjm.usage.reading``); charges are
+#: per attempt (``charged:<n>``), read with the whole hash.
+USAGE_FIELDS = ("index", "status", "attempt", "backend", "estimate", "service_estimate", "reserved_attempt",
+                "reserved", "held")
 #: What the reconciler needs of each job of a running set, every tick.
 LIVENESS_FIELDS = ("index", "status", "attempt", "remote_id", "backend", "updated", "step", "queue", "ticket", "due", "step_at",
                    "started_at", "started_by", "startable_at", "resends")
@@ -81,6 +85,19 @@ class JobRecord:
     #: Earlier attempts: ``{"attempt", "remote_id", "error", "ended", "kind", "times"}`` each
     #: (``kind``: repost, retry or rerun; ``times``: as ``times`` below).
     history: list[dict[str, Any]] = field(default_factory=list)
+    #: qjm's estimate of the job's QPU seconds (``qjm.usage.estimate``), made when it was transpiled.
+    estimate: float | None = None
+    #: The service's own estimate of the posted attempt (``estimated_running_time_seconds``).
+    service_estimate: float | None = None
+    #: The attempt whose estimate is reserved now (``qjm.store.usage``), and how much.
+    reserved_attempt: int | None = None
+    reserved: float | None = None
+    #: Attempt -> the QPU seconds the service charged for it, once it ended.
+    charges: dict[int, float] = field(default_factory=dict)
+    #: Why a HELD job waits (which budget or limit).
+    held: str | None = None
+    #: The instance month its reservation is in (``qjm.store.usage.month``).
+    usage_period: str | None = None
     #: Status -> when this attempt reached it (``advance.lua``); QUEUED or TRANSPILED when the
     #: attempt began, for attempts after the first.
     times: dict[str, float] = field(default_factory=dict)
@@ -122,7 +139,19 @@ class JobRecord:
             poll_epoch=int(g("poll_epoch") or 0),
             history=codec.loads(g("history") or "[]"),
             times={k.decode()[3:]: float(v) for k, v in h.items() if k.startswith(b"at_") and v},
+            estimate=_float(g("estimate")),
+            service_estimate=_float(g("service_estimate")),
+            reserved_attempt=int(g("reserved_attempt")) if g("reserved_attempt") else None,
+            reserved=_float(g("reserved")),
+            charges={int(k.decode()[8:]): float(v) for k, v in h.items() if k.startswith(b"charged:") and v},
+            held=g("held") or None,
+            usage_period=g("usage_period") or None,
         )
+
+    @property
+    def charged(self) -> float | None:
+        """QPU seconds charged over every attempt that ended (None while none has)."""
+        return sum(self.charges.values()) if self.charges else None
 
     def to_hash(self) -> dict[str, str]:
         """The fields a new job is created with."""
@@ -208,6 +237,12 @@ class JobSetRecord:
     #: What the set last waited for (``qjm.backends.placement``), and when that was seen.
     waiting_for: str | None = None
     waiting_noted: float | None = None
+    #: QPU seconds: the set's budget (None: none), what its posted attempts reserved and what
+    #: the service charged for those that ended, in all and per backend (``qjm.store.usage``).
+    qpu_budget: float | None = None
+    qpu_reserved: float = 0.0
+    qpu_consumed: float = 0.0
+    qpu_by_backend: dict[str, float] = field(default_factory=dict)
 
     @property
     def n_jobs(self) -> int:
@@ -260,6 +295,7 @@ class JobSetRecord:
             "extra": codec.dumps(self.extra).decode(),
             "max_retries": str(self.max_retries),
             **({"backends": codec.dumps(self.backends).decode()} if self.fans_out else {}),
+            **({"qpu_budget": repr(float(self.qpu_budget))} if self.qpu_budget is not None else {}),
         }
 
     @classmethod
@@ -287,6 +323,10 @@ class JobSetRecord:
             backends=codec.loads(g("backends") or "[]"),
             waiting_for=g("waiting_for") or None,
             waiting_noted=_float(g("waiting_noted")),
+            qpu_budget=_float(g("qpu_budget")),
+            qpu_reserved=max(0.0, float(g("qpu_reserved") or 0.0)),
+            qpu_consumed=float(g("qpu_consumed") or 0.0),
+            qpu_by_backend={k.decode()[13:]: float(v) for k, v in h.items() if k.startswith(b"qpu_consumed@") and v},
             batches={k.decode()[len(BATCH_FIELD) + 1:]: v.decode() for k, v in h.items()
                      if k.startswith(BATCH_FIELD.encode() + b"@") and v},
             used=_used(h, codec.loads(g("backends") or "[]")),

@@ -330,3 +330,28 @@ def test_a_job_handle_costs_no_request_until_its_status(emulator: Emulator, acco
     handle.wait_for_final_state(timeout=30)
     assert handle.status() == "DONE", handle.error_message()
     assert handle.result()[0].join_data().get_counts() == posted.result()[0].join_data().get_counts()
+
+
+def test_a_status_answer_keeps_the_jobs_usage(emulator: Emulator, account: Account) -> None:
+    """``RuntimeJobV2._set_status`` still takes every status answer: qjm keeps the usage and the
+    service's estimate from it, so a final job's charge costs no request of its own."""
+    from qiskit_ibm_runtime import RuntimeJobV2
+
+    assert parameters(getattr(RuntimeJobV2, client_patches.JOB_SET_STATUS, None)) == ["self", "job_response"], changed(
+        f"RuntimeJobV2.{client_patches.JOB_SET_STATUS} is gone or changed its parameters")
+    from qiskit import QuantumCircuit
+    from qiskit.transpiler import generate_preset_pass_manager
+    from qiskit_ibm_runtime.executor_sampler import Sampler
+
+    qc = QuantumCircuit(1, 1)
+    qc.x(0)
+    qc.measure(0, 0)
+    backend = backend_for(account, BACKEND)
+    job = client_patches.keep_status_answers(
+        Sampler(mode=backend).run([generate_preset_pass_manager(1, backend=backend).run(qc)]))
+    assert client_patches.keep_status_answers(job) is job  # idempotent
+    job.wait_for_final_state(timeout=30)  # status requests until final: the last answer is kept
+    assert job.status() == "DONE"
+    answer = client_patches.last_status_answer(job)
+    assert answer["usage"]["seconds"] == pytest.approx(job.usage()) and answer["usage"]["seconds"] > 0
+    assert answer["estimate"] == pytest.approx(job.usage())

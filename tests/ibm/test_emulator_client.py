@@ -123,7 +123,9 @@ def test_batch_submit_poll_fetch(emulator: Emulator, use_emulator: Callable[[Emu
     first = executor.poll(remote_id)
     assert first.status in (JobStatus.SUBMITTED, JobStatus.RUNNING, JobStatus.DONE)
     poll = wait_final(executor, remote_id)
-    assert poll == Poll(JobStatus.DONE, None)
+    assert (poll.status, poll.error, poll.repost) == (JobStatus.DONE, None, False)
+    # Its charge from the final status answer (2 s per job and 600 short shots), as the service estimated it.
+    assert poll.charge is not None and 2.0 < poll.charge < 3.0 and poll.service_estimate == pytest.approx(poll.charge)
 
     records = records_of(executor, remote_id, work_of(circuits, options))
     assert [r["header"]["name"] for r in records] == ["x02", "two_regs"]

@@ -1,6 +1,6 @@
 """Everything qjm does to qiskit-ibm-runtime beyond its public API, in one place.
 
-The pinned client (0.51) gives no public way to do eight things qjm needs, so this module, and
+The pinned client (0.51) gives no public way to do the things below that qjm needs, so this module, and
 no other, reaches into it; ``tests/ibm/test_client_patches.py`` fails loudly, naming the member,
 when a client upgrade moves any of them:
 
@@ -28,6 +28,11 @@ when a client upgrade moves any of them:
   is a ``GET /jobs/{id}`` whose answer only builds that object, which then asks again for its
   status; a worker process polling a job that another process posted paid two status requests
   for one answer. qjm builds the object from what it knows (id, backend, program) instead.
+- ``RuntimeJobV2._set_status``: where a status request's answer (``GET /jobs/{id}``) ends up. The
+  answer also carries the job's usage (``usage.seconds``, the service's JobResponse) and the
+  service's estimate (``estimated_running_time_seconds``), which the client drops; qjm keeps
+  them from the same answer (``keep_status_answers``), so a job's charge costs no request of its
+  own when the service gives it there (else one metrics call, ``job.usage()``).
 - ``IAM_URL`` and ``QISKIT_FUNCTIONS_EXPERIMENTAL``: the client reads them only from the process
   environment, so pointing it at an emulator means writing ``os.environ``.
 - ``USAGE_DATA_OPT_OUT``: unless it is ``True``, every request the client makes walks the whole
@@ -55,6 +60,9 @@ ADVISORY_CHECK_SECONDS = 60.0
 #: The service's advisory method (instance usage) and the backend's (its status).
 SERVICE_ADVISORY_CHECK = "_check_instance_usage"
 BACKEND_ADVISORY_CHECK = "status"
+#: The job's method every status answer passes through, and where qjm keeps what it reads of it.
+JOB_SET_STATUS = "_set_status"
+JOB_LAST_ANSWER = "_qjm_status_answer"
 #: Private attributes read or set here.
 BATCH_SESSION_ID = "_session_id"
 SERVICE_API_CLIENT = "_active_api_client"
@@ -176,6 +184,26 @@ def job_handle(service: Any, job_id: str, backend_name: str, program_id: str) ->
     """A job object for a job posted elsewhere, built without a request: its first ``status()``
     is then the only request, as for a job this process posted (an unknown id fails there)."""
     return getattr(service, SERVICE_DECODE_JOB)({"id": job_id, "backend": backend_name, "program": {"id": program_id}})
+
+
+def keep_status_answers(job: Any) -> Any:
+    """Make ``job`` keep the usage and the estimate of each status answer it gets; idempotent."""
+    if JOB_SET_STATUS in vars(job):
+        return job
+    set_status = getattr(job, JOB_SET_STATUS)
+
+    def kept(response: dict[str, Any]) -> Any:
+        setattr(job, JOB_LAST_ANSWER, {"usage": response.get("usage"),
+                                       "estimate": response.get("estimated_running_time_seconds")})
+        return set_status(response)
+
+    setattr(job, JOB_SET_STATUS, kept)
+    return job
+
+
+def last_status_answer(job: Any) -> dict[str, Any]:
+    """What ``keep_status_answers`` kept of the job's last status answer (empty before one)."""
+    return dict(getattr(job, JOB_LAST_ANSWER, None) or {})
 
 
 def point_client_at_emulator(url: str) -> None:

@@ -124,6 +124,11 @@ class IBMQuantumExecutor(Executor):
             return None
         return primitives.prepare(work, self.backend()).to_json()
 
+    def executions(self, work: JobWork) -> list[tuple[Any, int]]:
+        """A prepared job is counted from its program, as it will be posted (``primitives.executions``)."""
+        prepared = primitives.Prepared.from_json(work.prepared) if work.prepared is not None else None
+        return primitives.executions(prepared) if prepared is not None else super().executions(work)
+
     def ready_to_post(self, work: JobWork) -> JobWork:
         """The job with its program prepared (what ``submit`` would otherwise do first)."""
         if work.prepared is not None:
@@ -164,12 +169,30 @@ class IBMQuantumExecutor(Executor):
         return None
 
     def poll(self, remote_id: str) -> Poll:
-        job = self._job(remote_id)
+        """One status request; a final job's charge comes from the same answer when the service
+        gives it there (its ``usage``), else from one metrics request."""
+        job = client_patches.keep_status_answers(self._job(remote_id))
         status = status_of(job, f"status of job {remote_id}", self.delays)
         error = None
         if status is JobStatus.ERROR:
             error = call(job.error_message, f"error message of job {remote_id}", self.delays) or "job failed"
-        return Poll(status, error, repost=ended_with_its_batch(error))
+        answer = client_patches.last_status_answer(job)
+        estimate = answer.get("estimate")
+        charge = None
+        if status.final:
+            seconds = (answer.get("usage") or {}).get("seconds")
+            charge = float(seconds) if seconds is not None else self.usage(remote_id)
+        return Poll(status, error, repost=ended_with_its_batch(error), charge=charge,
+                    service_estimate=float(estimate) if estimate is not None else None)
+
+    def usage(self, remote_id: str) -> float | None:
+        """``job.usage()``: the job's ``qpu_charge_time_seconds`` (one metrics request)."""
+        seconds = call(self._job(remote_id).usage, f"usage of job {remote_id}", self.delays)
+        return None if seconds is None else float(seconds)
+
+    def instance_usage(self) -> dict[str, Any] | None:
+        """``service.usage()``: consumed, limit, remaining, ``usage_limit_reached``."""
+        return dict(call(self.service.usage, "instance usage", self.delays))
 
     def fetch(self, remote_id: str, work: JobWork) -> PrimitiveResult:
         """The primitive's ``PrimitiveResult``, post-processed by the client (for the Estimator

@@ -109,6 +109,22 @@ def prepare(work: JobWork, backend: BackendV2) -> Prepared:
     return Prepared(params.model_dump(mode="json"), executor_options.model_dump(mode="json", exclude={"simulator"}))
 
 
+def executions(prepared: Prepared) -> list[tuple[Any, int]]:
+    """Each item of a prepared program with its executions: the program's shots times the
+    item's extent, its posted shape broadcast with what its arguments add (as the executor's
+    schema defines an item: randomizations, measurement bases, parameter sweeps)."""
+    import math
+
+    import numpy as np
+    from ibm_quantum_schemas.executor.version_2_0 import ParamsModel
+    from qiskit_ibm_runtime.quantum_program.params_converters import QUANTUM_PROGRAM_PARAMS_CONVERTERS
+
+    model = ParamsModel.model_validate(prepared.params)
+    program, _ = QUANTUM_PROGRAM_PARAMS_CONVERTERS[PARAMS_SCHEMA].decoder(model)
+    return [(item.circuit, program.shots * math.prod(np.broadcast_shapes(tuple(posted.shape), item.shape)))
+            for item, posted in zip(program.items, model.quantum_program.items, strict=True)]
+
+
 def post(mode: Any, prepared: Prepared, tags: list[str]) -> Any:
     """Post a prepared job in ``mode`` (a batch or a backend), tagged; returns the client's job."""
     from qiskit_ibm_runtime.options_models import ExecutorOptions

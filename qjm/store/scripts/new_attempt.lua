@@ -39,6 +39,7 @@ if #stale > 0 then redis.call('HDEL', KEYS[1], unpack(stale)) end
 local next_attempt = tonumber(ARGV[1]) + 1
 redis.call('HSET', KEYS[1], 'attempt', next_attempt, 'status', ARGV[2], 'rank', ARGV[3], 'updated', ARGV[4],
            'history', cjson.encode(history), 'at_' .. ARGV[2], ARGV[4])
-redis.call('HDEL', KEYS[1], 'remote_id', 'post_attempted', 'cancel_sent', 'submitted_at', 'seen_pending_age', 'waiting_since',
+redis.call('HDEL', KEYS[1], 'remote_id', 'post_attempted', 'cancel_sent', 'submitted_at', 'seen_pending_age', 'waiting_since', 'held',
+           'service_estimate',
            'finished_at', 'error')
 return next_attempt
