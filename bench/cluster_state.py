@@ -152,7 +152,7 @@ def summary(d: Deployment) -> dict[str, Any]:
 def show(d: Deployment, m: dict[str, Any]) -> None:
     replicas = f" + replicas {m['replica_ms']:.3f} ms" if d.replicas else ""
     print(f"  {d.label:<20}: {m['commands']:5.1f} commands, {m['round_trips']:4.2f} round trips, CPU per job "
-          f"{m['total_ms']:.3f} ms = masters {m['master_ms']:.3f} ms{replicas} "
+          f"{m['total_ms']:.3f} ms (masters {m['master_ms']:.3f} ms{replicas}; each a median) "
           f"(rounds {m['range'][0]:.3f}-{m['range'][1]:.3f}; a set took {m['seconds']:.1f} s)")
     print("    by command: " + ", ".join(f"{name} {n:.1f}" for name, n in m["top"]))
 
