@@ -3,8 +3,9 @@
 * Redis work per job: one set of ``N_JOBS`` one-circuit jobs on aer_simulator (2 worker processes,
   broker on RabbitMQ, Celery's results on a plain Redis, no Flower) on three deployments: one Redis
   alone, one Redis with one replica, and the Cluster. Commands and round trips (``INFO
-  commandstats`` and ``total_reads_processed`` deltas) are summed over the masters (a replica
-  re-runs what its master sends it); CPU (user + system) is per job above the servers' idle CPU,
+  commandstats`` and ``total_reads_processed`` deltas) and the masters' writes (``total_writes_processed``:
+  answers, and the rounds of the stream a master sends its replica) are summed over the masters
+  (a replica re-runs what its master sends it); CPU (user + system) is per job above the servers' idle CPU,
   masters and replicas apart.
 * The fair comparison is the Cluster against one Redis *with a replica*: what qjm promises on a
   failover rests on the replicas (a master lost with no replica loses its slots), and a master
@@ -76,17 +77,20 @@ class Deployment:
 
 
 def counters(servers: Iterable[Server]) -> dict[str, Any]:
-    """Commands, read events (one per round trip a client sends) and CPU seconds, summed."""
+    """Commands, read and write events (a read per round trip a client sends; a write per answer
+    sent, or per round of the replication stream a master sends its replica) and CPU seconds, summed."""
     calls: Counter[str] = Counter()
-    reads, cpu = 0, 0.0
+    reads, writes, cpu = 0, 0, 0.0
     for server in servers:
         r = server.client()
         for name, v in r.info("commandstats").items():
             calls[name.removeprefix("cmdstat_")] += int(v["calls"])
-        reads += int(r.info("stats")["total_reads_processed"])
+        stats = r.info("stats")
+        reads += int(stats["total_reads_processed"])
+        writes += int(stats["total_writes_processed"])
         info = r.info("cpu")
         cpu += float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
-    return {"calls": calls, "reads": reads, "cpu": cpu}
+    return {"calls": calls, "reads": reads, "writes": writes, "cpu": cpu}
 
 
 def cost(d: Deployment) -> dict[str, Any]:
@@ -112,6 +116,7 @@ def cost(d: Deployment) -> dict[str, Any]:
         assert results.success and results.get_counts(N_JOBS - 1) == {"01": 16}
     calls = after["calls"] - before["calls"]
     return {"commands": sum(calls.values()) / N_JOBS, "round_trips": (after["reads"] - before["reads"]) / N_JOBS,
+            "writes": (after["writes"] - before["writes"]) / N_JOBS,
             "master_ms": (after["cpu"] - before["cpu"] - idle[0] * elapsed) * 1000 / N_JOBS,
             "replica_ms": (rep_after["cpu"] - rep_before["cpu"] - idle[1] * elapsed) * 1000 / N_JOBS,
             "seconds": elapsed, "top": calls}
@@ -139,11 +144,12 @@ def fixed_load(d: Deployment) -> tuple[float, float, float]:
 
 def summary(d: Deployment) -> dict[str, Any]:
     """Medians over the rounds (the whole deployment's CPU is the median of each round's sum)."""
-    med = {k: statistics.median(run[k] for run in d.runs) for k in ("commands", "round_trips", "master_ms",
+    med = {k: statistics.median(run[k] for run in d.runs) for k in ("commands", "round_trips", "writes", "master_ms",
                                                                       "replica_ms", "seconds")}
     totals = [run["master_ms"] + run["replica_ms"] for run in d.runs]
     med["total_ms"] = statistics.median(totals)
     med["range"] = (min(totals), max(totals))
+    med["commands_range"] = (min(run["commands"] for run in d.runs), max(run["commands"] for run in d.runs))
     calls: Counter[str] = sum((run["top"] for run in d.runs), Counter())
     med["top"] = [(name, n / N_JOBS / len(d.runs)) for name, n in calls.most_common(8)]
     return med
@@ -151,10 +157,19 @@ def summary(d: Deployment) -> dict[str, Any]:
 
 def show(d: Deployment, m: dict[str, Any]) -> None:
     replicas = f" + replicas {m['replica_ms']:.3f} ms" if d.replicas else ""
-    print(f"  {d.label:<20}: {m['commands']:5.1f} commands, {m['round_trips']:4.2f} round trips, CPU per job "
+    print(f"  {d.label:<20}: {m['commands']:5.1f} commands, {m['round_trips']:4.2f} round trips, "
+          f"{m['writes']:4.2f} writes, CPU per job "
           f"{m['total_ms']:.3f} ms (masters {m['master_ms']:.3f} ms{replicas}; each a median) "
           f"(rounds {m['range'][0]:.3f}-{m['range'][1]:.3f}; a set took {m['seconds']:.1f} s)")
     print("    by command: " + ", ".join(f"{name} {n:.1f}" for name, n in m["top"]))
+
+
+def verdict(value: float, baseline: float, spread: tuple[float, float]) -> str:
+    """Met at or under the baseline's median; within the noise when under its worst round (the
+    figures move with the load on the machine, the commands with how long the client waits)."""
+    if value <= baseline:
+        return "met"
+    return f"within the baseline's rounds ({spread[0]:.3f}-{spread[1]:.3f})" if value <= spread[1] else "MISSED"
 
 
 def one_with_replica(stack: ExitStack) -> tuple[RedisProcess, RedisProcess]:
@@ -189,11 +204,11 @@ def compare(stack: ExitStack, cluster: RedisClusterProcesses, env: dict[str, str
         out[d.label] = summary(d)
         show(d, out[d.label])
     alone, paired, sharded = (out[d.label] for d in deployments)
-    ok_cpu = sharded["total_ms"] <= paired["total_ms"]
-    ok_commands = sharded["commands"] <= alone["commands"]
     print(f"  goal (the Cluster does no more Redis work per job than one Redis with the same copies): "
-          f"commands {sharded['commands']:.1f} vs {alone['commands']:.1f} {'met' if ok_commands else 'MISSED'}; "
-          f"CPU {sharded['total_ms']:.3f} ms vs {paired['total_ms']:.3f} ms with a replica {'met' if ok_cpu else 'MISSED'}")
+          f"commands {sharded['commands']:.2f} vs {alone['commands']:.2f} "
+          f"{verdict(sharded['commands'], alone['commands'], alone['commands_range'])}; CPU "
+          f"{sharded['total_ms']:.3f} ms vs {paired['total_ms']:.3f} ms with a replica "
+          f"{verdict(sharded['total_ms'], paired['total_ms'], paired['range'])}")
     print(f"  (one Redis with no copy costs {alone['total_ms']:.3f} ms: a replica adds "
           f"{paired['total_ms'] - alone['total_ms']:+.3f} ms per job, on the master for feeding it and on the replica itself)")
     print(f"  fixed load, no workers ({N_CALLS:,} x a job's field written by its script and the job read back, "
