@@ -5,6 +5,7 @@ replica and every set still ends right, each remote job posted once per attempt.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -34,6 +35,21 @@ class Deployment:
         return Store(self.cluster.url, Settings(redis_url=self.cluster.url, redis_cluster=True,
                                                 broker_url=self.env["QJM_BROKER_URL"],
                                                 result_backend_url=self.env["QJM_RESULT_BACKEND_URL"]))
+
+
+def assert_leave_the_work_list(store: Store, ids: set[str]) -> None:
+    """Final sets leave the reconciler's work list: each just after its final notice (the list is
+    on another slot than the set, so the worker takes it out with a command of its own once the
+    finish script has run, and a removal lost in a failover is redone by the worker's reconciler,
+    which ticks every second here). A set seen final may so be listed a moment longer, never for
+    more than a few ticks; how long it was is printed."""
+    now = time.time()
+    stale = {sid: (rec.status.value, f"final {now - (rec.finished or now):.3f} s before")
+             for sid in set(store.running_ids()) & ids for rec in [store.job_set(sid)]}
+    started = time.monotonic()
+    wait_for(lambda: not set(store.running_ids()) & ids, 10, f"final sets to leave the reconciler's work list: {stale}")
+    if stale:
+        print(f"final sets still in the reconciler's work list, gone {time.monotonic() - started:.3f} s later: {stale}")
 
 
 @pytest.fixture(scope="module")
@@ -137,10 +153,7 @@ def test_thirty_sets_spread_over_all_three_masters(deployment):
         assert_local_right(js, k, 2)
     listed = {js.job_set_id() for js in jm.job_sets(name=None)}
     assert {js.job_set_id() for js in sets.values()} <= listed
-    # All final: none left to sweep. A set leaves the work list just after its final notice (the list
-    # is on another slot than the set, so not in the same script), which wakes wait(): poll for it.
-    ids = {js.job_set_id() for js in sets.values()}
-    wait_for(lambda: not set(store.running_ids()) & ids, 30, "the finished sets to leave the reconciler's work list")
+    assert_leave_the_work_list(store, {js.job_set_id() for js in sets.values()})
 
 
 def test_masters_without_qjms_scripts_get_them(deployment):
@@ -199,7 +212,7 @@ def test_a_master_killed_mid_run_loses_nothing_and_returns_as_a_replica(deployme
     for k, js in locals_.items():
         assert js.wait(timeout=240) is JobSetStatus.DONE, js.report()
         assert_local_right(js, k, 12)
-    assert not set(store.running_ids()) & ids
+    assert_leave_the_work_list(store, ids)
     d.cluster.restart(victim)
     assert d.cluster.role(victim) == "slave"
     assert len(d.cluster.master_nodes()) == 3
