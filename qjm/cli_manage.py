@@ -71,7 +71,7 @@ def register(app: typer.Typer, manager: Callable[[typer.Context], JobManager], w
         """Job sets, newest first."""
         from .lifecycle import JobStatus
 
-        sets = manager(ctx).job_sets(name=name, tags=tag or None, backend=backend, status=status, limit=max(limit, 0))
+        sets = manager(ctx).job_sets(name=name, tags=tag or None, backend=backend, status=status, limit=limit)
         table = Table("ID", "name", "backend", "status", "jobs done", "experiments", "created (UTC)", "tags")
         for js in sets:
             rec = js.record()

@@ -123,3 +123,22 @@ def test_configured_simulators_are_refused_with_what_to_pass(empty_jm):
     for backend in (AerSimulator(noise_model=noise), AerSimulator.from_backend(FakeManilaV2())):
         with pytest.raises(InvalidInputError, match="backend='fake_manila'"):
             empty_jm.run([basis_state(1)], backend=backend)
+
+
+# ---------------------------------------------------------------------------- the CLI says the same
+def cli(capsys, *args: str) -> tuple[int, str, str]:
+    """``qjm ARGS`` in this process (its settings from the environment): exit code, stdout, stderr."""
+    from qjm.cli import main
+
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_list_refuses_a_negative_limit_as_the_api_does(empty_jm, capsys):
+    with pytest.raises(InvalidInputError) as refused:
+        empty_jm.job_sets(limit=-1)
+    code, out, err = cli(capsys, "list", "--limit", "-1")
+    assert code == 1 and out == ""
+    assert err.strip() == f"error: {refused.value}"
+    assert "no job sets" not in err
