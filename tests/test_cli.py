@@ -188,10 +188,13 @@ def test_process_commands_start_the_right_program():
 def test_emulator_command_serves_the_emulator():
     pytest.importorskip("qjm.emulator.server")
     port = free_port()
-    emu = Proc([QJM, "emulator", "--port", str(port), "--job-seconds", "0.1"], env_for("redis://127.0.0.1:1/0"),
-               "emulator")
+    env = env_for("redis://127.0.0.1:1/0")
+    env.pop("PYTHONWARNINGS")  # warnings shown, as in a user's shell
+    emu = Proc([QJM, "emulator", "--port", str(port), "--job-seconds", "0.1"], env, "emulator")
     try:
-        emu.wait_output(f"127.0.0.1:{port}")
+        emu.wait_output(f"127.0.0.1:{port}")  # printed once its simulation process is ready
         assert emu.alive()
+        # Nothing on stderr but what the emulator says (once a runpy RuntimeWarning from that process's start).
+        assert "Warning" not in emu.output(), emu.output()
     finally:
         emu.stop()
