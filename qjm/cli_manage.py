@@ -20,10 +20,18 @@ if TYPE_CHECKING:
 DEFAULT_LIST_LIMIT = 50
 
 
+def job_set_id_arg(value: str | None) -> str | None:
+    """Typer's callback for every ``ID`` argument: the id as qjm spells it (upper case taken),
+    or one line saying what an id looks like (``store.keys.job_set_id``)."""
+    from .store import keys
+
+    return None if value is None else keys.job_set_id(value)
+
+
 def register(app: typer.Typer, manager: Callable[[typer.Context], JobManager], when: Callable[[float | None], str],
              out: Console, err: Console) -> None:
     @app.command()
-    def rerun(ctx: typer.Context, job_set_id: str = typer.Argument(..., metavar="ID")) -> None:
+    def rerun(ctx: typer.Context, job_set_id: str = typer.Argument(..., metavar="ID", callback=job_set_id_arg)) -> None:
         """Run again the jobs of a finished set that ended ERROR or CANCELLED (same set id)."""
         jobs = manager(ctx).retrieve_job_set(job_set_id).rerun_failed()
         if not jobs:
@@ -33,14 +41,14 @@ def register(app: typer.Typer, manager: Callable[[typer.Context], JobManager], w
             f"{j.index} (attempt {j.attempt()})" for j in jobs))
 
     @app.command()
-    def rename(ctx: typer.Context, job_set_id: str = typer.Argument(..., metavar="ID"),
+    def rename(ctx: typer.Context, job_set_id: str = typer.Argument(..., metavar="ID", callback=job_set_id_arg),
                name: str = typer.Argument(..., metavar="NAME")) -> None:
         """Give the set a new name."""
         manager(ctx).retrieve_job_set(job_set_id).update_name(name)
         print(f"{job_set_id} is now named {name!r}")
 
     @app.command()
-    def tag(ctx: typer.Context, job_set_id: str = typer.Argument(..., metavar="ID"),
+    def tag(ctx: typer.Context, job_set_id: str = typer.Argument(..., metavar="ID", callback=job_set_id_arg),
             add: list[str] = typer.Option([], "--add", metavar="TAG", help="add this tag (repeatable)"),
             remove: list[str] = typer.Option([], "--remove", metavar="TAG", help="remove this tag (repeatable)")) -> None:
         """Add and remove the set's tags (on its remote jobs too); without options, show them."""
@@ -49,7 +57,7 @@ def register(app: typer.Typer, manager: Callable[[typer.Context], JobManager], w
         print(f"{job_set_id} tags: " + (", ".join(tags) if tags else "(none)"))
 
     @app.command()
-    def delete(ctx: typer.Context, job_set_id: str = typer.Argument(..., metavar="ID"),
+    def delete(ctx: typer.Context, job_set_id: str = typer.Argument(..., metavar="ID", callback=job_set_id_arg),
                yes: bool = typer.Option(False, "--yes", "-y", help="do not ask for confirmation")) -> None:
         """Delete the set (cancelling it first if it runs): its results are gone for good."""
         jm = manager(ctx)

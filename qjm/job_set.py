@@ -183,10 +183,10 @@ class ManagedJobSet:
     """A set of jobs that together run the experiments given to ``JobManager.run()``."""
 
     def __init__(self, job_set_id: str, store: Store, cfg: Settings) -> None:
-        self._id = job_set_id
         self._store = store
         self._cfg = cfg
         self._record: JobSetRecord = store.job_set(job_set_id)  # raises if it does not exist
+        self._id = self._record.id  # as stored: an id is taken in either case
 
     # ---------------------------------------------------------------- identity
     def job_set_id(self) -> str:

@@ -142,3 +142,43 @@ def test_list_refuses_a_negative_limit_as_the_api_does(empty_jm, capsys):
     assert code == 1 and out == ""
     assert err.strip() == f"error: {refused.value}"
     assert "no job sets" not in err
+
+
+@pytest.fixture
+def idle_jm(quiet_redis, monkeypatch):
+    """A manager whose sets stay queued: no worker reads this Redis."""
+    monkeypatch.setenv("QJM_REDIS_URL", quiet_redis.url)
+    return JobManager()
+
+
+def test_an_id_is_taken_in_upper_case_everywhere(idle_jm, capsys):
+    js = idle_jm.run([basis_state(1)], backend="aer_simulator", name="cased")
+    sid = js.job_set_id()
+    upper = sid.upper()
+    assert upper != sid
+    found = idle_jm.retrieve_job_set(upper)
+    assert found == js and found.job_set_id() == sid and found.name() == "cased"
+    assert idle_jm.retrieve_job_set(f" {upper}\n").job_set_id() == sid  # pasted with blanks around it
+
+    assert cli(capsys, "tag", upper, "--add", "loud") == (0, f"{sid} tags: loud\n", "")
+    code, out, _ = cli(capsys, "status", upper, "--brief")
+    assert code == 0 and "cased" in out
+    assert cli(capsys, "delete", upper, "--yes") == (0, f"deleted {sid}\n", "")
+    with pytest.raises(QJMError, match=f"Job set {sid} was deleted"):
+        idle_jm.retrieve_job_set(upper)
+
+    other = idle_jm.run([basis_state(1)], backend="aer_simulator").job_set_id()
+    idle_jm.delete_job_set(other.upper())
+    with pytest.raises(QJMError, match="was deleted"):
+        idle_jm.retrieve_job_set(other)
+
+
+@pytest.mark.parametrize("bad", ["g" * 32, "0" * 31, "not-an-id", "0" * 32 + "x"])
+def test_a_malformed_id_says_what_an_id_looks_like(empty_jm, capsys, bad):
+    shape = "a job-set id is 32 hexadecimal characters (0-9 and a-f, in either case)"
+    for call in (empty_jm.retrieve_job_set, empty_jm.delete_job_set):
+        with pytest.raises(QJMError, match=rf"No job set with id '{bad}': {shape.replace('(', '[(]').replace(')', '[)]')}"):
+            call(bad)
+    for command in (["status", bad], ["watch", bad], ["delete", bad, "--yes"], ["budget", bad, "none"]):
+        code, out, err = cli(capsys, *command)
+        assert code == 1 and out == "" and err.startswith(f"error: No job set with id '{bad}': {shape}"), (command, err)
