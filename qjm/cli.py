@@ -25,7 +25,7 @@ import typer
 from rich.console import Console
 
 from . import cli_backends, cli_manage
-from .cli_manage import job_set_id_arg
+from .cli_manage import job_set_id_arg, not_done
 from .config import Settings, child_env, mask_url, worker_env
 from .errors import CircuitFileError, QJMError
 from .usage import cli as usage_cli
@@ -108,10 +108,11 @@ def run(ctx: typer.Context, files: list[Path] = typer.Argument(..., help="QPY or
     """Submit circuits as one job set; prints its id at once (progress: `qjm watch ID`)."""
     from .circuit_files import load_circuits
 
-    circuits = [qc for f in files for qc in load_circuits(f)]
-    js = _manager(ctx).run(circuits, backend=backend, name=name, max_experiments_per_job=max_per_job,
-                        job_tags=tag or None, shots=shots, optimization_level=optimization_level,
-                        seed_simulator=seed, memory=memory)
+    with not_done("No job set was made."):
+        circuits = [qc for f in files for qc in load_circuits(f)]
+        js = _manager(ctx).run(circuits, backend=backend, name=name, max_experiments_per_job=max_per_job,
+                               job_tags=tag or None, shots=shots, optimization_level=optimization_level,
+                               seed_simulator=seed, memory=memory)
     print(js.job_set_id(), flush=True)
     err.print(f"{len(circuits)} circuits in {len(js.record().job_bounds)} jobs on {backend}")
 
@@ -313,8 +314,8 @@ def _user_error(exc: BaseException, cfg: Settings | None) -> str | None:
             isinstance(refused, redis.ResponseError) and str(refused).startswith(("NOAUTH", "WRONGPASS"))):
         return (f"Redis at {where} refused the password ({refused}): set QJM_REDIS_PASSWORD or "
                 "QJM_REDIS_PASSWORD_FILE to Redis's requirepass")
-    if isinstance(exc, QJMError):
-        return str(exc)
+    if isinstance(exc, QJMError):  # with what the command did not do, if it says (``cli_manage.not_done``)
+        return " ".join([str(exc), *getattr(exc, "__notes__", [])])
     if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
         return f"Cannot reach Redis at {where}: {exc}"
     if isinstance(exc, redis.RedisError):

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from qiskit.primitives import PrimitiveResult
 from qiskit.result import Result
 
-from . import codec, outputs, rerun
+from . import codec, labels, outputs, rerun
 from . import progress as progress_bars
 from . import report as reporting
 from . import tags as tag_rules
@@ -378,9 +378,7 @@ class ManagedJobSet:
     # ---------------------------------------------------------------- name and tags
     def update_name(self, name: str) -> str:
         """Rename the set; returns the new name."""
-        if not isinstance(name, str) or not name.strip():
-            raise InvalidInputError(f"A job set's name must be a non-empty string, got {name!r}.")
-        self._record = self._store.relabel(self._id, name=name)
+        self._record = self._store.relabel(self._id, name=labels.check_name(name))  # checked first (qjm.labels)
         return name
 
     def update_tags(self, replacement_tags: Iterable[str] | None = None, additional_tags: Iterable[str] | None = None,

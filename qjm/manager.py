@@ -11,7 +11,7 @@ from typing import Any
 from qiskit import QuantumCircuit
 from qiskit.providers import BackendV2
 
-from . import codec, compat, deletion, hooks, listing, partition, pubs, tasks, validation
+from . import codec, compat, deletion, hooks, labels, listing, partition, pubs, tasks, validation
 from .backends import BackendInfo, Catalog, check_candidates
 from .config import Settings
 from .config import settings as load_settings
@@ -179,8 +179,8 @@ class JobManager:
         tags = validation.check_tags(job_tags)
         retries = validation.check_max_retries(max_retries)
         budget = check_budget(max_qpu_seconds)
-        if name is not None and not isinstance(name, str):
-            raise InvalidInputError(f"name must be a string, got {type(name).__name__}.")
+        if name is not None:
+            labels.check_name(name, "name")
         names = backend_names(backend)
         if len(names) > 1:
             check_candidates(names, lambda: self.catalog.remote_names())

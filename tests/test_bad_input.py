@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from qiskit import QuantumCircuit
 
 from qjm import InvalidInputError, JobManager, QJMError, StoreUnavailableError, UnknownBackendError
+from qjm.labels import MAX_NAME_LENGTH
+from qjm.tags import SERVICE_MAX_TAG_LENGTH
 
 from .circuits import basis_state
 from .procs import RedisServer, free_port
@@ -182,3 +186,81 @@ def test_a_malformed_id_says_what_an_id_looks_like(empty_jm, capsys, bad):
     for command in (["status", bad], ["watch", bad], ["delete", bad, "--yes"], ["budget", bad, "none"]):
         code, out, err = cli(capsys, *command)
         assert code == 1 and out == "" and err.startswith(f"error: No job set with id '{bad}': {shape}"), (command, err)
+
+
+# ---------------------------------------------------------------------------- names and tags: one rule
+BAD_LABELS = {
+    "empty": ("", "must not be empty or blank"),
+    "blank": ("   ", "must not be empty or blank"),
+    "NUL": ("a\0b", "control character U+0000 at position 1"),
+    "newline": ("two\nlines", "control character U+000A at position 3"),
+    "right-to-left override": ("invoice\u202etxt.exe", "RIGHT-TO-LEFT OVERRIDE"),
+    "isolate": ("\u2066x", "U+2066"),
+    "mark": ("x\u200f", "U+200F"),
+}
+
+
+@pytest.mark.parametrize("label", BAD_LABELS)
+def test_a_bad_name_or_tag_is_refused_at_run(empty_jm, label):
+    text, message = BAD_LABELS[label]
+    with pytest.raises(InvalidInputError, match=f"name .*{re.escape(message)}"):
+        empty_jm.run([basis_state(1)], backend="aer_simulator", name=text)
+    with pytest.raises(InvalidInputError, match=f"job_tags: the tag .*{re.escape(message)}"):
+        empty_jm.run([basis_state(1)], backend="aer_simulator", job_tags=["fine", text])
+
+
+def test_names_and_tags_have_a_length_limit(empty_jm):
+    with pytest.raises(InvalidInputError, match=f"has 100,000 characters; give at most {MAX_NAME_LENGTH}"):
+        empty_jm.run([basis_state(1)], backend="aer_simulator", name="n" * 100_000)
+    with pytest.raises(InvalidInputError, match=f"has {SERVICE_MAX_TAG_LENGTH + 1} characters"):
+        empty_jm.run([basis_state(1)], backend="aer_simulator", job_tags=["t" * (SERVICE_MAX_TAG_LENGTH + 1)])
+
+
+def test_names_and_tags_at_the_limits_and_beyond_ascii_are_taken(idle_jm):
+    longest = "n" * (MAX_NAME_LENGTH - 4) + "Zürich-量子"[:4]
+    js = idle_jm.run([basis_state(1)], backend="aer_simulator", name=longest,
+                     job_tags=["t" * SERVICE_MAX_TAG_LENGTH, "Zürich ☃ 量子"])
+    assert js.name() == longest and len(longest) == MAX_NAME_LENGTH
+    assert js.tags() == ["t" * SERVICE_MAX_TAG_LENGTH, "Zürich ☃ 量子"]
+    idle_jm.delete_job_set(js.job_set_id())
+
+
+@pytest.mark.parametrize("label", BAD_LABELS)
+def test_a_bad_name_or_tag_is_refused_on_update_and_nothing_changes(idle_jm, label):
+    text, message = BAD_LABELS[label]
+    js = idle_jm.run([basis_state(1)], backend="aer_simulator", name="before", job_tags=["kept"])
+    with pytest.raises(InvalidInputError, match=re.escape(message)):
+        js.update_name(text)
+    for kwargs in ({"additional_tags": [text]}, {"replacement_tags": [text]}):
+        with pytest.raises(InvalidInputError, match=f"the tag .*{re.escape(message)}"):
+            js.update_tags(**kwargs)
+    again = idle_jm.retrieve_job_set(js.job_set_id())
+    assert again.name() == "before" and again.tags() == ["kept"]
+    assert idle_jm.job_sets(name="before") == [js] and not idle_jm.job_sets(name=text)
+    idle_jm.delete_job_set(js.job_set_id())
+
+
+def test_the_cli_says_what_it_did_not_make(empty_jm, capsys, tmp_path):
+    qasm = tmp_path / "bell.qasm"
+    qasm.write_text('OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\nh q[0];\ncx q[0],q[1];\n'
+                    "measure q -> c;\n")
+    code, out, err = cli(capsys, "run", str(qasm), "-b", "aer_simulator", "--name", "invoice\u202etxt.exe")
+    assert code == 1 and out == ""
+    assert err.startswith("error: name 'invoice\\u202etxt.exe' holds the bidirectional formatting character U+202E")
+    assert "\u202e" not in err and err.rstrip().endswith("No job set was made.")
+    code, _, err = cli(capsys, "run", str(qasm), "-b", "aer_simulator", "--tag", "x" * 101)
+    assert code == 1 and err.rstrip().endswith("No job set was made.")
+    code, _, err = cli(capsys, "run", str(tmp_path / "missing.qasm"), "-b", "aer_simulator")
+    assert code == 1 and err.rstrip().endswith("No job set was made.")
+
+
+def test_the_cli_says_what_it_did_not_change(idle_jm, capsys):
+    sid = idle_jm.run([basis_state(1)], backend="aer_simulator", name="before", job_tags=["kept"]).job_set_id()
+    code, out, err = cli(capsys, "rename", sid, "")
+    assert (code, out) == (1, "") and err.rstrip().endswith(f"{sid} was not renamed.")
+    code, out, err = cli(capsys, "tag", sid, "--add", "a\tb")
+    assert (code, out) == (1, "") and err.rstrip().endswith(f"The tags of {sid} were not changed.")
+    assert "\t" not in err
+    js = idle_jm.retrieve_job_set(sid)
+    assert js.name() == "before" and js.tags() == ["kept"]
+    idle_jm.delete_job_set(sid)
