@@ -17,7 +17,7 @@ from .config import Settings
 from .config import settings as load_settings
 from .dispatch import enqueue_job_set, jobs_per_message
 from .errors import InvalidInputError, QJMError, UnknownBackendError
-from .executors import Primitive, RunOptions, for_backend, is_local
+from .executors import Primitive, RunOptions, for_backend, is_local, local_backend_names
 from .job_set import ManagedJobSet
 from .lifecycle import JobSetStatus
 from .store import JobSetRecord, Store, new_job_set_id
@@ -71,10 +71,10 @@ def _resolve_backend(name: str) -> BackendV2:
     except UnknownBackendError:
         raise
     except QJMError as exc:
-        raise UnknownBackendError(
-            f"Backend {name!r} is not local (fake_* devices such as fake_manila, or aer_simulator), and IBM "
-            f"Quantum could not be asked about it: {exc}. Set QISKIT_IBM_TOKEN and QISKIT_IBM_INSTANCE (or "
-            "QISKIT_IBM_URL for a qjm emulator), or save an account with qiskit-ibm-runtime.") from exc
+        raise UnknownBackendError.unknown(name, local_backend_names(), (
+            f"not a local backend, and IBM Quantum could not be asked for its devices ({exc}); to reach it, set "
+            "QISKIT_IBM_TOKEN and QISKIT_IBM_INSTANCE (or QISKIT_IBM_URL for a qjm emulator), or save an account "
+            "with qiskit-ibm-runtime")) from exc
 
 
 DEFAULT_SHOTS = 1024

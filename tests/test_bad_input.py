@@ -264,3 +264,53 @@ def test_the_cli_says_what_it_did_not_change(idle_jm, capsys):
     js = idle_jm.retrieve_job_set(sid)
     assert js.name() == "before" and js.tags() == ["kept"]
     idle_jm.delete_job_set(sid)
+
+
+# ---------------------------------------------------------------------------- unknown backends: one message
+def test_an_unknown_local_backend_is_named_with_what_can_be_used(empty_jm, monkeypatch):
+    from qjm.executors import LocalExecutor, local_backend_names
+
+    with pytest.raises(UnknownBackendError) as refused:
+        empty_jm.run([basis_state(1)], backend="fake_manilla")
+    message = str(refused.value)
+    assert message.startswith("Unknown backend 'fake_manilla': not a local backend. Did you mean 'fake_manila'")
+    listed = message.rsplit(": ", 1)[1].rstrip(".").split(", ")
+    assert listed[0] == "fake_manila" and sorted(listed) == sorted(local_backend_names())
+    with pytest.raises(UnknownBackendError) as again:
+        LocalExecutor("fake_manilla")
+    assert str(again.value) == message  # the executor, where a worker resolves the name, says the same
+
+    for name in ("QISKIT_IBM_TOKEN", "QISKIT_IBM_INSTANCE", "QISKIT_IBM_CHANNEL", "QISKIT_IBM_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", "/nonexistent")  # no saved account either
+    with pytest.raises(UnknownBackendError) as remote:
+        empty_jm.run([basis_state(1)], backend="manila")
+    message = str(remote.value)
+    assert message.startswith("Unknown backend 'manila': not a local backend, and IBM Quantum could not be asked")
+    assert "QISKIT_IBM_TOKEN" in message and "Did you mean 'fake_manila'?" in message
+    listed = message.rsplit(": ", 1)[1].rstrip(".").split(", ")
+    assert listed == ["fake_manila", *sorted(n for n in local_backend_names() if n != "fake_manila")]
+
+
+def test_an_unknown_ibm_backend_is_named_with_the_accounts_devices(empty_jm, monkeypatch):
+    from qjm.emulator import Emulator, Faults
+    from qjm.executors import local_backend_names
+    from qjm.executors.ibm import IBMQuantumExecutor
+
+    with Emulator("127.0.0.1", 0, Faults(job_seconds=0.1)) as emu:
+        for name in ("QISKIT_IBM_TOKEN", "QISKIT_IBM_INSTANCE", "QISKIT_IBM_CHANNEL", "IAM_URL",
+                     "QISKIT_FUNCTIONS_EXPERIMENTAL"):
+            monkeypatch.setenv(name, "")
+            monkeypatch.delenv(name)
+        monkeypatch.setenv("QISKIT_IBM_URL", emu.url)
+        with pytest.raises(UnknownBackendError) as refused:
+            empty_jm.run([basis_state(1)], backend="ibm_manilla")
+        with pytest.raises(UnknownBackendError) as in_worker:
+            IBMQuantumExecutor("ibm_manilla").backend()
+        devices = emu.state.catalog.names()
+    message = str(refused.value)
+    assert message == str(in_worker.value)
+    assert message.startswith("Unknown backend 'ibm_manilla': IBM Quantum has no device of that name for this "
+                              "account. Did you mean 'ibm_manila'")
+    listed = message.rsplit(": ", 1)[1].rstrip(".").split(", ")
+    assert listed[0] == "ibm_manila" and sorted(listed) == sorted([*devices, *local_backend_names()])
