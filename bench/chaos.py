@@ -18,7 +18,7 @@ fake_manila) and on the emulator (ibm_manila), it injects, a few seconds apart:
   request reaches the service, with ``Retry-After`` on GETs.
 * ``link_cut``: a host cut off, approximated on one machine by SIGSTOP of a worker's process group
   for longer than the grace, then SIGCONT. A true network cut (the process runs on, its packets are
-  lost) is not simulated here; it belongs to ``tests/test_hosts.py``, which this tree does not have yet.
+  lost) is not simulated here: ``tests/test_hosts.py`` pulls a worker host's cable (network namespaces).
 
 Afterwards nothing is injected or submitted; every set gets ``grace + 120 s`` to end. Then every
 set's results are checked at every global index (each circuit prepares one basis state, so its
@@ -623,7 +623,7 @@ def main() -> int:
                       ", ".join(f"{b} {t:.1f} s" for b, t in sorted(allowance.items())), "")
         console.print(score)
         console.print("[dim]link_cut is SIGSTOP/SIGCONT of a worker's process group on this machine, not a true "
-                      "network cut (those belong to tests/test_hosts.py, not in this tree yet). Times are measured "
+                      "network cut: tests/test_hosts.py cuts a worker host's network for real. Times are measured "
                       "from when a fault was restored (Redis answering, worker thawed or replacement ready, "
                       "storm over).[/]")
 

@@ -25,6 +25,7 @@ import typer
 from rich.console import Console
 
 from . import cli_backends, cli_manage
+from .cli_manage import job_set_id_arg, not_done
 from .config import Settings, child_env, mask_url, worker_env
 from .errors import CircuitFileError, QJMError
 from .usage import cli as usage_cli
@@ -107,23 +108,24 @@ def run(ctx: typer.Context, files: list[Path] = typer.Argument(..., help="QPY or
     """Submit circuits as one job set; prints its id at once (progress: `qjm watch ID`)."""
     from .circuit_files import load_circuits
 
-    circuits = [qc for f in files for qc in load_circuits(f)]
-    js = _manager(ctx).run(circuits, backend=backend, name=name, max_experiments_per_job=max_per_job,
-                        job_tags=tag or None, shots=shots, optimization_level=optimization_level,
-                        seed_simulator=seed, memory=memory)
+    with not_done("No job set was made."):
+        circuits = [qc for f in files for qc in load_circuits(f)]
+        js = _manager(ctx).run(circuits, backend=backend, name=name, max_experiments_per_job=max_per_job,
+                               job_tags=tag or None, shots=shots, optimization_level=optimization_level,
+                               seed_simulator=seed, memory=memory)
     print(js.job_set_id(), flush=True)
     err.print(f"{len(circuits)} circuits in {len(js.record().job_bounds)} jobs on {backend}")
 
 
 @app.command()
-def status(ctx: typer.Context, job_set_id: str = typer.Argument(..., metavar="ID"),
+def status(ctx: typer.Context, job_set_id: str = typer.Argument(..., metavar="ID", callback=job_set_id_arg),
            brief: bool = typer.Option(False, "--brief", help="totals only, no block per job")) -> None:
     """Print the job set's report: totals by status, then one block per job."""
     print(_cfg(ctx).redact(_manager(ctx).retrieve_job_set(job_set_id).report(detailed=not brief)))
 
 
 @app.command()
-def watch(ctx: typer.Context, job_set_id: str = typer.Argument(..., metavar="ID"),
+def watch(ctx: typer.Context, job_set_id: str = typer.Argument(..., metavar="ID", callback=job_set_id_arg),
           timeout: float | None = typer.Option(None, "--timeout", help="give up after this many seconds")) -> None:
     """Live progress of the set and its jobs until it is final (exit 0 only if DONE).
 
@@ -151,7 +153,7 @@ def watch(ctx: typer.Context, job_set_id: str = typer.Argument(..., metavar="ID"
 
 
 @app.command()
-def results(ctx: typer.Context, job_set_id: str = typer.Argument(..., metavar="ID"),
+def results(ctx: typer.Context, job_set_id: str = typer.Argument(..., metavar="ID", callback=job_set_id_arg),
             out_file: Path | None = typer.Option(None, "--out", "-o", help="write the JSON here, not stdout"),
             partial: bool = typer.Option(False, "--partial", help="a set with failed jobs: give the rest"),
             timeout: float | None = typer.Option(None, "--timeout", help="seconds to wait for the set")) -> None:
@@ -177,7 +179,7 @@ def results(ctx: typer.Context, job_set_id: str = typer.Argument(..., metavar="I
 
 
 @app.command()
-def cancel(ctx: typer.Context, job_set_id: str = typer.Argument(..., metavar="ID")) -> None:
+def cancel(ctx: typer.Context, job_set_id: str = typer.Argument(..., metavar="ID", callback=job_set_id_arg)) -> None:
     """Cancel every job of the set that is not final yet; finished jobs keep their results."""
     statuses = _manager(ctx).retrieve_job_set(job_set_id).cancel()
     summary = ", ".join(f"{s.value} {statuses.count(s)}" for s in dict.fromkeys(statuses))
@@ -312,8 +314,8 @@ def _user_error(exc: BaseException, cfg: Settings | None) -> str | None:
             isinstance(refused, redis.ResponseError) and str(refused).startswith(("NOAUTH", "WRONGPASS"))):
         return (f"Redis at {where} refused the password ({refused}): set QJM_REDIS_PASSWORD or "
                 "QJM_REDIS_PASSWORD_FILE to Redis's requirepass")
-    if isinstance(exc, QJMError):
-        return str(exc)
+    if isinstance(exc, QJMError):  # with what the command did not do, if it says (``cli_manage.not_done``)
+        return " ".join([str(exc), *getattr(exc, "__notes__", [])])
     if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
         return f"Cannot reach Redis at {where}: {exc}"
     if isinstance(exc, redis.RedisError):

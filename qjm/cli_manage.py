@@ -6,12 +6,15 @@ through ``qjm.cli.main`` like every other command.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from .errors import InvalidInputError
 
 if TYPE_CHECKING:
     from .manager import JobManager
@@ -20,10 +23,29 @@ if TYPE_CHECKING:
 DEFAULT_LIST_LIMIT = 50
 
 
+def job_set_id_arg(value: str | None) -> str | None:
+    """Typer's callback for every ``ID`` argument: the id as qjm spells it (upper case taken),
+    or one line saying what an id looks like (``store.keys.job_set_id``)."""
+    from .store import keys
+
+    return None if value is None else keys.job_set_id(value)
+
+
+@contextmanager
+def not_done(what: str) -> Iterator[None]:
+    """A refused call (``InvalidInputError``, raised before anything is written) is printed with
+    ``what`` it did not do, e.g. "No job set was made." (``qjm.cli.main`` prints the notes)."""
+    try:
+        yield
+    except InvalidInputError as exc:
+        exc.__notes__ = [*getattr(exc, "__notes__", []), what]
+        raise
+
+
 def register(app: typer.Typer, manager: Callable[[typer.Context], JobManager], when: Callable[[float | None], str],
              out: Console, err: Console) -> None:
     @app.command()
-    def rerun(ctx: typer.Context, job_set_id: str = typer.Argument(..., metavar="ID")) -> None:
+    def rerun(ctx: typer.Context, job_set_id: str = typer.Argument(..., metavar="ID", callback=job_set_id_arg)) -> None:
         """Run again the jobs of a finished set that ended ERROR or CANCELLED (same set id)."""
         jobs = manager(ctx).retrieve_job_set(job_set_id).rerun_failed()
         if not jobs:
@@ -33,23 +55,26 @@ def register(app: typer.Typer, manager: Callable[[typer.Context], JobManager], w
             f"{j.index} (attempt {j.attempt()})" for j in jobs))
 
     @app.command()
-    def rename(ctx: typer.Context, job_set_id: str = typer.Argument(..., metavar="ID"),
+    def rename(ctx: typer.Context, job_set_id: str = typer.Argument(..., metavar="ID", callback=job_set_id_arg),
                name: str = typer.Argument(..., metavar="NAME")) -> None:
         """Give the set a new name."""
-        manager(ctx).retrieve_job_set(job_set_id).update_name(name)
+        js = manager(ctx).retrieve_job_set(job_set_id)
+        with not_done(f"{job_set_id} was not renamed."):
+            js.update_name(name)
         print(f"{job_set_id} is now named {name!r}")
 
     @app.command()
-    def tag(ctx: typer.Context, job_set_id: str = typer.Argument(..., metavar="ID"),
+    def tag(ctx: typer.Context, job_set_id: str = typer.Argument(..., metavar="ID", callback=job_set_id_arg),
             add: list[str] = typer.Option([], "--add", metavar="TAG", help="add this tag (repeatable)"),
             remove: list[str] = typer.Option([], "--remove", metavar="TAG", help="remove this tag (repeatable)")) -> None:
         """Add and remove the set's tags (on its remote jobs too); without options, show them."""
         js = manager(ctx).retrieve_job_set(job_set_id)
-        tags = js.update_tags(additional_tags=add, removal_tags=remove) if add or remove else js.tags()
+        with not_done(f"The tags of {job_set_id} were not changed."):
+            tags = js.update_tags(additional_tags=add, removal_tags=remove) if add or remove else js.tags()
         print(f"{job_set_id} tags: " + (", ".join(tags) if tags else "(none)"))
 
     @app.command()
-    def delete(ctx: typer.Context, job_set_id: str = typer.Argument(..., metavar="ID"),
+    def delete(ctx: typer.Context, job_set_id: str = typer.Argument(..., metavar="ID", callback=job_set_id_arg),
                yes: bool = typer.Option(False, "--yes", "-y", help="do not ask for confirmation")) -> None:
         """Delete the set (cancelling it first if it runs): its results are gone for good."""
         jm = manager(ctx)
@@ -71,7 +96,7 @@ def register(app: typer.Typer, manager: Callable[[typer.Context], JobManager], w
         """Job sets, newest first."""
         from .lifecycle import JobStatus
 
-        sets = manager(ctx).job_sets(name=name, tags=tag or None, backend=backend, status=status, limit=max(limit, 0))
+        sets = manager(ctx).job_sets(name=name, tags=tag or None, backend=backend, status=status, limit=limit)
         table = Table("ID", "name", "backend", "status", "jobs done", "experiments", "created (UTC)", "tags")
         for js in sets:
             rec = js.record()

@@ -29,6 +29,7 @@ def delete_job_set(store: Store, cfg: Settings, sid: str) -> bool:
     """Delete the set; returns True when its keys are gone already, False when a worker removes
     them once its remote jobs are cancelled."""
     rec = store.job_set(sid)  # an unknown or deleted id says so
+    sid = rec.id  # as stored (an id is taken in either case)
     store.r.set(keys.tombstone(sid), repr(time.time()), ex=store.ttl)
     store.index.remove(sid)
     running = not rec.status.final

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class QJMError(Exception):
     """Base class of every qjm error."""
@@ -13,6 +16,21 @@ class InvalidInputError(QJMError, ValueError):
 
 class UnknownBackendError(InvalidInputError):
     """The backend name is neither a local simulator nor reachable on IBM Quantum."""
+
+    @classmethod
+    def unknown(cls, name: str, usable: Iterable[str], why: str = "") -> UnknownBackendError:
+        """The one message for a name no backend has, wherever a name is resolved: it is unknown
+        (and ``why``, if the caller knows more), the closest names, then every name qjm can use."""
+        names = sorted(set(usable))
+        lowered = {n.lower(): n for n in names}
+        asked = name.strip().lower()
+        close = [lowered[n] for n in difflib.get_close_matches(asked, list(lowered), n=3, cutoff=0.7)]
+        close += [n for n in names if len(asked) >= 3 and asked in n.lower() and n not in close][:3 - len(close)]
+        message = f"Unknown backend {name!r}" + (f": {why}" if why else "") + "."
+        if close:
+            message += f" Did you mean {' or '.join(map(repr, close))}?"
+        listed = close + [n for n in names if n not in close]
+        return cls(message + f" Backends qjm can use here ({len(listed)}): {', '.join(listed) or 'none'}.")
 
 
 class SettingsError(QJMError, ValueError):

@@ -8,9 +8,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator
 
+from . import labels, rerun
 from . import progress as progress_bars
 from . import report as reporting
-from . import rerun
 from . import tags as tag_rules
 from .config import Settings
 from .dispatch import enqueue_cancel, send_retag
@@ -28,10 +28,10 @@ class ManagedJobSet:
     """A set of jobs that together run the experiments given to ``JobManager.run()``."""
 
     def __init__(self, job_set_id: str, store: Store, cfg: Settings) -> None:
-        self._id = job_set_id
         self._store = store
         self._cfg = cfg
         self._record: JobSetRecord = store.job_set(job_set_id)  # raises if it does not exist
+        self._id = self._record.id  # as stored: an id is taken in either case
 
     # ---------------------------------------------------------------- identity
     def job_set_id(self) -> str:
@@ -226,9 +226,7 @@ class ManagedJobSet:
     # ---------------------------------------------------------------- name and tags
     def update_name(self, name: str) -> str:
         """Rename the set; returns the new name."""
-        if not isinstance(name, str) or not name.strip():
-            raise InvalidInputError(f"A job set's name must be a non-empty string, got {name!r}.")
-        self._record = self._store.relabel(self._id, name=name)
+        self._record = self._store.relabel(self._id, name=labels.check_name(name))  # checked first (qjm.labels)
         return name
 
     def update_tags(self, replacement_tags: Iterable[str] | None = None, additional_tags: Iterable[str] | None = None,

@@ -11,13 +11,13 @@ from typing import Any
 from qiskit import QuantumCircuit
 from qiskit.providers import BackendV2
 
-from . import codec, compat, deletion, hooks, listing, partition, pubs, tasks, validation
+from . import codec, compat, deletion, hooks, labels, listing, partition, pubs, tasks, validation
 from .backends import BackendInfo, Catalog, check_candidates
 from .config import Settings
 from .config import settings as load_settings
 from .dispatch import enqueue_job_set, jobs_per_message
 from .errors import InvalidInputError, QJMError, UnknownBackendError
-from .executors import Primitive, RunOptions, for_backend, is_local
+from .executors import Primitive, RunOptions, for_backend, is_local, local_backend_names
 from .job_set import ManagedJobSet
 from .lifecycle import JobSetStatus
 from .store import JobSetRecord, Store, new_job_set_id
@@ -71,10 +71,10 @@ def _resolve_backend(name: str) -> BackendV2:
     except UnknownBackendError:
         raise
     except QJMError as exc:
-        raise UnknownBackendError(
-            f"Backend {name!r} is not local (fake_* devices such as fake_manila, or aer_simulator), and IBM "
-            f"Quantum could not be asked about it: {exc}. Set QISKIT_IBM_TOKEN and QISKIT_IBM_INSTANCE (or "
-            "QISKIT_IBM_URL for a qjm emulator), or save an account with qiskit-ibm-runtime.") from exc
+        raise UnknownBackendError.unknown(name, local_backend_names(), (
+            f"not a local backend, and IBM Quantum could not be asked for its devices ({exc}); to reach it, set "
+            "QISKIT_IBM_TOKEN and QISKIT_IBM_INSTANCE (or QISKIT_IBM_URL for a qjm emulator), or save an account "
+            "with qiskit-ibm-runtime")) from exc
 
 
 DEFAULT_SHOTS = 1024
@@ -179,8 +179,8 @@ class JobManager:
         tags = validation.check_tags(job_tags)
         retries = validation.check_max_retries(max_retries)
         budget = check_budget(max_qpu_seconds)
-        if name is not None and not isinstance(name, str):
-            raise InvalidInputError(f"name must be a string, got {type(name).__name__}.")
+        if name is not None:
+            labels.check_name(name, "name")
         names = backend_names(backend)
         if len(names) > 1:
             check_candidates(names, lambda: self.catalog.remote_names())

@@ -1,10 +1,11 @@
 """A job set's tags: the user's own, and qjm's reserved ``qjm:*`` tags beside them on every remote job.
 
 The user's ``job_tags`` go on every job posted to the service, after qjm's tags' rules are
-checked: a user tag may not start with ``qjm:`` (those say which set, job and attempt a remote
-job belongs to, and are never removed), and the whole list must fit the service's tag limits.
-Those limits are checked here, before anything is written, so the service never refuses a post
-or a retag for its tags. A retag reaches remote jobs through a worker, which has the credentials.
+checked: each is a label (``qjm.labels``, the rule a set's name follows too), a user tag may not
+start with ``qjm:`` (those say which set, job and attempt a remote job belongs to, and are never
+removed), and the whole list must fit the service's tag limits. Those limits are checked here,
+before anything is written, so the service never refuses a post or a retag for its tags. A
+retag reaches remote jobs through a worker, which has the credentials.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable, Iterable
 
 from .errors import InvalidInputError
 from .executors import Executor
+from .labels import check_label
 from .runners.remote import job_tags
 from .store import JobRecord, Store
 
@@ -42,16 +44,12 @@ def check_user_tags(tags: Iterable[str] | None, what: str = "job_tags") -> list[
         out = list(dict.fromkeys(tags))
     except TypeError:
         raise InvalidInputError(f"{what} must be a list of strings, not {type(tags).__name__}.") from None
-    if not all(isinstance(t, str) and t.strip() for t in out):
-        raise InvalidInputError(f"{what} must be non-empty strings.")
+    for t in out:  # a string, not blank, short enough, nothing a terminal acts on (``qjm.labels``)
+        check_label(t, f"{what}: the tag", SERVICE_MAX_TAG_LENGTH)
     reserved = [t for t in out if t.startswith(RESERVED_PREFIX)]
     if reserved:
         raise InvalidInputError(f"{what}: tags starting with {RESERVED_PREFIX!r} are qjm's own ({reserved[0]!r}); "
                                 "choose another prefix.")
-    long = [t for t in out if len(t) > SERVICE_MAX_TAG_LENGTH]
-    if long:
-        raise InvalidInputError(f"{what}: tag {long[0][:20]!r}... has {len(long[0])} characters; the service takes "
-                                f"at most {SERVICE_MAX_TAG_LENGTH}.")
     if len(out) > MAX_USER_TAGS:
         raise InvalidInputError(f"{what}: {len(out)} tags, but a job takes at most {SERVICE_MAX_TAGS} of which "
                                 f"qjm uses {RESERVED_PER_JOB}; give at most {MAX_USER_TAGS}.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import signal
 import subprocess
 from pathlib import Path
@@ -151,7 +152,10 @@ def test_wait_with_progress_in_python(jm, capsys):
     js = jm.run([basis_state(k) for k in range(4)], backend="aer_simulator", max_experiments_per_job=2, shots=16)
     assert js.wait(timeout=120, progress=True) is JobSetStatus.DONE
     shown = capsys.readouterr().out
-    assert "experiments" in shown and "job 1 (2-3)" in shown and "DONE" in shown
+    assert "4/4 experiments" in shown and "2/2 jobs" in shown and "DONE 2" in shown
+    job_lines = [line for line in shown.splitlines() if line.lstrip().startswith("job ")]
+    assert len(job_lines) == 2 and "job 1 (2-3)" in job_lines[1]
+    assert all("DONE" in line and not re.search(r"\d/\d", line) for line in job_lines), job_lines
 
     # Many jobs: one line of counts instead of a bar each; a terminal gets live redraws.
     many = jm.run([basis_state(k % 8) for k in range(MAX_JOB_BARS + 1)], backend="aer_simulator",
@@ -188,10 +192,13 @@ def test_process_commands_start_the_right_program():
 def test_emulator_command_serves_the_emulator():
     pytest.importorskip("qjm.emulator.server")
     port = free_port()
-    emu = Proc([QJM, "emulator", "--port", str(port), "--job-seconds", "0.1"], env_for("redis://127.0.0.1:1/0"),
-               "emulator")
+    env = env_for("redis://127.0.0.1:1/0")
+    env.pop("PYTHONWARNINGS")  # warnings shown, as in a user's shell
+    emu = Proc([QJM, "emulator", "--port", str(port), "--job-seconds", "0.1"], env, "emulator")
     try:
-        emu.wait_output(f"127.0.0.1:{port}")
+        emu.wait_output(f"127.0.0.1:{port}")  # printed once its simulation process is ready
         assert emu.alive()
+        # Nothing on stderr but what the emulator says (once a runpy RuntimeWarning from that process's start).
+        assert "Warning" not in emu.output(), emu.output()
     finally:
         emu.stop()

@@ -24,6 +24,9 @@ from typing import Any, TextIO
 
 from .programs import ProgramError, run_program
 
+#: What the child process runs.
+CHILD_CODE = f"from {__name__} import main; main()"
+
 
 class ChildSimulator:
     """The child process, started at once (it imports Qiskit and Aer for a few seconds) and
@@ -36,7 +39,9 @@ class ChildSimulator:
         self._start()
 
     def _start(self) -> None:
-        self._proc = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE,
+        # Not ``-m``: that runs this module as ``__main__`` after its package (which imports it) has
+        # already imported it as itself, and runpy warns on stderr at every start.
+        self._proc = subprocess.Popen([sys.executable, "-c", CHILD_CODE], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, text=True, bufsize=1)
         self._ready = False
 

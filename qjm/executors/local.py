@@ -79,10 +79,7 @@ class LocalExecutor(Executor):
     def __init__(self, name: str) -> None:
         super().__init__(name)
         if name != AER and name not in _fake_classes():
-            raise UnknownBackendError(
-                f"Unknown local backend {name!r}. Local backends are 'aer_simulator' and the fake devices: "
-                + ", ".join(sorted(_fake_classes()))
-            )
+            raise UnknownBackendError.unknown(name, local_backend_names(), "not a local backend")
         self._backend: BackendV2 | None = None
         self._simulator: Any = None
 

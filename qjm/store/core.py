@@ -161,8 +161,7 @@ class Store:
 
     # ----------------------------------------------------------------- reading
     def job_set(self, sid: str) -> JobSetRecord:
-        if not isinstance(sid, str) or not keys.JOB_SET_ID.match(sid):
-            raise JobSetNotFoundError(f"No job set with id {sid!r}: job-set ids are 32 hexadecimal characters.")
+        sid = keys.job_set_id(sid)  # in any case; anything else is refused, saying what an id looks like
         h = self.r.hgetall(keys.job_set(sid))
         if not h:
             if self.r.exists(keys.legacy_job_set(sid)):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from ..errors import JobSetNotFoundError
+
 PREFIX = "qjm"
 SCHEMA = 2
 
@@ -33,6 +35,20 @@ SETS_EXPIRY = f"{PREFIX}:sets:expiry"
 SETS_ENTRIES = f"{PREFIX}:sets:entries"
 #: Job-set ids are what ``new_job_set_id`` makes; anything else is an unknown id, never a key.
 JOB_SET_ID = re.compile(r"^[0-9a-f]{32}$")
+#: What an id looks like, for the message that refuses anything else.
+JOB_SET_ID_SHAPE = ("a job-set id is 32 hexadecimal characters (0-9 and a-f, in either case), as `qjm run` prints "
+                    "and job_set_id() returns")
+
+
+def job_set_id(raw: object) -> str:
+    """A job-set id as the keys spell it. Ids are case-insensitive (hex, written in lower case by
+    ``new_job_set_id``) and blanks around one are dropped; whatever else is not an id is refused
+    here, with what an id looks like, and never reaches a key."""
+    sid = raw.strip().lower() if isinstance(raw, str) else None
+    if sid is None or not JOB_SET_ID.match(sid):
+        shown = repr(raw) if len(repr(raw)) <= 48 else repr(raw)[:40] + "..."
+        raise JobSetNotFoundError(f"No job set with id {shown}: {JOB_SET_ID_SHAPE}.")
+    return sid
 
 
 def _set(sid: str) -> str:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from ..cli_manage import job_set_id_arg
 from ..errors import InvalidInputError
 from .records import InstanceUsage, SetUsage
 
@@ -59,7 +60,7 @@ def parse_budget(text: str) -> float | None:
 
 def register(app: typer.Typer, manager: Callable[[typer.Context], JobManager]) -> None:
     @app.command()
-    def usage(ctx: typer.Context, job_set_id: str | None = typer.Argument(None, metavar="[ID]")) -> None:
+    def usage(ctx: typer.Context, job_set_id: str | None = typer.Argument(None, metavar="[ID]", callback=job_set_id_arg)) -> None:
         """QPU seconds of a job set (consumed, reserved, estimated, budget), or without ID of the
         instance this UTC month (qjm's charges, its budget and what is left, the service's figures)."""
         jm = manager(ctx)
@@ -69,7 +70,7 @@ def register(app: typer.Typer, manager: Callable[[typer.Context], JobManager]) -
             print("\n".join(set_lines(job_set_id, jm.retrieve_job_set(job_set_id).usage())))
 
     @app.command()
-    def budget(ctx: typer.Context, job_set_id: str = typer.Argument(..., metavar="ID"),
+    def budget(ctx: typer.Context, job_set_id: str = typer.Argument(..., metavar="ID", callback=job_set_id_arg),
                seconds: str = typer.Argument(..., metavar="SECONDS|none")) -> None:
         """Set a job set's budget of QPU seconds ('none' lifts it): held jobs go on within it."""
         after = manager(ctx).retrieve_job_set(job_set_id).update_budget(parse_budget(seconds))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ...errors import BatchClosedError, ExecutorError, RetryLater, UnknownBackendError
+from ..local import local_backend_names
 from . import client_patches
 
 T = TypeVar("T")
@@ -140,4 +141,5 @@ def backend_not_found(service: Any, name: str, exc: BaseException, what: str, de
         return RetryLater(f"IBM Quantum could not list backends during {what}: {service_message(probe_exc)}", delays.throttled)
     if name in names:
         return RetryLater(f"IBM Quantum backend listing failed transiently during {what}: {exc}", delays.throttled)
-    return UnknownBackendError(f"IBM Quantum has no backend named {name!r} for this account")
+    return UnknownBackendError.unknown(name, [*names, *local_backend_names()],
+                                       "IBM Quantum has no device of that name for this account")
