@@ -18,7 +18,8 @@ from .errors import (
     StoreUnavailableError,
     UnknownBackendError,
 )
-from .job_set import ManagedJob, ManagedJobSet
+from .job import ManagedJob
+from .job_set import ManagedJobSet
 from .lifecycle import JobSetStatus, JobStatus
 from .manager import JobManager
 from .results import ManagedResults

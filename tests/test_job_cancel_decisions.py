@@ -30,6 +30,7 @@ def pipe(server: RedisServer) -> Pipeline:
     stub = StubExecutor("fake_manila", target=FakeManilaV2())
     p = Pipeline(Store(cfg=cfg), cfg, executor_for=lambda name: stub, send_assemble=lambda sid: None)
     p.store.durations.estimate = lambda backend: None  # type: ignore[method-assign]
+    p.store.durations.pace_estimate = lambda backend: None  # type: ignore[method-assign]
     p.remote.post_if_free = lambda *a: None  # type: ignore[method-assign]
     p.stub = stub  # type: ignore[attr-defined]
     return p

@@ -24,8 +24,9 @@ pytestmark = pytest.mark.fault
 #: it, then dies where it would send the cancel task.
 KILLED_CLIENT = """
 import os, sys, time
-from qjm import JobManager, job_set
-job_set.enqueue_cancel = lambda *args, **kwargs: os._exit(3)
+import qjm.job
+from qjm import JobManager
+qjm.job.enqueue_cancel = lambda *args, **kwargs: os._exit(3)
 job = JobManager().retrieve_job_set(sys.argv[1]).managed_jobs()[int(sys.argv[2])]
 while job.status() and job.job_id() is None:
     time.sleep(0.02)

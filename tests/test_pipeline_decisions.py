@@ -41,9 +41,11 @@ def make(server: RedisServer) -> MakePipeline:
                        max_poll_interval=60)
         pipe = Pipeline(Store(cfg=cfg), cfg, executor_for=lambda name: stub)
         # Polls planned from a backend's track record (tests/test_polling.py) would defer a poll
-        # of a job just posted by however long the previous ones took on this machine: here
-        # every poll asks the service, whatever the machine's load.
+        # of a job just posted by however long the previous ones took on this machine: both its
+        # post-to-end times and its pace per queued job (a job's own estimate). Here every poll
+        # asks the service, whatever the machine's load.
         pipe.store.durations.estimate = lambda backend: None  # type: ignore[method-assign]
+        pipe.store.durations.pace_estimate = lambda backend: None  # type: ignore[method-assign]
         # The submit step's decisions are staged one at a time: a transpile here leaves its job
         # ready to submit. Posting from the transpile task when a slot is free has its own test
         # (``test_a_transpiled_job_is_posted_by_its_transpile_task_when_a_slot_is_free``).

@@ -64,6 +64,7 @@ def test_racing_reservations_never_overrun_the_instance_budget(cfg: Settings) ->
 def pipeline(cfg: Settings, stub: StubExecutor) -> Pipeline:
     pipe = Pipeline(Store(cfg=cfg), cfg, executor_for=lambda name: stub)
     pipe.store.durations.estimate = lambda backend: None  # type: ignore[method-assign]
+    pipe.store.durations.pace_estimate = lambda backend: None  # type: ignore[method-assign]
     pipe.remote.post_if_free = lambda *args: None  # type: ignore[method-assign]
     pipe.remote.qpu.qpu.service.ask = lambda: None  # no service to ask here
     return pipe

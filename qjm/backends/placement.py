@@ -14,6 +14,7 @@ runs what it has queued, even on a device in maintenance, once it is back.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
@@ -23,6 +24,8 @@ from ..store import JobRecord, JobSetRecord, Store
 from ..store.keys import job_ref
 from .catalog import Catalog
 from .info import BackendInfo
+
+log = logging.getLogger(__name__)
 
 #: Seconds between looks when no backend of a set is online (the listing is re-read by then).
 OFFLINE_RETRY = 5.0
@@ -103,6 +106,17 @@ class Placement:
         rank = ranks[here]
         my_ahead = mine.info.ahead + (mine.waiting if rank is None else rank)
         return best.info.name if best.ahead + 1 < my_ahead else None
+
+    def queue_ahead(self, backend: str) -> int | None:
+        """Jobs the device has ahead of a post made now (``qjm.backends.queue``), if the listing
+        says: only an estimate's input, so a listing that cannot be read leaves it unknown."""
+        try:
+            info = self.catalog.infos([backend])[backend]
+        except Exception as exc:  # noqa: BLE001 - the post goes on without it
+            log.info("the queue of %s could not be read: %s", backend, exc)
+            return None
+        # qjm's count holds this job's own slot (taken before the post); the listing predates it.
+        return max(info.pending_jobs, info.in_flight - 1)
 
     def _offline(self, rec: JobSetRecord, loads: list[Load]) -> RetryLater:
         note = offline_note(loads)

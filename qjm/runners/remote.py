@@ -138,18 +138,6 @@ class RemoteRunner(JobRunner):
         self.hand_off(backend)  # it may have held the place a slot there was kept for
         return target, self.executor_for(target)
 
-    def _ahead(self, backend: str) -> int | None:
-        """Jobs the device has ahead of a post now (``qjm.backends.queue``), if the listing says."""
-        if self.placement is None:
-            return None
-        try:
-            info = self.placement.catalog.infos([backend])[backend]
-        except Exception as exc:  # noqa: BLE001 - only an estimate's input: the post goes on
-            log.info("the queue of %s could not be read: %s", backend, exc)
-            return None
-        # qjm's count holds this job's own slot (taken before the post); the listing predates it.
-        return max(info.pending_jobs, info.in_flight - 1)
-
     def post_if_free(self, job: JobRecord | None, rec: JobSetRecord, i: int) -> None:
         """Post a just-transpiled job from its transpile task when a slot is free and no job waits
         before it (no Celery round trip to its submit task, which then finds it posted and polls
@@ -189,7 +177,7 @@ class RemoteRunner(JobRunner):
             if work is None:  # the job failed on the way
                 self.release(rec, i, executor.name)
                 return
-            ahead = self._ahead(executor.name)
+            ahead = None if self.placement is None else self.placement.queue_ahead(executor.name)
             self.qpu.reserve(rec, job)  # raises Held (a RetryLater) when a budget holds it back
             try:
                 self.store.record_post_attempt(rec.id, i, run_id)
