@@ -103,9 +103,10 @@ def _cell(text: str) -> str:
     return text.replace("``", "`").replace("|", "\\|").replace("\n", " ")
 
 
-def settings_page() -> str:
-    from qjm import config
-
+def settings_page(config: Any = None) -> str:
+    """The settings reference; ``config`` is the module holding ``Settings`` (``qjm.config``)."""
+    if config is None:
+        from qjm import config
     source = Path(config.__file__).read_text()
     tree = ast.parse(source)
     comments = _field_comments(source, "Settings")
