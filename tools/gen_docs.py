@@ -216,7 +216,7 @@ def lifecycle_page() -> str:
         rows.append(f"| `{s.value}` | {lc.RANK[s]:g} | {'yes' if s in lc.FINAL else ''} | "
                     f"{'yes' if s in lc.PENDING else ''} | {f'`{qiskit.name}`' if qiskit else 'none'} | "
                     f"{', '.join(f'`{w}`' for w in service.get(s, []))} |")
-    diagram = ["stateDiagram-v2", "    [*] --> unfinished", '    state "not final" as unfinished {',
+    diagram = ["stateDiagram-v2", "    [*] --> unfinished", '    state unfinished {',
                f"        [*] --> {active[0].value}"]
     diagram += [f"        {a.value} --> {b.value}" for a, b in zip(active, active[1:], strict=False)]
     diagram += ["    }"] + [f"    unfinished --> {f.value}" for f in finals] + [f"    {f.value} --> [*]" for f in finals]
