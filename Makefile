@@ -4,25 +4,25 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test check lint soak demo bench chaos clean flower up cluster
+.PHONY: install test check lint docs soak demo bench chaos clean flower up cluster
 
 $(STAMP): pyproject.toml
 	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,docs]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
 # Everything: lint and types, then every test (real Redis, real workers, the emulator, faults).
 # Test files run side by side in 3 processes: most of their time is waiting on workers.
-test: install lint
+test: install lint docs
 	$(PY) -m pytest -q -p no:cacheprovider -n 3 --dist loadfile
 
 # ruff and mypy, configured in pyproject.toml.
 lint: install
-	$(VENV)/bin/ruff check qjm workers tests bench
+	$(VENV)/bin/ruff check qjm workers tests bench tools
 	$(VENV)/bin/mypy
 
 # The fast layer: steps, the reconciler and Redis state in-process (no Celery worker, no network).
@@ -31,6 +31,15 @@ FAST_TESTS := tests/test_pipeline_decisions.py tests/test_reconciler.py tests/te
 
 check: install
 	$(PY) -m pytest -q -p no:cacheprovider $(FAST_TESTS)
+	$(MAKE) docs
+
+# The docs site into site/ (opens from the file system): the browser scripts from the npm registry
+# (tools/vendor_js.py), the reference pages from the code (tools/gen_docs.py), then a strict build.
+docs: install
+	@command -v npm >/dev/null || (apt-get update -qq && apt-get install -y -qq npm)
+	$(PY) tools/vendor_js.py
+	$(PY) tools/gen_docs.py
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
 # The fault tests, SOAK times in a row (default 10), with passes per test.
 SOAK ?= 10
@@ -61,4 +70,4 @@ up: install
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho -f deploy/Procfile -d . start
 
 clean:
-	rm -rf $(VENV) *.egg-info
+	rm -rf $(VENV) *.egg-info site docs/assets/vendor docs/reference/settings.md docs/reference/cli.md docs/reference/lifecycle.md

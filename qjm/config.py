@@ -176,24 +176,30 @@ def _same_server(a: str, b: str) -> bool:
 
 @dataclass(frozen=True)
 class Settings:
+    #: Redis holding every job set's state, and Celery's broker unless ``QJM_BROKER_URL`` names another.
     redis_url: str = field(default_factory=lambda: _env("QJM_REDIS_URL") or "redis://localhost:6379/0")
+    #: A separate Celery broker (``redis://`` or RabbitMQ's ``amqp://``); none: the Redis URL.
     broker_url: str | None = field(default_factory=lambda: _env("QJM_BROKER_URL"))
-    #: Celery's result backend, when it must not share qjm's Redis: a Redis Cluster holds qjm's
-    #: state, but Celery's Redis result backend knows no Cluster (qjm stores no task results).
+    #: Celery's result backend (none: the Redis URL), when it must not share qjm's Redis: a Redis Cluster
+    #: holds qjm's state, but Celery's Redis result backend knows no Cluster (qjm stores no task results,
+    #: but Celery opens it). Must be given, off the Cluster, with ``QJM_REDIS_CLUSTER=1``.
     result_backend_url: str | None = field(default_factory=lambda: _env("QJM_RESULT_BACKEND_URL"))
     #: ``QJM_REDIS_CLUSTER=1``: ``redis_url`` names one node of a Redis Cluster, which the store
-    #: then speaks to through redis-py's ``RedisCluster`` (``qjm.store.connection``).
+    #: then speaks to through redis-py's ``RedisCluster`` (``qjm.store.connection``); the broker and the
+    #: result backend must then be given, off the Cluster.
     redis_cluster: bool = field(default_factory=lambda: (_env("QJM_REDIS_CLUSTER") or "0").lower() in TRUE)
     #: How long a write that guards an outside effect (the record that a remote post begins) waits
     #: for a replica to have it, on a Redis Cluster (``WAIT``), in milliseconds.
     replica_wait_ms: int = field(default_factory=lambda: _int("QJM_REPLICA_WAIT_MS", 1000))
-    #: How long job sets, their circuits and results are kept (and Celery results expire).
+    #: How long job sets, their circuits and results are kept, in seconds (Celery stores no task results).
     ttl_seconds: int = field(default_factory=lambda: _int("QJM_TTL_SECONDS", 14 * DAY))
-    #: Redis broker visibility timeout: an unacknowledged task is redelivered after this long.
+    #: Redis broker visibility timeout: an unacknowledged task is redelivered after this many seconds;
+    #: longer than the longest single task (a large job's transpilation or simulation).
     visibility_timeout: int = field(default_factory=lambda: _int("QJM_VISIBILITY_TIMEOUT", 3600))
-    #: Longest pause between two polls of one job; kept far below the visibility timeout.
+    #: Longest pause between two polls of one job, in seconds; kept far below the visibility timeout.
     max_poll_interval: int = field(default_factory=lambda: _int("QJM_MAX_POLL_INTERVAL", 60))
-    #: Shortest pause between two polls of one job (polls are spaced at a tenth of a job's age).
+    #: Shortest pause between two polls of one job, in seconds, except near its expected end (polls are
+    #: spaced at a tenth of a job's age).
     min_poll_interval: float = field(default_factory=lambda: _float("QJM_MIN_POLL_INTERVAL", 0.1))
     #: Pending remote jobs allowed per IBM backend, across all job sets and workers.
     max_pending_jobs: int = field(default_factory=lambda: _int("QJM_MAX_PENDING_JOBS", 3))
@@ -210,25 +216,32 @@ class Settings:
     #: Largest single Redis value qjm writes for a job's output; larger outputs are stored in parts
     #: (Redis refuses values over ``proto-max-bulk-len``, 512 MB by default).
     result_chunk_bytes: int = field(default_factory=lambda: _int("QJM_RESULT_CHUNK_BYTES", 32 * 1024 * 1024))
-    #: Log level of the libraries a worker calls (Qiskit, Aer, the IBM client) in workers.
+    #: Log level, in workers, of the libraries they call (Qiskit, Aer, the IBM client): at INFO the
+    #: transpiler logs every pass of every circuit, and a small job ran half again as slow.
     library_log_level: str = field(default_factory=lambda: (_env("QJM_LIBRARY_LOG_LEVEL") or "WARNING").upper())
     #: How long a step that could have run may stay unstarted (or a started one stay on a dead
-    #: worker) before the reconciler re-sends it. See README, "What qjm guarantees".
+    #: worker) before the reconciler re-sends it, in seconds (the operations guide, "What qjm guarantees").
+    #: The same everywhere; tests use 3 s.
     reconcile_grace: float = field(default_factory=lambda: _float("QJM_RECONCILE_GRACE", 60.0))
     #: Most small local jobs one Celery message carries (``qjm.dispatch.jobs_per_message``); 1 gives
     #: every job a message (and a task of its own in Flower), at a message's broker cost per job.
     jobs_per_message: int = field(default_factory=lambda: _int("QJM_JOBS_PER_MESSAGE", 8))
     #: Aer threads per worker process: qjm scales by processes, so one thread each by default.
     sim_threads: int = field(default_factory=lambda: _int("QJM_SIM_THREADS", 1))
-    #: Flower's basic auth (``qjm flower``); both or neither.
+    #: Flower's basic-auth user (``qjm flower``); give both user and password, or neither.
     flower_user: str | None = field(default_factory=lambda: _env("QJM_FLOWER_USER"), repr=False)
+    #: Flower's basic-auth password; without user and password ``qjm flower`` refuses to start unless ``--no-auth``.
     flower_password: str | None = field(default_factory=lambda: _env("QJM_FLOWER_PASSWORD"), repr=False)
-    #: IBM Quantum account, from the client's own standard variables (else its saved account).
+    #: IBM Quantum API key, from the client's own standard variable (else its saved account).
     ibm_token: str | None = field(default_factory=lambda: _env("QISKIT_IBM_TOKEN"), repr=False)
+    #: IBM Quantum instance (its CRN): where jobs run and whose QPU time the monthly budget counts.
     ibm_instance: str | None = field(default_factory=lambda: _env("QISKIT_IBM_INSTANCE"))
+    #: IBM Quantum channel, as the client takes it (else the client's default or saved account).
     ibm_channel: str | None = field(default_factory=lambda: _env("QISKIT_IBM_CHANNEL"))
+    #: IBM Quantum API's address, as the client takes it; point it at ``qjm emulator`` for a dry run.
     ibm_url: str | None = field(default_factory=lambda: _env("QISKIT_IBM_URL"))
-    #: Redis's password when it is not in the URL (``QJM_REDIS_PASSWORD`` or ``QJM_REDIS_PASSWORD_FILE``).
+    #: Redis's password when it is not in the URL: ``QJM_REDIS_PASSWORD``, or the first line of the file
+    #: ``QJM_REDIS_PASSWORD_FILE`` names (a mounted secret), not both.
     redis_password: str | None = field(default_factory=_redis_password, repr=False)
 
     def __post_init__(self) -> None:

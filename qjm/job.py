@@ -52,11 +52,13 @@ class ManagedJob:
         return self._status
 
     def error_message(self) -> str | None:
+        """Why the job ended ERROR or CANCELLED (None otherwise)."""
         self.status()
         return self._error if self._status in (JobStatus.ERROR, JobStatus.CANCELLED) else None
 
     @property
     def experiments(self) -> range:
+        """The set's experiment indexes this job holds (``start``..``stop``, consecutive)."""
         return range(self.start, self.stop)
 
     @property

@@ -35,12 +35,15 @@ class ManagedJobSet:
 
     # ---------------------------------------------------------------- identity
     def job_set_id(self) -> str:
+        """The set's id: what ``retrieve_job_set`` and every ``qjm`` command take."""
         return self._id
 
     def name(self) -> str | None:
+        """The set's name (``run(name=...)``, ``update_name``), or None."""
         return self._record.name
 
     def tags(self) -> list[str]:
+        """The user's job tags of the set (qjm's own ``qjm:*`` tags are not listed)."""
         return list(self._record.tags)
 
     def backend_name(self) -> str:
@@ -61,6 +64,7 @@ class ManagedJobSet:
 
     # ---------------------------------------------------------------- state
     def status(self) -> JobSetStatus:
+        """The set's status: RUNNING until every job is final, then DONE, ERROR or CANCELLED."""
         return self.record().status
 
     def statuses(self) -> list[JobStatus]:
@@ -133,6 +137,7 @@ class ManagedJobSet:
         return "\n".join(reporting.error_line(job) for job in bad)
 
     def report(self, detailed: bool = True) -> str:
+        """Totals by status, then (``detailed``) one block per job: its experiments, backend, status, error and attempts."""
         return reporting.job_set_report(self.record(), self._store.jobs(self._id, self._record.n_jobs), detailed)
 
     # ---------------------------------------------------------------- waiting & results

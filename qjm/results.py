@@ -87,14 +87,17 @@ class ManagedResults:
     # ---------------------------------------------------------------- lookup
     @property
     def job_set_id(self) -> str:
+        """The id of the set these results belong to."""
         return self._rec.id
 
     @property
     def success(self) -> bool:
+        """Whether every experiment has a result."""
         return not self._errors
 
     @property
     def failed_experiments(self) -> list[int]:
+        """Indexes of the experiments without a result (their job failed or was cancelled)."""
         return sorted(self._errors)
 
     @property
@@ -170,9 +173,11 @@ class ManagedResults:
                                  "job_id": self._rec.id, "success": True, "results": [self._counts_record(k)]})
 
     def get_counts(self, experiment: Experiment) -> dict[str, int]:
+        """Counts of one experiment, by its index in the set, its name or the circuit itself. Reads only the job that holds it."""
         return self._one(self.index_of(experiment)).get_counts(0)
 
     def get_memory(self, experiment: Experiment) -> list[str]:
+        """One outcome per shot of one experiment (the set must have run with ``memory=True``)."""
         k = self.index_of(experiment)
         result = self._one(k)
         if "memory" not in result.results[0].data.to_dict():
@@ -185,9 +190,11 @@ class ManagedResults:
         return self._one(self.index_of(experiment)).data(0)
 
     def get_statevector(self, experiment: Experiment | None = None, decimals: int | None = None) -> Any:
+        """Not available: qjm runs measured circuits; use ``qiskit.quantum_info.Statevector(circuit)``."""
         raise ResultNotAvailableError(_UNMEASURED.format(what="statevector", how="Statevector(circuit)"))
 
     def get_unitary(self, experiment: Experiment | None = None, decimals: int | None = None) -> Any:
+        """Not available: qjm runs measured circuits; use ``qiskit.quantum_info.Operator(circuit)``."""
         raise ResultNotAvailableError(_UNMEASURED.format(what="unitary", how="Operator(circuit)"))
 
     def combine_results(self) -> Result:

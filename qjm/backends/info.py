@@ -36,6 +36,7 @@ class BackendInfo:
         return max(self.pending_jobs, self.in_flight)
 
     def to_json(self) -> dict[str, Any]:
+        """The record as JSON (what ``qjm backends --json`` prints)."""
         return {**asdict(self), "remaining_jobs_count": self.remaining_jobs_count}
 
 

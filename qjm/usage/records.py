@@ -44,8 +44,10 @@ class InstanceUsage:
 
     @property
     def remaining(self) -> float | None:
+        """What is left of this month's budget once the reservations are spent (None without one)."""
         return None if self.budget is None else max(0.0, self.budget - self.consumed - self.reserved)
 
     @property
     def service_limit_reached(self) -> bool:
+        """Whether the service says the instance's allocation is spent (its jobs are then HELD)."""
         return bool((self.service or {}).get("usage_limit_reached"))
