@@ -47,7 +47,7 @@ soak: install
 	$(PY) tests/soak.py $(SOAK)
 
 demo: install
-	$(PY) -m qjm.demo
+	$(PY) -m qjm.ops.demo
 
 bench: install
 	$(PY) bench/run.py

@@ -61,9 +61,9 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 logging.getLogger("qiskit_ibm_runtime").setLevel(logging.ERROR)  # "Loading account with the given token"
 
 from qjm import JobManager, JobSetStatus, ManagedJobSet  # noqa: E402
-from qjm.cluster import EmulatorProcess, RedisProcess, WorkerProcess, free_port  # noqa: E402
 from qjm.config import Settings  # noqa: E402
 from qjm.emulator.routes import error as service_error  # noqa: E402
+from qjm.ops.cluster import EmulatorProcess, RedisProcess, WorkerProcess, free_port  # noqa: E402
 from tests.circuits import basis_state, expected  # noqa: E402
 
 SECONDS = float(os.environ.get("CHAOS_SECONDS", "180"))

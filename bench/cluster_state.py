@@ -43,10 +43,10 @@ import redis  # noqa: E402
 from redis_cost import Vhost, circuit, client_env  # noqa: E402
 
 from qjm import JobManager  # noqa: E402
-from qjm.cluster import RedisProcess, WorkerProcess, wait_for  # noqa: E402
 from qjm.config import Settings  # noqa: E402
+from qjm.ops.cluster import RedisProcess, WorkerProcess, wait_for  # noqa: E402
+from qjm.ops.testing import create_job_set  # noqa: E402
 from qjm.store import Store  # noqa: E402
-from qjm.testing import create_job_set  # noqa: E402
 from tests.redis_cluster import RedisClusterProcesses  # noqa: E402
 
 N_JOBS = 1000

@@ -22,7 +22,7 @@ from qiskit_ibm_runtime.executor_estimator import Estimator
 from qiskit_ibm_runtime.fake_provider import FakeManilaV2
 
 from qjm import JobManager
-from qjm.cluster import RedisProcess, WorkerProcess
+from qjm.ops.cluster import RedisProcess, WorkerProcess
 
 PUBS = int(os.environ.get("BENCH_ESTIMATOR_PUBS", "40"))
 PER_JOB = 5

@@ -20,7 +20,7 @@ import urllib.request
 from qiskit import QuantumCircuit
 
 from qjm import JobManager
-from qjm.cluster import EmulatorProcess, RedisProcess, WorkerProcess, wait_for
+from qjm.ops.cluster import EmulatorProcess, RedisProcess, WorkerProcess, wait_for
 
 JOBS, JOB_SECONDS, LIMIT, SHOTS, ROUNDS = 30, 1.0, 3, 256, 3
 #: Other users' jobs on each device at the start of a round.

@@ -14,7 +14,7 @@ from qiskit import QuantumCircuit
 from qiskit.transpiler import generate_preset_pass_manager
 
 from qjm import JobManager
-from qjm.cluster import EmulatorProcess, RedisProcess, WorkerProcess
+from qjm.ops.cluster import EmulatorProcess, RedisProcess, WorkerProcess
 
 CHUNKS, PER_CHUNK, JOB_SECONDS, LIMIT, SHOTS, ROUNDS = 30, 4, 1.0, 3, 256, 3
 BACKEND = "ibm_manila"

@@ -21,10 +21,10 @@ from collections.abc import Callable
 from typing import Any
 
 from qjm import JobManager
-from qjm.cluster import RedisProcess
 from qjm.lifecycle import JobSetStatus
+from qjm.ops.cluster import RedisProcess
+from qjm.ops.testing import create_job_set
 from qjm.store import JobSetRecord, keys, new_job_set_id
-from qjm.testing import create_job_set
 
 SIZES = (2_000, 200_000)
 FULL = 2_000

@@ -17,7 +17,7 @@ from qiskit_ibm_runtime import SamplerV2
 from qiskit_ibm_runtime.fake_provider import FakeManilaV2
 
 from qjm import JobManager
-from qjm.cluster import RedisProcess, WorkerProcess
+from qjm.ops.cluster import RedisProcess, WorkerProcess
 
 N, SHOTS, LEVEL, PER_JOB, ROUNDS = 1000, 1024, 2, 100, 3
 

@@ -6,7 +6,7 @@ deltas of ``INFO commandstats`` (every command, those run inside qjm's Lua scrip
 ``INFO cpu`` (the server's user + system time) and ``INFO stats`` (bytes in + out), divided by the
 number of jobs; they include the idle work of the connected workers and Flower over the run.
 
-Small local jobs share a Celery message (``qjm.dispatch.RUN_CIRCUITS``: 8 of these to a message):
+Small local jobs share a Celery message (``qjm.engine.dispatch.RUN_CIRCUITS``: 8 of these to a message):
 the Redis broker is also measured with one message per job (``QJM_JOBS_PER_MESSAGE=1``), to show
 what a message costs.
 
@@ -32,7 +32,7 @@ from typing import Any
 from qiskit import QuantumCircuit
 
 from qjm import JobManager
-from qjm.cluster import RedisProcess, WorkerProcess, free_port, process_env, wait_for
+from qjm.ops.cluster import RedisProcess, WorkerProcess, free_port, process_env, wait_for
 
 N_JOBS = 1000
 GOALS = {"commands": 40, "cpu_ms": 0.5, "kib": 10}

@@ -17,7 +17,7 @@ from typing import Any
 from qiskit import QuantumCircuit
 
 from qjm import JobManager
-from qjm.cluster import RedisProcess, WorkerProcess
+from qjm.ops.cluster import RedisProcess, WorkerProcess
 
 N = int(os.environ.get("BENCH_RESULTS_CIRCUITS", "20000"))
 SHOTS = 256

@@ -27,7 +27,7 @@ from qiskit.transpiler import generate_preset_pass_manager
 from qiskit_aer import AerSimulator
 
 from qjm import JobManager
-from qjm.cluster import RedisProcess, WorkerProcess
+from qjm.ops.cluster import RedisProcess, WorkerProcess
 
 N = int(os.environ.get("QJM_BENCH_SCALE_N", "50000"))
 SHOTS, LEVEL, ROUNDS = 256, 1, 3

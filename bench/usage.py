@@ -27,7 +27,7 @@ from qiskit.circuit import Parameter
 from qiskit.circuit.library import efficient_su2
 
 from qjm import JobManager
-from qjm.cluster import EmulatorProcess, RedisProcess, WorkerProcess
+from qjm.ops.cluster import EmulatorProcess, RedisProcess, WorkerProcess
 
 BACKEND = "ibm_manila"
 

@@ -6,6 +6,10 @@ Importing qjm never imports or starts a worker.
 """
 
 from .backends import BackendInfo, QueueInfo
+from .client.job import ManagedJob
+from .client.job_set import ManagedJobSet
+from .client.manager import JobManager
+from .client.results import ManagedResults
 from .errors import (
     ExperimentNotFoundError,
     InvalidInputError,
@@ -18,11 +22,7 @@ from .errors import (
     StoreUnavailableError,
     UnknownBackendError,
 )
-from .job import ManagedJob
-from .job_set import ManagedJobSet
 from .lifecycle import JobSetStatus, JobStatus
-from .manager import JobManager
-from .results import ManagedResults
 from .usage import InstanceUsage, SetUsage
 
 __all__ = [

@@ -223,7 +223,7 @@ class Settings:
     #: worker) before the reconciler re-sends it, in seconds (the operations guide, "What qjm guarantees").
     #: The same everywhere; tests use 3 s.
     reconcile_grace: float = field(default_factory=lambda: _float("QJM_RECONCILE_GRACE", 60.0))
-    #: Most small local jobs one Celery message carries (``qjm.dispatch.jobs_per_message``); 1 gives
+    #: Most small local jobs one Celery message carries (``qjm.engine.dispatch.jobs_per_message``); 1 gives
     #: every job a message (and a task of its own in Flower), at a message's broker cost per job.
     jobs_per_message: int = field(default_factory=lambda: _int("QJM_JOBS_PER_MESSAGE", 8))
     #: Aer threads per worker process: qjm scales by processes, so one thread each by default.

@@ -92,7 +92,7 @@ PENDING = frozenset({JobStatus.QUEUED, JobStatus.TRANSPILING, JobStatus.TRANSPIL
 
 
 class Step(str, enum.Enum):
-    """The step an unfinished job waits for; each is one Celery task (``qjm.tasks.STEP_TASKS``)."""
+    """The step an unfinished job waits for; each is one Celery task (``qjm.engine.tasks.STEP_TASKS``)."""
 
     TRANSPILE = "transpile"
     SUBMIT = "submit"

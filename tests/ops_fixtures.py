@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from qjm.cluster import ROOT, free_port, process_env, redis_answers, wait_for
+from qjm.ops.cluster import ROOT, free_port, process_env, redis_answers, wait_for
 
 BIN = Path(sys.executable).parent
 QJM = str(BIN / "qjm")

@@ -1,11 +1,11 @@
-"""Test processes are qjm's own (``qjm.cluster``): a private redis-server and real Celery workers."""
+"""Test processes are qjm's own (``qjm.ops.cluster``): a private redis-server and real Celery workers."""
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from qjm.cluster import ROOT, free_port, process_env, wait_for
-from qjm.cluster import RedisProcess as RedisServer
-from qjm.cluster import WorkerProcess as Worker
+from qjm.ops.cluster import ROOT, free_port, process_env, wait_for
+from qjm.ops.cluster import RedisProcess as RedisServer
+from qjm.ops.cluster import WorkerProcess as Worker
 
 worker_env = process_env
 

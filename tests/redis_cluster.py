@@ -21,7 +21,7 @@ from pathlib import Path
 
 import redis
 
-from qjm.cluster import free_port, wait_for
+from qjm.ops.cluster import free_port, wait_for
 
 #: Milliseconds a master may stay unreachable before its replica is elected in its place.
 NODE_TIMEOUT_MS = 2000

@@ -8,8 +8,8 @@ import pytest
 from qiskit import QuantumCircuit
 
 from qjm import InvalidInputError, JobManager, QJMError, StoreUnavailableError, UnknownBackendError
-from qjm.labels import MAX_NAME_LENGTH
-from qjm.tags import SERVICE_MAX_TAG_LENGTH
+from qjm.client.labels import MAX_NAME_LENGTH
+from qjm.client.tags import SERVICE_MAX_TAG_LENGTH
 
 from .circuits import basis_state
 from .procs import RedisServer, free_port
@@ -132,7 +132,7 @@ def test_configured_simulators_are_refused_with_what_to_pass(empty_jm):
 # ---------------------------------------------------------------------------- the CLI says the same
 def cli(capsys, *args: str) -> tuple[int, str, str]:
     """``qjm ARGS`` in this process (its settings from the environment): exit code, stdout, stderr."""
-    from qjm.cli import main
+    from qjm.ops.cli import main
 
     code = main(list(args))
     out, err = capsys.readouterr()

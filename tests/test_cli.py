@@ -14,9 +14,9 @@ from qiskit import QuantumCircuit, qpy
 from rich.console import Console
 
 from qjm import JobManager, JobSetStatus, JobStatus, QJMError
-from qjm.cli import APP, FLOWER_AUTH_CHILD_ENV, WORKER_INCLUDES, flower_argv, flower_env, worker_argv
 from qjm.config import Settings
-from qjm.progress import MAX_JOB_BARS, watch
+from qjm.ops.cli import APP, FLOWER_AUTH_CHILD_ENV, WORKER_INCLUDES, flower_argv, flower_env, worker_argv
+from qjm.ops.progress import MAX_JOB_BARS, watch
 
 from .circuits import basis_state, expected
 from .ops_fixtures import QJM, Proc, env_for, qjm

@@ -19,7 +19,7 @@ import redis
 from redis.crc import key_slot
 
 from qjm import JobManager, JobSetStatus
-from qjm.cluster import EmulatorProcess, redis_answers, wait_for
+from qjm.ops.cluster import EmulatorProcess, redis_answers, wait_for
 from qjm.store import keys
 
 from .circuits import basis_state

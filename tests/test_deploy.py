@@ -13,10 +13,10 @@ import pytest
 import yaml
 
 from qjm import JobManager, JobSetStatus
-from qjm.cli import APP, FLOWER_PASSWORD_ENV, FLOWER_USER_ENV
-from qjm.cluster import redis_answers, workers_answering
 from qjm.config import REDIS_PASSWORD_ENV, Settings
-from qjm.tasks import CPU_QUEUE, IO_QUEUE, ROUTES
+from qjm.engine.tasks import CPU_QUEUE, IO_QUEUE, ROUTES
+from qjm.ops.cli import APP, FLOWER_PASSWORD_ENV, FLOWER_USER_ENV
+from qjm.ops.cluster import redis_answers, workers_answering
 
 from .circuits import basis_state, expected
 from .ops_fixtures import BIN, QJM, Proc, env_for, http_get, qjm

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from qjm.cluster import ROOT
+from qjm.ops.cluster import ROOT
 
 sys.path.insert(0, str(ROOT / "tools"))
 import gen_docs  # noqa: E402
@@ -115,9 +115,9 @@ def test_generated_references_list_every_setting_command_and_status(built):
     import typer
     import typer.main
 
-    from qjm.cli import app
     from qjm.config import Settings
     from qjm.lifecycle import JobSetStatus, JobStatus, Step
+    from qjm.ops.cli import app
 
     settings = (built / "docs" / "reference" / "settings.md").read_text()
     for f in dataclasses.fields(Settings):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from qjm.cluster import EmulatorProcess
+from qjm.ops.cluster import EmulatorProcess
 
 from .procs import ROOT, RedisServer, Worker, worker_env
 

@@ -18,9 +18,9 @@ import pytest
 from qiskit.circuit.random import random_circuit
 
 from qjm import JobManager, JobSetStatus, JobStatus, ManagedJobSet
-from qjm.cluster import EmulatorProcess
 from qjm.config import Settings
-from qjm.dispatch import client_app
+from qjm.engine.dispatch import client_app
+from qjm.ops.cluster import EmulatorProcess
 from qjm.store import keys
 
 from .circuits import basis_state, expected
@@ -125,10 +125,10 @@ def test_client_killed_between_writing_and_enqueuing(redis, workers):
     script = textwrap.dedent(f"""
         import os, sys
         sys.path.insert(0, {str(ROOT)!r})
-        import qjm.manager
+        import qjm.client.manager
         from tests.circuits import basis_state
-        qjm.manager.enqueue_job_set = lambda *a, **k: os._exit(9)  # dies right after the write
-        qjm.manager.JobManager({redis.url!r}).run([basis_state(k % 8, name=f"k{{k}}") for k in range(6)],
+        qjm.client.manager.enqueue_job_set = lambda *a, **k: os._exit(9)  # dies right after the write
+        qjm.client.manager.JobManager({redis.url!r}).run([basis_state(k % 8, name=f"k{{k}}") for k in range(6)],
                                                   backend="aer_simulator", max_experiments_per_job=2, shots=32)
     """)
     done = subprocess.run([sys.executable, "-c", script], env=worker_env(redis.url), cwd=ROOT, timeout=120)

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from qjm import JobManager, JobSetStatus
-from qjm.tasks import ASSEMBLE, CPU_QUEUE, IO_QUEUE, TRANSPILE
+from qjm.engine.tasks import ASSEMBLE, CPU_QUEUE, IO_QUEUE, TRANSPILE
 
 from .circuits import basis_state
 from .ops_fixtures import QJM, Proc, chromium, ensure_chromium, env_for, http_get, qjm_worker

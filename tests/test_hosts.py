@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import pytest
 
 from qjm import JobManager, JobSetStatus, JobStatus, ManagedJobSet
-from qjm.cluster import EmulatorProcess, RedisProcess, WorkerProcess, wait_for
+from qjm.ops.cluster import EmulatorProcess, RedisProcess, WorkerProcess, wait_for
 from qjm.store import JobRecord, keys
 
 from .circuits import basis_state, expected

@@ -7,7 +7,7 @@ import json
 import urllib.request
 
 from qjm import JobStatus
-from qjm.cluster import wait_for
+from qjm.ops.cluster import wait_for
 
 from .ops_fixtures import env_for, qjm
 from .test_ibm_job_sets import assert_posted_once, cluster, dominant, known  # noqa: F401 - the fixture

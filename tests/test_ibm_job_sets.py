@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from qjm import JobManager, JobSetFailedError, JobSetStatus, JobStatus
-from qjm.cluster import EmulatorProcess, RedisProcess, WorkerProcess, wait_for
+from qjm.ops.cluster import EmulatorProcess, RedisProcess, WorkerProcess, wait_for
 from qjm.store import keys
 
 from .circuits import basis_state

@@ -14,9 +14,10 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from qiskit import QuantumCircuit
 
-from qjm import JobManager, JobSetStatus, JobStatus, SetUsage, cli, metrics
-from qjm.cluster import EmulatorProcess, RedisProcess, WorkerProcess, wait_for
+from qjm import JobManager, JobSetStatus, JobStatus, SetUsage
 from qjm.emulator import DEFAULT_INSTANCE
+from qjm.ops import cli, metrics
+from qjm.ops.cluster import EmulatorProcess, RedisProcess, WorkerProcess, wait_for
 from qjm.store import keys
 
 from .circuits import basis_state
@@ -186,7 +187,7 @@ def test_two_sets_from_two_processes_share_one_instance_budget(cluster, monkeypa
     import subprocess
     import sys
 
-    from qjm.cluster import ROOT, process_env
+    from qjm.ops.cluster import ROOT, process_env
 
     budget = 15.0  # about seven of the twelve 2.05 s jobs
     env = {"QJM_QPU_SECONDS_PER_MONTH": str(budget), "QISKIT_IBM_INSTANCE": DEFAULT_INSTANCE}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from qjm import JobManager, JobSetStatus, JobStatus
-from qjm.pipeline import Pipeline
+from qjm.engine.pipeline import Pipeline
 from qjm.store import keys
 
 from .circuits import basis_state, expected

@@ -1,5 +1,5 @@
 """Cancelling one job of a set (``ManagedJob.cancel``), staged step by step in-process: the real
-steps and a real Redis, a scripted service (``qjm.testing.StubExecutor``), no Celery worker.
+steps and a real Redis, a scripted service (``qjm.ops.testing.StubExecutor``), no Celery worker.
 The same cancel through real workers, locally and on the emulated service, is in
 tests/test_old_job_manager.py and tests/test_ibm_old_job_manager.py."""
 
@@ -13,10 +13,10 @@ from qiskit_ibm_runtime.fake_provider import FakeManilaV2
 
 from qjm import JobSetStatus, JobStatus, ManagedJobSet, ResultNotAvailableError
 from qjm.config import Settings
+from qjm.engine.pipeline import Pipeline
 from qjm.lifecycle import JOB_CANCELLED_BY_USER
-from qjm.pipeline import Pipeline
+from qjm.ops.testing import Outcome, StubExecutor, create_job_set, drive
 from qjm.store import Store, keys
-from qjm.testing import Outcome, StubExecutor, create_job_set, drive
 
 from .circuits import basis_state
 from .procs import RedisServer

@@ -25,9 +25,9 @@ pytestmark = pytest.mark.fault
 #: importing) before the set exists, so it is there while the job runs, however slow to start.
 KILLED_CLIENT = """
 import os, sys, time
-import qjm.job
+import qjm.client.job
 from qjm import JobManager
-qjm.job.enqueue_cancel = lambda *args, **kwargs: os._exit(3)
+qjm.client.job.enqueue_cancel = lambda *args, **kwargs: os._exit(3)
 print("ready", flush=True)
 job = JobManager().retrieve_job_set(sys.stdin.readline().strip()).managed_jobs()[int(sys.argv[1])]
 while job.status() and job.job_id() is None:

@@ -1,6 +1,6 @@
 """Management's rules, checked in milliseconds on a real Redis: the listing indexes, the tag rules,
 the transient-failure table, and the local retry rule as the reconciler applies it (a scripted
-executor, ``qjm.testing.StubExecutor``). End-to-end tests with workers are in
+executor, ``qjm.ops.testing.StubExecutor``). End-to-end tests with workers are in
 ``tests/test_management.py`` and ``tests/test_ibm_management.py``."""
 
 from __future__ import annotations
@@ -9,18 +9,21 @@ import time
 
 import pytest
 
-from qjm import InvalidInputError, JobSetStatus, JobStatus, retries, tags, validation
+from qjm import InvalidInputError, JobSetStatus, JobStatus
+from qjm.client import tags
+from qjm.client.deletion import delete_job_set
+from qjm.client.job_set import ManagedJobSet
+from qjm.client.listing import job_sets
 from qjm.config import Settings
-from qjm.deletion import delete_job_set
 from qjm.emulator import records as service
 from qjm.emulator.faults import CODE_MESSAGES, Faults
-from qjm.job_set import ManagedJobSet
+from qjm.engine import retries
+from qjm.engine.pipeline import Pipeline
+from qjm.engine.reconciler import MAX_RESENDS, Reconciler
+from qjm.formats import validation
 from qjm.lifecycle import Step
-from qjm.listing import job_sets
-from qjm.pipeline import Pipeline
-from qjm.reconciler import MAX_RESENDS, Reconciler
+from qjm.ops.testing import StubExecutor, create_job_set
 from qjm.store import Store, keys
-from qjm.testing import StubExecutor, create_job_set
 
 from .circuits import basis_state
 from .procs import RedisServer

@@ -9,9 +9,9 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from qjm import JobManager, JobSetStatus
-from qjm import metrics as qm
 from qjm.config import Settings
 from qjm.lifecycle import Step
+from qjm.ops import metrics as qm
 from qjm.store import JobSetRecord, Store, new_job_set_id
 
 from .circuits import basis_state, untranslatable

@@ -1,6 +1,6 @@
 """The pipeline's decisions (slots, hand-off, exactly-once posting, cancel races, orphans,
 assembly), each staged in milliseconds: the real steps and a real Redis, with a scripted
-service (``qjm.testing.StubExecutor``) instead of a network, and no Celery worker.
+service (``qjm.ops.testing.StubExecutor``) instead of a network, and no Celery worker.
 
 Remote sets use the backend name ``fake_manila``, so transpilation runs for real on that device's
 target; only what happens after it (the service) is scripted.
@@ -16,13 +16,15 @@ import pytest
 from qiskit import QuantumCircuit
 from qiskit_ibm_runtime.fake_provider import FakeManilaV2
 
-from qjm import JobSetFailedError, JobSetStatus, JobStatus, ManagedJobSet, codec, dispatch, hooks
+from qjm import JobSetFailedError, JobSetStatus, JobStatus, ManagedJobSet
 from qjm.config import Settings
+from qjm.engine import dispatch, hooks
+from qjm.engine.pipeline import Pipeline
 from qjm.errors import BatchClosedError, ExecutorError, RetryLater
+from qjm.formats import codec
 from qjm.lifecycle import Step
-from qjm.pipeline import Pipeline
+from qjm.ops.testing import Outcome, StubExecutor, WorkerCrash, create_job_set, drive
 from qjm.store import Store, keys
-from qjm.testing import Outcome, StubExecutor, WorkerCrash, create_job_set, drive
 
 from .circuits import basis_state
 from .procs import RedisServer
@@ -754,7 +756,7 @@ def test_near_its_expected_end_a_pause_between_polls_runs_from_each_polls_start(
             pauses.append(seconds)
         time.sleep(seconds)
 
-    monkeypatch.setattr("qjm.pipeline.time", types.SimpleNamespace(monotonic=time.monotonic, sleep=sleep))
+    monkeypatch.setattr("qjm.engine.pipeline.time", types.SimpleNamespace(monotonic=time.monotonic, sleep=sleep))
     check = stub.poll
 
     def slow_check(remote_id: str) -> Any:

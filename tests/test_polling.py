@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from qjm.config import Settings
-from qjm.polling import (
+from qjm.engine.polling import (
     LEAD,
     Estimate,
     countdown,

@@ -12,10 +12,10 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from qjm import JobManager, JobSetStatus, JobStatus
-from qjm.cluster import EmulatorProcess
 from qjm.config import Settings
-from qjm.dispatch import queue_length
-from qjm.tasks import CPU_QUEUE, IO_QUEUE
+from qjm.engine.dispatch import queue_length
+from qjm.engine.tasks import CPU_QUEUE, IO_QUEUE
+from qjm.ops.cluster import EmulatorProcess
 
 from .circuits import basis_state
 from .procs import RedisServer, Worker, wait_for, worker_starter

@@ -1,5 +1,5 @@
 """The reconciler's decisions, staged in milliseconds: real steps on a real Redis, a scripted
-service (``qjm.testing.StubExecutor``), and the broker replaced by a list of what was re-sent.
+service (``qjm.ops.testing.StubExecutor``), and the broker replaced by a list of what was re-sent.
 Time is the reconciler's ``now`` argument, so a grace period costs nothing to wait out.
 
 End-to-end fault tests (real workers, lost messages, SIGKILL, Redis restarts) live in
@@ -18,11 +18,11 @@ from qiskit_ibm_runtime.fake_provider import FakeManilaV2
 
 from qjm import JobSetStatus, JobStatus
 from qjm.config import Settings
+from qjm.engine.pipeline import Pipeline
+from qjm.engine.reconciler import MAX_RESENDS, Reconciler
 from qjm.lifecycle import Step
-from qjm.pipeline import Pipeline
-from qjm.reconciler import MAX_RESENDS, Reconciler
+from qjm.ops.testing import Outcome, StubExecutor, WorkerCrash, create_job_set
 from qjm.store import Store, keys
-from qjm.testing import Outcome, StubExecutor, WorkerCrash, create_job_set
 
 from .circuits import basis_state
 from .procs import RedisServer

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import pytest
 
 from qjm import JobManager, JobSetStatus, ManagedJobSet
-from qjm.cluster import EmulatorProcess, wait_for
 from qjm.config import Settings
 from qjm.errors import SettingsError
 from qjm.lifecycle import JobStatus
+from qjm.ops.cluster import EmulatorProcess, wait_for
 from qjm.store import Store, keys
 
 from .circuits import basis_state, expected
@@ -227,7 +227,7 @@ def test_a_password_protected_cluster(monkeypatch):
     from qiskit import QuantumCircuit
 
     from qjm.errors import StoreUnavailableError
-    from qjm.testing import create_job_set
+    from qjm.ops.testing import create_job_set
 
     password = "cluster-secret-7f3a"
     cluster = RedisClusterProcesses(password=password).start()

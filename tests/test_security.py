@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from qjm import JobManager, JobSetStatus, QJMError, cli
+from qjm import JobManager, JobSetStatus, QJMError
 from qjm.config import Settings, SettingsError, mask_url
-from qjm.tasks import celery_settings
+from qjm.engine.tasks import celery_settings
+from qjm.ops import cli
 
 from .circuits import basis_state
 from .ops_fixtures import QJM, Proc, SecureRedis, env_for, http_get, qjm, redis_supports_tls

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from qjm.cluster import ROOT
+from qjm.ops.cluster import ROOT
 
 PACKAGES = ("qjm", "workers")
 MAX_LINES = 400

@@ -1,5 +1,5 @@
 """QPU-time bookkeeping on a real Redis: the reservation scripts under races, settling once, and
-the repairs, with the pipeline's decisions driven in-process (``qjm.testing.StubExecutor``)."""
+the repairs, with the pipeline's decisions driven in-process (``qjm.ops.testing.StubExecutor``)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from qiskit_ibm_runtime.fake_provider import FakeManilaV2
 
 from qjm import JobSetStatus, JobStatus, ManagedJobSet
 from qjm.config import Settings
+from qjm.engine.pipeline import Pipeline
 from qjm.errors import RetryLater
-from qjm.pipeline import Pipeline
+from qjm.ops.testing import StubExecutor, create_job_set, drive
 from qjm.store import Store
 from qjm.store.usage import attempt_ref, month
-from qjm.testing import StubExecutor, create_job_set, drive
 from qjm.usage import instance_key
 
 from .circuits import basis_state

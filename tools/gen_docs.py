@@ -170,11 +170,11 @@ def cli_page() -> str:
     import typer
     import typer.main
 
-    from qjm.cli import app
+    from qjm.ops.cli import app
 
     group = typer.main.get_command(app)
     ctx = typer.Context(group, info_name="qjm")
-    parts = [HEADER.format(source="the typer app qjm.cli.app"), "# The `qjm` command\n\n",
+    parts = [HEADER.format(source="the typer app qjm.ops.cli.app"), "# The `qjm` command\n\n",
              (group.help or "").strip() + "\n\n", "```\n" + group.get_usage(ctx) + "\n```\n\n",
              "Options of every command (before the command's name):\n\n",
              _table([_param_row(p, ctx) for p in group.params if p.name != "help"])]

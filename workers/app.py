@@ -1,4 +1,4 @@
-"""The Celery app. Its settings come from ``qjm.tasks`` so clients and workers cannot disagree."""
+"""The Celery app. Its settings come from ``qjm.engine.tasks`` so clients and workers cannot disagree."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import qiskit_aer  # noqa: F401
 import qiskit_ibm_runtime.fake_provider  # noqa: F401
 from celery import Celery, signals
 
-from qjm import tasks as names
 from qjm.config import settings
+from qjm.engine import tasks as names
 
-app = Celery("qjm", include=["workers.tasks", "qjm.metrics"])  # metrics: worker-side hooks
+app = Celery("qjm", include=["workers.tasks", "qjm.ops.metrics"])  # metrics: worker-side hooks
 app.conf.update(names.celery_settings(settings()))
 
 #: Libraries whose INFO records are per pass or per request: at a worker's usual ``-l info`` the
@@ -36,7 +36,7 @@ from qjm.executors.local import local_backend_names  # noqa: E402
 
 local_backend_names()
 
-# Every worker runs the reconciler (qjm.reconciler) on its consumer's timer.
+# Every worker runs the reconciler (qjm.engine.reconciler) on its consumer's timer.
 from .reconciler import ReconcilerStep  # noqa: E402
 
 app.steps["consumer"].add(ReconcilerStep)

@@ -1,4 +1,4 @@
-"""Runs ``qjm.reconciler`` inside every worker, on the consumer's timer (as Celery's own
+"""Runs ``qjm.engine.reconciler`` inside every worker, on the consumer's timer (as Celery's own
 heartbeat does): no beat process, nothing to deploy, and it keeps running while tasks run."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from typing import Any
 from celery import bootsteps
 from celery.worker.consumer import Consumer
 
-from qjm.pipeline import Pipeline
-from qjm.reconciler import Reconciler
+from qjm.engine.pipeline import Pipeline
+from qjm.engine.reconciler import Reconciler
 
 log = logging.getLogger(__name__)
 

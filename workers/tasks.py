@@ -1,4 +1,4 @@
-"""Thin task wrappers: each calls one ``qjm.pipeline`` step and turns "later" into a Celery retry."""
+"""Thin task wrappers: each calls one ``qjm.engine.pipeline`` step and turns "later" into a Celery retry."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from typing import Any
 import redis
 from celery import Task
 
-from qjm import tags
-from qjm import tasks as names
-from qjm.deletion import ends_quietly, purge
+from qjm.client import tags
+from qjm.client.deletion import ends_quietly, purge
+from qjm.engine import tasks as names
+from qjm.engine.pipeline import Pipeline
 from qjm.errors import RetryLater
-from qjm.pipeline import Pipeline
 
 from .app import app
 

@@ -15,10 +15,10 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .. import codec
 from ..config import Settings
 from ..errors import InvalidInputError, UnknownBackendError
 from ..executors import is_local, local_backend_names, local_qubits, remote_devices
+from ..formats import codec
 from ..store import Store, keys
 from .info import BackendInfo
 

@@ -42,7 +42,7 @@ class ServiceError(Exception):
 
 #: The service's limits on a job's tags, refused with its codes 1204 (too many tags) and 1205 (a
 #: tag too long). IBM's error registry names these limits without their values; qjm assumes the
-#: same ones (``qjm.tags``), and a test keeps the two in step.
+#: same ones (``qjm.client.tags``), and a test keeps the two in step.
 MAX_JOB_TAGS = 20
 MAX_TAG_LENGTH = 100
 

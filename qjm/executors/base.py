@@ -45,7 +45,7 @@ class RunOptions:
     #: The primitive's own options (``SamplerOptions``/``EstimatorOptions`` fields as a dict),
     #: validated at ``run()``; qjm owns ``default_shots``, ``default_precision`` and job tags.
     primitive_options: dict[str, Any] | None = None
-    #: The set was given as pubs: its jobs store ``PrimitiveResult``s (``qjm.outputs``), not
+    #: The set was given as pubs: its jobs store ``PrimitiveResult``s (``qjm.formats.outputs``), not
     #: experiment records, and every pub keeps its own shape.
     pubs: bool = False
 
@@ -95,7 +95,7 @@ class Poll:
     service_estimate: float | None = None
 
 
-#: What a job produced: experiment records (``qjm.codec``; the counts API's local fast path) or
+#: What a job produced: experiment records (``qjm.formats.codec``; the counts API's local fast path) or
 #: the primitive's own ``PrimitiveResult``. The runner stores either in the set's result format.
 Output: TypeAlias = "list[dict[str, Any]] | PrimitiveResult"
 

@@ -14,9 +14,9 @@ from typing import Any
 from qiskit.primitives import PrimitiveResult
 from qiskit.providers import BackendV2
 
-from .. import codec
 from ..config import settings
 from ..errors import ExecutorError, UnknownBackendError
+from ..formats import codec
 from .base import Executor, JobWork, Primitive, Submission, SubmitContext
 
 AER = "aer_simulator"

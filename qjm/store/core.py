@@ -16,10 +16,10 @@ from typing import Any
 import redis
 import redis.lock
 
-from .. import codec
 from ..config import Settings, mask_url
 from ..config import settings as load_settings
 from ..errors import JobSetNotFoundError, StoreUnavailableError
+from ..formats import codec
 from ..lifecycle import CANCELLED_BY_USER, FINAL_RANK, JobSetStatus, JobStatus, Step
 from . import connection, keys, scripts
 from .durations import Durations
@@ -118,7 +118,7 @@ class Store:
         """Write a whole job set in one transaction: it exists completely or not at all.
 
         Each job waits for its transpile step in ``queue``, with tickets in job order. A set given
-        as pubs also has each job's piece entries and the set's layout (``qjm.pubs``)."""
+        as pubs also has each job's piece entries and the set's layout (``qjm.formats.pubs``)."""
         ttl, now, run_id = self.ttl, time.time(), self.run_id(rec.id)
         first = self.steps.tickets(queue, rec.n_jobs)
         p = self.r.pipeline(transaction=True)
@@ -269,7 +269,7 @@ class Store:
         move of a set is told so: its maker sends the set's assembly)."""
         blob: bytes | str = ""
         blob_key = keys.result(sid, i)
-        if result is not None:  # already in the set's format (``qjm.outputs.encode``)
+        if result is not None:  # already in the set's format (``qjm.formats.outputs.encode``)
             blob = self.outputs.write_parts(sid, i, result)
         elif isa is not None:
             blob, blob_key = isa, keys.isa(sid, i)
@@ -327,7 +327,7 @@ class Store:
     def new_attempt(self, sid: str, i: int, ended: int, why: str, kind: str = "repost",
                     start: JobStatus = JobStatus.TRANSPILED) -> int:
         """Start job ``i``'s next attempt after attempt ``ended`` (see ``scripts/new_attempt.lua``),
-        from ``start``; ``kind`` says what started it (``qjm.retries``).
+        from ``start``; ``kind`` says what started it (``qjm.engine.retries``).
         Returns the new attempt, or 0 if the job had moved to another attempt already."""
         return int(self._new_attempt(keys=[keys.job(sid, i), keys.job_set(sid)],
                                      args=[ended, start.value, start.rank, repr(time.time()), why, kind, FINAL_RANK]))

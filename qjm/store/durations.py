@@ -1,4 +1,4 @@
-"""How long a backend's recent remote jobs took, shared by every worker (``qjm.polling`` plans
+"""How long a backend's recent remote jobs took, shared by every worker (``qjm.engine.polling`` plans
 its polls with it)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any
 import redis
 
 from ..config import DAY
-from ..polling import Estimate
+from ..engine.polling import Estimate
 from . import keys, scripts
 
 

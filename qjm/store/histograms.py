@@ -1,6 +1,6 @@
 """Latency histograms as counters in Redis: every worker on every host adds to the same ones.
 Each observation (a job's result, a set's end) is reported by the one transition that made it,
-so a redelivered task counts nothing twice. ``qjm.metrics`` decides buckets and serves them."""
+so a redelivered task counts nothing twice. ``qjm.ops.metrics`` decides buckets and serves them."""
 
 from __future__ import annotations
 

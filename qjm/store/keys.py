@@ -72,7 +72,7 @@ def combined(sid: str) -> str:
 
 
 def layout(sid: str) -> str:
-    """JSON: a pub set's pieces per job (``qjm.pubs.Piece``), to stitch pub results back."""
+    """JSON: a pub set's pieces per job (``qjm.formats.pubs.Piece``), to stitch pub results back."""
     return f"{_set(sid)}:layout"
 
 
@@ -108,7 +108,7 @@ def isa(sid: str, i: int) -> str:
 
 
 def pubs(sid: str, i: int) -> str:
-    """JSON: the JSON half of the job's pieces (``qjm.pubs.piece_entry``), for pub sets."""
+    """JSON: the JSON half of the job's pieces (``qjm.formats.pubs.piece_entry``), for pub sets."""
     return f"{job(sid, i)}:pubs"
 
 
@@ -118,7 +118,7 @@ def prepared(sid: str, i: int) -> str:
 
 
 def result(sid: str, i: int) -> str:
-    """The job's output (``qjm.outputs``): experiment records, or a PrimitiveResult's JSON."""
+    """The job's output (``qjm.formats.outputs``): experiment records, or a PrimitiveResult's JSON."""
     return f"{job(sid, i)}:result"
 
 
@@ -165,7 +165,7 @@ def backends_refresh(account: str) -> str:
 
 
 def durations(backend: str) -> str:
-    """Hash: ``mean``/``dev`` of how long the backend's recent jobs took (``qjm.polling``)."""
+    """Hash: ``mean``/``dev`` of how long the backend's recent jobs took (``qjm.engine.polling``)."""
     return f"{PREFIX}:durations:{{{backend}}}"
 
 
@@ -198,7 +198,7 @@ def service_usage_refresh(instance: str) -> str:
 
 
 def histogram(metric: str, backend: str) -> str:
-    """Hash: a latency histogram's bucket counts, ``count`` and ``sum`` (``qjm.metrics``)."""
+    """Hash: a latency histogram's bucket counts, ``count`` and ``sum`` (``qjm.ops.metrics``)."""
     return f"{PREFIX}:metrics:{metric}:{{{backend}}}"
 
 
@@ -219,7 +219,7 @@ def sets_by(field: str, value: str) -> str:
 
 
 def tombstone(sid: str) -> str:
-    """String: present once the set was deleted, so late tasks end quietly (``qjm.deletion``)."""
+    """String: present once the set was deleted, so late tasks end quietly (``qjm.client.deletion``)."""
     return f"{_set(sid)}:deleted"
 
 

@@ -1,5 +1,5 @@
 """Where a job's output lives: one value per job, or parts of one when it is larger than a Redis
-value should be (``QJM_RESULT_CHUNK_BYTES``). ``qjm.outputs`` decides what an output holds;
+value should be (``QJM_RESULT_CHUNK_BYTES``). ``qjm.formats.outputs`` decides what an output holds;
 this module only stores and reads its bytes, so a reader never loads more than one job's."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from typing import Any
 
 import redis
 
-from .. import codec
 from ..errors import JobSetNotFoundError
+from ..formats import codec
 from . import keys
 
 #: How a result value that lists its parts begins (no output is a JSON object with this key).
@@ -24,7 +24,7 @@ class Outputs:
         self.chunk_bytes = max(1024, chunk_bytes)
 
     def read(self, sid: str, i: int) -> bytes | None:
-        """A job's stored output as written (``qjm.outputs``), its parts joined."""
+        """A job's stored output as written (``qjm.formats.outputs``), its parts joined."""
         raw = self.r.get(keys.result(sid, i))
         names = part_keys(sid, i, raw)
         if not names:

@@ -1,7 +1,7 @@
 """What the store keeps about a job set and each of its jobs, as plain dataclasses.
 
 Records are read from and written to Redis hashes; they are snapshots, never live handles
-(``qjm.job_set`` builds the user's live views on top of them).
+(``qjm.client.job_set`` builds the user's live views on top of them).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import codec
+from ..formats import codec
 from ..lifecycle import JobSetStatus, JobStatus, Step
 
 
@@ -68,7 +68,7 @@ class JobRecord:
     #: Redis's ``run_id`` when the job was created or its post began: a different one now means
     #: Redis restarted since, and may have lost that the post began.
     run_id: str | None = None
-    # Liveness (``qjm.reconciler``): the step the job waits for, in which queue, and by when.
+    # Liveness (``qjm.engine.reconciler``): the step the job waits for, in which queue, and by when.
     step: Step | None = None
     queue: str | None = None
     #: The step's place in its queue (``Steps.plan``), 0 for a step due at a time (``due``).
@@ -218,7 +218,7 @@ class JobSetRecord:
     #: When the reconciler last sent this set's assembly (it re-sends it after a grace period).
     assemble_sent_at: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-    #: A job whose failure is transient (``qjm.retries``) runs again up to this many times.
+    #: A job whose failure is transient (``qjm.engine.retries``) runs again up to this many times.
     max_retries: int = 0
     #: How many times ``rerun_failed()`` reopened the set.
     reruns: int = 0

@@ -21,11 +21,11 @@ import logging
 from dataclasses import dataclass
 
 from ..config import Settings
+from ..engine.transitions import Transitions
 from ..errors import RetryLater
 from ..lifecycle import JobStatus
 from ..store import JobRecord, JobSetRecord, Store
 from ..store.usage import attempt_ref, month
-from ..transitions import Transitions
 from .estimate import JOB_OVERHEAD_SECONDS
 from .instance import ServiceFigures, instance_key
 

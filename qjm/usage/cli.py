@@ -1,4 +1,4 @@
-"""``qjm usage [ID]`` and ``qjm budget ID SECONDS|none``: QPU time from a shell (``qjm.cli`` registers them)."""
+"""``qjm usage [ID]`` and ``qjm budget ID SECONDS|none``: QPU time from a shell (``qjm.ops.cli`` registers them)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from ..cli_manage import job_set_id_arg
 from ..errors import InvalidInputError
+from ..ops.cli_manage import job_set_id_arg
 from .records import InstanceUsage, SetUsage
 
 if TYPE_CHECKING:
-    from ..manager import JobManager
+    from ..client.manager import JobManager
 
 
 def _seconds(value: float | None) -> str:

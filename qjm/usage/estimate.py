@@ -14,7 +14,7 @@
   (``Executor.executions``). Otherwise an Estimator pub's shots are ``ceil(1 / precision**2)``.
 * ``JOB_OVERHEAD_SECONDS``: a fixed cost per job, preparing the QPU (2 s).
 
-It is computed once per job, in its transpile step (``qjm.pipeline``), and stored with the job: a
+It is computed once per job, in its transpile step (``qjm.engine.pipeline``), and stored with the job: a
 budget is checked against it right before the post (``qjm.usage.budget``).
 """
 

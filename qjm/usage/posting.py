@@ -16,11 +16,11 @@ import logging
 import time
 from collections.abc import Callable
 
+from ..engine.transitions import Transitions
 from ..errors import JobSetNotFoundError
 from ..executors import Executor, Poll
 from ..store import JobRecord, JobSetRecord
 from ..store.usage import month, parse_attempt_ref
-from ..transitions import Transitions
 from .budget import QpuTime
 
 log = logging.getLogger(__name__)

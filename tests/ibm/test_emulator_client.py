@@ -18,12 +18,12 @@ import pytest
 from qiskit import ClassicalRegister, QuantumCircuit, QuantumRegister, transpile
 from qiskit.providers import JobStatus as QiskitJobStatus
 
-from qjm import codec, outputs
 from qjm.emulator import Emulator
 from qjm.errors import ExecutorError, RetryLater, UnknownBackendError
 from qjm.executors.base import JobWork, Poll, RunOptions, SubmitContext
 from qjm.executors.ibm import IBMQuantumExecutor
 from qjm.executors.ibm.executor import job_status
+from qjm.formats import codec, outputs
 from qjm.lifecycle import JobStatus, remote_status
 
 BACKEND = "ibm_manila"
@@ -64,7 +64,7 @@ def work_of(circuits: list[QuantumCircuit], options: RunOptions) -> JobWork:
 
 
 def records_of(executor: IBMQuantumExecutor, remote_id: str, work: JobWork) -> list[dict[str, Any]]:
-    """A counts set's records of a fetched job, as the runner stores them (``qjm.outputs``)."""
+    """A counts set's records of a fetched job, as the runner stores them (``qjm.formats.outputs``)."""
     return codec.loads(outputs.encode(executor.fetch(remote_id, work), work))
 
 

@@ -26,11 +26,11 @@ from qiskit.primitives.containers.sampler_pub import SamplerPub
 from qiskit.quantum_info import SparsePauliOp, Statevector
 from qiskit_ibm_runtime.fake_provider import FakeManilaV2
 
-from qjm import outputs
 from qjm.emulator import Emulator
 from qjm.errors import ExecutorError, RetryLater
 from qjm.executors.base import JobWork, Primitive, RunOptions, SubmitContext
 from qjm.executors.ibm import IBMQuantumExecutor
+from qjm.formats import outputs
 
 BACKEND = "ibm_manila"
 SIGMAS = 4.0

@@ -13,7 +13,7 @@
 -- ARGV[3]  its rank                                (JobStatus.rank)
 -- ARGV[4]  now, epoch seconds
 -- ARGV[5]  why the previous attempt ended
--- ARGV[6]  what starts the new attempt: repost, retry or rerun (qjm.retries)
+-- ARGV[6]  what starts the new attempt: repost, retry or rerun (qjm.engine.retries)
 -- ARGV[7]  the rank of every final status          (lifecycle.FINAL_RANK)
 --
 -- Returns the new attempt number, or 0 if the job was on another attempt or is final and this

@@ -1,4 +1,4 @@
--- Reopen a final job set for a re-run of its failed jobs (qjm.rerun): it reads RUNNING again at
+-- Reopen a final job set for a re-run of its failed jobs (qjm.client.rerun): it reads RUNNING again at
 -- once, its cancel flag and batch are forgotten (the next post opens a new batch), and its
 -- combined result goes (the per-job results of its DONE jobs were restored first). The
 -- assembly is marked as just sent, so a reconciler tick racing the re-run waits a grace period

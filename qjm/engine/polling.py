@@ -1,0 +1,156 @@
+"""When to ask the service about a remote job next.
+
+Two regimes:
+
+* No track record for the backend yet: poll at a tenth of the job's age (between
+  ``QJM_MIN_POLL_INTERVAL`` and ``Settings.poll_cap``), so an end is noticed within about 10 % of
+  the job's time and a job that waits for hours costs one request a minute.
+* A track record (recent jobs on the backend took ``mean`` seconds, give or take ``dev``): jobs of
+  one job set on one backend tend to take alike, so skip ahead to half a deviation before the
+  expected end and poll finely around it. The end is noticed within a small fraction of the
+  job's time, in about two requests; a job that runs late falls back to the age-based schedule.
+
+A pause of at most ``INLINE_PAUSE`` is waited inside the poll task (``Pipeline.poll``), and the
+skip ahead is sent back to Celery ``LEAD`` early, the task waiting the rest: a Celery round trip
+costs tens of milliseconds and lands late by as much under load, which near a job's end is
+time the next job waits for its slot.
+
+The estimate is kept per backend in Redis (``Store.record_duration``) from the age at which
+finished jobs were last seen still pending, so every worker plans with what all of them saw.
+When the device's queue at the job's post and its pace are known, the job also has an estimate
+of its own (``queued``: its place in the queue times the pace), used when it expects the end sooner.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config import Settings
+
+#: The shortest pause, and only near an expected end: 20 ms suits the emulator's 1 s jobs, while
+#: a 10 s job gets 0.2 s and an IBM job of minutes gets seconds (see ``Estimate.fine``).
+FINE_FLOOR = 0.02
+#: Pauses this short are waited in the task; a task waits at most ``INLINE_BUDGET`` in all.
+INLINE_PAUSE = 0.25
+INLINE_BUDGET = 2.0
+#: A job seen done at a first poll made on time is taken to have ended this fraction of its age.
+EARLY_END = 0.9
+#: How much early the skip ahead to the first poll is sent back to Celery.
+LEAD = 0.1
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """How long jobs on one backend have recently taken, from submit to their end."""
+
+    mean: float
+    dev: float
+
+    @property
+    def fine(self) -> float:
+        """The pause between polls near the expected end: tighter for steadier backends."""
+        return max(FINE_FLOOR, 0.02 * self.mean, 0.25 * self.dev)
+
+    @property
+    def first(self) -> float:
+        """The age of the first poll: the estimate is of the last age a job was seen pending,
+        a little below its end, so a job is mostly still pending then and seen done one fine
+        pause later (two requests), while one ending early is seen at once."""
+        return max(0.0, self.mean - 0.5 * self.dev)
+
+    @property
+    def window(self) -> tuple[float, float]:
+        """Ages between which the end is expected, widened by the fine pause on each side."""
+        return max(0.0, self.mean - 2 * self.dev - self.fine), self.mean + 2 * self.dev + 2 * self.fine
+
+
+def queued(pace: Estimate | None, ahead: int | None) -> Estimate | None:
+    """A job's own estimate on a device that runs its queue in turn: the ``ahead`` jobs it had
+    before it at its post and itself, at the device's pace (seconds per job, give or take; see
+    ``qjm.backends.queue``). None unless both are known.
+
+    A backend's one estimate of post-to-end times serves jobs that all queue alike (one set on a
+    device it fills to its pending limit); a set spread over devices with queues of their own has
+    jobs that end 1 s and 8 s after their post, and the backend's mean of them would notice the
+    first late by seconds, leaving its device idle."""
+    if pace is None or ahead is None:
+        return None
+    n = ahead + 1
+    return Estimate(n * pace.mean, n * pace.dev)
+
+
+def sooner(*estimates: Estimate | None) -> Estimate | None:
+    """The estimate that polls first. A job's own (``queued``) rests on the queue the listing
+    showed at its post, which may be seconds old: it may only bring the first poll forward,
+    never put it off past what the backend's recent jobs took."""
+    known = [e for e in estimates if e is not None]
+    return min(known, key=lambda e: e.first) if known else None
+
+
+def age_based(age: float, cfg: Settings) -> float:
+    return min(cfg.poll_cap, max(cfg.min_poll_interval, 0.1 * age))
+
+
+def first_poll_age(est: Estimate | None, cfg: Settings) -> float:
+    """Age before which asking is pointless: the job was just posted, or is not expected to end yet."""
+    if est is None:
+        return cfg.min_poll_interval
+    return min(cfg.poll_cap, max(cfg.min_poll_interval, est.first))
+
+
+def end_sample(seen_pending_age: float | None, done_age: float, est: Estimate | None) -> float | None:
+    """What a finished job adds to its backend's estimate (None: nothing).
+
+    The last age it was seen pending, just below its end. A job seen done at a first poll made
+    on time ended before that poll, maybe long before: it counts as ``EARLY_END`` of the poll's
+    planned age, so an estimate that aims too late comes down within a few jobs. A first poll
+    that landed late (a busy worker) says nothing of when the job ended: it adds nothing, so a
+    loaded machine neither pushes the estimate up nor drags it down."""
+    if seen_pending_age is not None:
+        return seen_pending_age
+    if est is None:
+        return done_age
+    if done_age <= est.first + est.fine:
+        return EARLY_END * est.first
+    return None
+
+
+def countdown(wait: float) -> float:
+    """The Celery countdown for a skip ahead of ``wait`` seconds to a job's first poll: ``LEAD``
+    early when it is longer than an inline pause, so the task is back in time and waits inline."""
+    return wait - LEAD if wait > INLINE_PAUSE + LEAD else wait
+
+
+def wait_inline(delay: float) -> bool:
+    """Whether a poll task waits ``delay`` itself rather than go round Celery."""
+    return delay <= INLINE_PAUSE
+
+
+def next_poll_in(age: float, est: Estimate | None, cfg: Settings) -> float:
+    """Seconds until the next status check of a job now ``age`` seconds old and still pending."""
+    base = age_based(age, cfg)
+    if est is None:
+        return base
+    start, end = est.window
+    if age < start:
+        return min(cfg.poll_cap, start - age)
+    if age <= end:
+        return min(base, est.fine)
+    return base
+
+
+def slot_wait_retry_in(waited: float, est: Estimate | None, cfg: Settings, ahead: int = 0, slots: int = 1) -> float:
+    """How soon a job waiting for a pending-job slot checks back.
+
+    A freed slot is handed to the longest-waiting job at once, by whoever freed it; the
+    waiting task only has to come back to go on to polling, and that is due no sooner than the
+    first poll of its job. With a track record, a job with ``ahead`` jobs before it in the queue
+    for ``slots`` slots cannot be posted before ``ahead // slots`` jobs ran one after another on
+    each slot: it checks back after the shortest such time plus half its first poll age. So a
+    job deep in the queue comes back a few times, not every half second: hundreds of waiting
+    tasks coming back that often took the worker processes that the polls need.
+    """
+    if est is None:
+        return age_based(waited, cfg)
+    rounds = ahead // max(1, slots)
+    return min(cfg.poll_cap, max(cfg.min_poll_interval, rounds * est.window[0] + first_poll_age(est, cfg) / 2))

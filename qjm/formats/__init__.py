@@ -1,0 +1,1 @@
+"""How circuits, pubs and results are written down (QPY, JSON) and checked before anything is stored."""
