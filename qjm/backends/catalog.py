@@ -52,8 +52,19 @@ class Catalog:
         finally:
             if cached is not None:
                 r.delete(keys.backends_refresh(account))
+        # qjm's own pending jobs as the listing was taken: the rest of its queue is other users'.
+        mine = self.store.slots.in_use_many([d["name"] for d in listed])
+        listed = [{**d, "qjm_pending": mine[d["name"]], "listed_at": now} for d in listed]
         r.set(key, codec.dumps({"at": now, "devices": listed}), ex=max(60, int(10 * self.cfg.backends_cache_seconds)))
         return {d["name"]: d for d in listed}
+
+    def others_queued(self, name: str) -> tuple[int, float] | None:
+        """Other users' jobs on a device's queue in the (cached) listing, and its age in seconds;
+        None when the listing lacks the device (or predates this count)."""
+        d = self.devices().get(name)
+        if d is None or "qjm_pending" not in d:
+            return None
+        return max(0, int(d["pending_jobs"]) - int(d["qjm_pending"])), max(0.0, self._clock() - float(d["listed_at"]))
 
     # ------------------------------------------------------------------ records
     def infos(self, names: Iterable[str]) -> dict[str, BackendInfo]:

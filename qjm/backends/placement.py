@@ -24,6 +24,7 @@ from ..store import JobRecord, JobSetRecord, Store
 from ..store.keys import job_ref
 from .catalog import Catalog
 from .info import BackendInfo
+from .queue import ahead_at_post
 
 log = logging.getLogger(__name__)
 
@@ -111,12 +112,14 @@ class Placement:
         """Jobs the device has ahead of a post made now (``qjm.backends.queue``), if the listing
         says: only an estimate's input, so a listing that cannot be read leaves it unknown."""
         try:
-            info = self.catalog.infos([backend])[backend]
+            listed = self.catalog.others_queued(backend)
         except Exception as exc:  # noqa: BLE001 - the post goes on without it
             log.info("the queue of %s could not be read: %s", backend, exc)
             return None
-        # qjm's count holds this job's own slot (taken before the post); the listing predates it.
-        return max(info.pending_jobs, info.in_flight - 1)
+        if listed is None:
+            return None
+        # qjm's count holds this job's own slot (taken before the post).
+        return ahead_at_post(max(0, self.store.slots.in_use(backend) - 1), *listed, self.store.durations.pace(backend))
 
     def _offline(self, rec: JobSetRecord, loads: list[Load]) -> RetryLater:
         note = offline_note(loads)

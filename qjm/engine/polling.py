@@ -19,6 +19,7 @@ The estimate is kept per backend in Redis (``Store.record_duration``) from the a
 finished jobs were last seen still pending, so every worker plans with what all of them saw.
 When the device's queue at the job's post and its pace are known, the job also has an estimate
 of its own (``queued``: its place in the queue times the pace), used when it expects the end sooner.
+A job the service still shows queued is not asked again before it can have run (``still_queued``).
 """
 
 from __future__ import annotations
@@ -126,17 +127,72 @@ def wait_inline(delay: float) -> bool:
     return delay <= INLINE_PAUSE
 
 
-def next_poll_in(age: float, est: Estimate | None, cfg: Settings) -> float:
-    """Seconds until the next status check of a job now ``age`` seconds old and still pending."""
-    base = age_based(age, cfg)
-    if est is None:
-        return base
-    start, end = est.window
-    if age < start:
-        return min(cfg.poll_cap, start - age)
-    if age <= end:
-        return min(base, est.fine)
-    return base
+def still_queued(age: float, pace: Estimate | None, own: Estimate | None) -> float | None:
+    """The age before which a job the service says is still queued (not yet running) cannot be
+    expected to end; None without the device's pace.
+
+    It has a whole run ahead of it, about one job at the device's pace (less its deviation), and,
+    on a device that runs its queue in turn, the rest of what stood before it at its post: its
+    own estimate. Fine polls aimed by an estimate that puts its end sooner (the backend's, which
+    mixes jobs queued deep and shallow) would each only see it queued again."""
+    if pace is None:
+        return None
+    return max(age + max(0.0, pace.mean - pace.dev), own.first if own is not None else 0.0)
+
+
+def next_poll_in(age: float, est: Estimate | None, cfg: Settings, queued_until: float | None = None) -> float:
+    """Seconds until the next status check of a job now ``age`` seconds old and still pending;
+    no sooner than ``queued_until`` (``still_queued``) when the service says it is queued."""
+    delay = age_based(age, cfg)
+    if est is not None:
+        start, end = est.window
+        if age < start:
+            delay = min(cfg.poll_cap, start - age)
+        elif age <= end:
+            delay = min(delay, est.fine)
+    if queued_until is not None:
+        delay = max(delay, min(cfg.poll_cap, queued_until - age))
+    return delay
+
+
+@dataclass(frozen=True)
+class SerialPlan:
+    """When a job on a device that runs one job at a time ends (ages): not before ``lo``, and
+    about ``target``, give or take ``dev`` (the spread of the device's time per job)."""
+
+    lo: float
+    target: float
+    dev: float
+
+    @property
+    def first(self) -> float:
+        return max(self.lo, self.target - self.dev)
+
+    def next_poll_in(self, age: float, cfg: Settings) -> float | None:
+        """Pause before the next look; None once the job outlived the plan (then ``next_poll_in``)."""
+        if age < self.first:
+            return min(cfg.poll_cap, self.first - age)
+        if age <= self.target + 2 * self.dev:
+            return max(FINE_FLOOR, self.dev)
+        return None
+
+
+def serial_end(pace: Estimate, submitted_at: float, ahead_at_post: int | None, queued_at: float | None,
+               running_at: float | None, end_lo: float | None, end_hi: float | None) -> SerialPlan:
+    """A job's end on a device that runs its queue in turn: one run (``pace``) after its start.
+
+    Its start (wall times) is no sooner than its post, the last look that found it queued
+    (``queued_at``), and the end of qjm's job there that last ended (between ``end_lo`` and
+    ``end_hi``); it is expected when the jobs ahead of it at its post ran, or as soon as the
+    last end when that is later; and it is no later than the first look that found it running.
+    A backend's post-to-end estimate mixes jobs queued deep and shallow, and its fine polls near
+    the mean each see the job queued or mid-run again; the job's own start is known to a look."""
+    dev = max(pace.dev, 0.05 * pace.mean)
+    start_lo = max(submitted_at, queued_at or 0.0, end_lo or 0.0)
+    start = max(start_lo, submitted_at + (ahead_at_post or 0) * pace.mean, end_hi or 0.0)
+    if running_at is not None:
+        start = max(start_lo, min(start, running_at))
+    return SerialPlan(start_lo + pace.mean - dev - submitted_at, start + pace.mean - submitted_at, dev)
 
 
 def slot_wait_retry_in(waited: float, est: Estimate | None, cfg: Settings, ahead: int = 0, slots: int = 1) -> float:

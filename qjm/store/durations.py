@@ -10,12 +10,15 @@ import redis
 from ..config import DAY
 from ..engine.polling import Estimate
 from . import keys, scripts
+from .runs import DeviceRuns
 
 
 class Durations:
     def __init__(self, r: redis.Redis) -> None:
         self.r: Any = r  # sync and binary: answers are bytes (see ``Store``)
         self._record = scripts.load(r, "record_duration")
+        #: What polls saw of the device's jobs running (when each started, when the last ended).
+        self.runs = DeviceRuns(r)
 
     def record(self, backend: str, seconds: float, weight: float = 0.3) -> None:
         """Fold one finished job's duration into the estimate (kept a day after the last)."""

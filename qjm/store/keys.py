@@ -174,6 +174,11 @@ def pace(backend: str) -> str:
     return f"{PREFIX}:pace:{{{backend}}}"
 
 
+def runs(backend: str) -> str:
+    """Hash: what qjm's polls saw of a device's jobs running (``qjm.store.runs``)."""
+    return f"{PREFIX}:runs:{{{backend}}}"
+
+
 def usage_month(instance: str, period: str) -> str:
     """Hash: an instance's QPU seconds in one UTC month (``period``, ``YYYY-MM``): ``reserved``,
     ``consumed`` and one ``r:<attempt ref>`` field per reservation held (``qjm.store.usage``)."""

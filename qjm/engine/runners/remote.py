@@ -27,6 +27,7 @@ import redis.lock
 from cachetools import LRUCache
 
 from ...backends import Placement, pace_sample
+from ...backends.queue import note_look, outlook
 from ...errors import BatchClosedError, QJMError, RetryLater
 from ...executors import Executor, JobWork, SubmitContext
 from ...formats import outputs
@@ -237,19 +238,19 @@ class RemoteRunner(JobRunner):
             executor.cancel(job.remote_id)
             self.release(rec, i, backend)
             return None
-        est = polling.sooner(polling.queued(store.durations.pace_estimate(backend), job.ahead_at_post),
-                             store.durations.estimate(backend))
-        age = time.time() - job.submitted_at if job.submitted_at else None
-        first = polling.first_poll_age(est, self.cfg)
+        ref, age = job_ref(rec.id, i), (time.time() - job.submitted_at if job.submitted_at else None)
+        look = outlook(store, backend, ref, job)
+        est, first = look.est, look.first_age(self.cfg)
         if age is not None and age < first:  # just posted (or handed off): no point asking yet
             return polling.countdown(first - age)
-        store.slots.renew(backend, job_ref(rec.id, i), self.lease)
+        store.slots.renew(backend, ref, self.lease)
         state = executor.poll(job.remote_id)
         self.qpu.polled(rec, job, state)
         if state.status.final:
             # The service no longer counts the job as pending: free its slot for the next job
             # before spending time on fetching this one's results.
             self.release(rec, i, backend)
+        note_look(store, backend, ref, job, state.status, time.time())
         if state.status is JobStatus.DONE:
             sample = None if age is None else polling.end_sample(job.seen_pending_age, age, est)
             self._fetch(rec, job, executor, sample)
@@ -272,7 +273,8 @@ class RemoteRunner(JobRunner):
         if age is None:
             return polling.age_based(0.0, self.cfg)
         store.set_job_fields(rec.id, i, seen_pending_age=repr(age))
-        delay = polling.next_poll_in(age, est, self.cfg)
+        look = look if look.plan is None else outlook(store, backend, ref, job)  # with what this look saw
+        delay = look.next_poll_in(age, state.status is JobStatus.SUBMITTED, self.cfg)
         if est is not None and polling.wait_inline(delay):  # near the expected end
             self.ready_next(backend)
         return delay
