@@ -31,7 +31,7 @@ SET_KEY = re.compile(r"^qjm:\{(?P<sid>[0-9a-f]{32})\}:")
 POOL_KEY = re.compile(r"^qjm:\{slots:(?P<backend>[^}]+)\}:")
 #: qjm's other keys: one per backend, queue or worker (each under its own tag), or global.
 OTHER_KEYS = [re.compile(p) for p in (
-    r"^qjm:durations:\{[^}]+\}$", r"^qjm:pace:\{[^}]+\}$", r"^qjm:\{backends:[0-9a-f]+\}:(listing|refresh)$",
+    r"^qjm:durations:\{[^}]+\}$", r"^qjm:pace:\{[^}]+\}$", r"^qjm:runs:\{[^}]+\}$", r"^qjm:\{backends:[0-9a-f]+\}:(listing|refresh)$",
     r"^qjm:\{usage:[0-9a-f]+\}:(\d{4}-\d{2}|totals|service|service-refresh)$",
     r"^qjm:metrics:[a-z_]+:\{[^}]+\}$", r"^qjm:queue:\{[^}]+\}:seq$",
     r"^qjm:worker:\{[^}]+\}$", r"^qjm:sets:(name|tag|backend|status):.+$")]

@@ -1,6 +1,6 @@
 """When to ask the service about a remote job next.
 
-Two regimes:
+Three regimes:
 
 * No track record for the backend yet: poll at a tenth of the job's age (between
   ``QJM_MIN_POLL_INTERVAL`` and ``Settings.poll_cap``), so an end is noticed within about 10 % of
@@ -9,6 +9,11 @@ Two regimes:
   one job set on one backend tend to take alike, so skip ahead to half a deviation before the
   expected end and poll finely around it. The end is noticed within a small fraction of the
   job's time, in about two requests; a job that runs late falls back to the age-based schedule.
+* A device seen to run its queue one job at a time (``qjm.store.runs``): a job ends one run
+  (the device's pace) after it starts, and what looks saw (still queued, running, qjm's previous
+  job there ended) bounds its start (``serial_end``). Jobs behind queues of different depths end
+  far apart, so the backend's one estimate, polled finely across their spread, cost four or five
+  requests a job; this costs about two.
 
 A pause of at most ``INLINE_PAUSE`` is waited inside the poll task (``Pipeline.poll``), and the
 skip ahead is sent back to Celery ``LEAD`` early, the task waiting the rest: a Celery round trip
